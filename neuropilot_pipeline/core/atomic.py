@@ -1,0 +1,94 @@
+"""Crash-safe file writes: a reader sees the old file or the new one, never half of either.
+
+Every file NeuroPilot owns (Parquet partitions, model versions, registry, policy state,
+tfvars, reports) is written through these helpers: the bytes go to a temporary file in
+the same directory, are fsync'ed, then renamed over the target (rename is atomic on
+POSIX within one file system), and the directory is fsync'ed so the rename survives a
+power cut.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+DEFAULT_FILE_MODE = 0o640
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # pragma: no cover - e.g. platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def atomic_path(target: str | os.PathLike, mode: int = DEFAULT_FILE_MODE) -> Iterator[Path]:
+    """Yield a temporary path beside ``target``; on success rename it over ``target``.
+
+    On any exception the temporary file is removed and ``target`` is left untouched.
+    Use this for writers that want a path (pyarrow, numpy.savez) rather than bytes.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.chmod(tmp, mode)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+        _fsync_dir(target.parent)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_bytes(target: str | os.PathLike, data: bytes, mode: int = DEFAULT_FILE_MODE) -> None:
+    with atomic_path(target, mode) as tmp:
+        tmp.write_bytes(data)
+
+
+def atomic_write_text(target: str | os.PathLike, text: str, mode: int = DEFAULT_FILE_MODE) -> None:
+    atomic_write_bytes(target, text.encode("utf-8"), mode)
+
+
+def atomic_write_json(target: str | os.PathLike, obj: Any, mode: int = DEFAULT_FILE_MODE) -> None:
+    atomic_write_text(target, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n", mode)
+
+
+def atomic_write_with(target: str | os.PathLike, writer: Callable[[Path], None], mode: int = DEFAULT_FILE_MODE) -> None:
+    """Call ``writer(tmp_path)`` and publish its output atomically at ``target``."""
+    with atomic_path(target, mode) as tmp:
+        writer(tmp)
+
+
+def remove_stale_temp_files(directory: str | os.PathLike) -> list[Path]:
+    """Delete temp files left by a writer that was killed mid-write; return what was removed."""
+    directory = Path(directory)
+    if not directory.exists():
+        return []
+    removed = []
+    for tmp in directory.rglob(".*.tmp"):
+        tmp.unlink(missing_ok=True)
+        removed.append(tmp)
+    return removed
+
+
+def _json_default(value: Any) -> Any:
+    # numpy scalars and timestamps show up in metadata dicts; store them as plain JSON.
+    if hasattr(value, "item"):
+        return value.item()
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serialisable")

@@ -1,0 +1,291 @@
+"""ops_config.yaml: loading, environment overrides and validation.
+
+The YAML file is the documented, commented source of settings; the environment overrides
+any key (NEUROPILOT_<KEY>, NEUROPILOT_<SECTION>__<KEY>); secrets are never read from YAML.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+
+MANAGED_THRESHOLDS = (
+    "cpu_scale_up_threshold",
+    "cpu_scale_down_threshold",
+    "latency_threshold_ms",
+    "min_instances",
+    "max_instances",
+)
+INTEGER_THRESHOLDS = {"min_instances", "max_instances"}
+ENV_PREFIX = "NEUROPILOT_"
+# Environment variables that are NeuroPilot's own switches rather than config keys.
+RESERVED_ENV = {"NEUROPILOT_CONFIG", "NEUROPILOT_HOME"}
+# Keys that must never come from the YAML file: they are secrets.
+SECRET_KEYS = {"api_key", "token", "password", "webhook_url", "bearer_token", "secret"}
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+class ConfigError(ValueError):
+    """ops_config.yaml (or an override) is invalid; the message says which key and how to fix it."""
+
+
+@dataclass(frozen=True)
+class ThresholdSpec:
+    name: str
+    value: float
+    min: float
+    max: float
+    max_step: float
+
+    def as_dict(self) -> dict[str, float]:
+        return {"value": self.value, "min": self.min, "max": self.max, "max_step": self.max_step}
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    n_components: int = 3
+    min_components: int = 1
+    max_components: int = 6
+    lookback_hours: int = 24
+    min_samples: int = 48
+    max_iter: int = 200
+    drift_threshold: float = 0.5
+
+
+@dataclass(frozen=True)
+class OpsConfig:
+    sla_target: float
+    slo_p95_ms: float
+    cost_budget: float
+    anomaly_sensitivity: float
+    learning_rate: float
+    mode: str
+    policy: str
+    services: tuple[str, ...]
+    partitions_start: str
+    home: Path
+    paths: dict[str, str]
+    source: dict[str, Any]
+    model: ModelSettings
+    rate_limits: dict[str, int]
+    thresholds: dict[str, ThresholdSpec]
+    config_path: Path | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    # -- paths -------------------------------------------------------------------------
+    def path(self, name: str) -> Path:
+        p = Path(self.paths[name])
+        return p if p.is_absolute() else self.home / p
+
+    @property
+    def warehouse_dir(self) -> Path:
+        return self.path("warehouse")
+
+    @property
+    def models_dir(self) -> Path:
+        return self.path("models")
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.path("reports")
+
+    @property
+    def state_dir(self) -> Path:
+        return self.path("state")
+
+    @property
+    def infra_repo(self) -> Path:
+        return self.path("infra_repo")
+
+    def tfvars_path(self, service: str) -> Path:
+        return self.infra_repo / self.paths["tfvars"].format(service=service)
+
+    def threshold_values(self) -> dict[str, float]:
+        return {name: spec.value for name, spec in self.thresholds.items()}
+
+
+def default_config_path() -> Path:
+    return PROJECT_ROOT / "config" / "ops_config.yaml"
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("NEUROPILOT_HOME") or Path.cwd() / "neuropilot_home").resolve()
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ConfigError(
+            f"Config file {path} does not exist. Set NEUROPILOT_CONFIG to your ops_config.yaml "
+            f"or copy {default_config_path()} there."
+        ) from exc
+    try:
+        data = YAML(typ="safe").load(text)
+    except YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}. Fix the line shown, or restore it from git.") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping of settings at the top level, not {type(data).__name__}.")
+    return data
+
+
+def apply_env_overrides(data: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+    """Return a copy of ``data`` with NEUROPILOT_* variables applied (YAML-parsed scalars)."""
+    result = copy.deepcopy(data)
+    yaml = YAML(typ="safe")
+    for name, raw_value in sorted(env.items()):
+        if not name.startswith(ENV_PREFIX) or name in RESERVED_ENV:
+            continue
+        keys = [k.lower() for k in name[len(ENV_PREFIX):].split("__") if k]
+        if not keys:
+            continue
+        top = keys[0]
+        if top not in result and len(keys) == 1 and top not in _KNOWN_TOP_LEVEL:
+            # Unknown NEUROPILOT_* variables (e.g. NEUROPILOT_SLACK_...) belong to other parts.
+            continue
+        try:
+            value = yaml.load(raw_value)
+        except YAMLError:
+            value = raw_value
+        if value is None:
+            value = raw_value
+        node = result
+        for key in keys[:-1]:
+            existing = node.get(key)
+            if not isinstance(existing, dict):
+                existing = {}
+                node[key] = existing
+            node = existing
+        node[keys[-1]] = value
+    return result
+
+
+_KNOWN_TOP_LEVEL = {
+    "sla_target", "slo_p95_ms", "cost_budget", "anomaly_sensitivity", "learning_rate", "mode",
+    "policy", "services", "partitions", "paths", "source", "model", "rate_limits", "thresholds",
+}
+
+
+def _number(data: Mapping[str, Any], key: str, where: str, low: float | None = None, high: float | None = None) -> float:
+    if key not in data:
+        raise ConfigError(f"{where}: missing required key '{key}'.")
+    value = data[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{where}.{key} must be a number, got {value!r}.")
+    value = float(value)
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ConfigError(f"{where}.{key} must be a finite number, got {value!r}.")
+    if low is not None and value < low or high is not None and value > high:
+        raise ConfigError(f"{where}.{key} = {value:g} is outside [{low}, {high}].")
+    return value
+
+
+def _check_no_secrets(node: Any, trail: str = "") -> None:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if str(key).lower() in SECRET_KEYS and value not in (None, ""):
+                raise ConfigError(
+                    f"{trail}{key} holds a secret in ops_config.yaml. Secrets come only from the "
+                    "environment (see README, 'Secrets'); remove it from the file."
+                )
+            _check_no_secrets(value, f"{trail}{key}.")
+
+
+def parse_config(data: dict[str, Any], home: Path, config_path: Path | None = None) -> OpsConfig:
+    where = str(config_path or "ops_config")
+    _check_no_secrets(data)
+    mode = str(data.get("mode", "monitor"))
+    if mode not in ("monitor", "apply"):
+        raise ConfigError(f"{where}: mode must be 'monitor' or 'apply', got {mode!r}.")
+    policy = str(data.get("policy", "learned"))
+    if policy not in ("rule", "learned", "fixed"):
+        raise ConfigError(f"{where}: policy must be 'rule', 'learned' or 'fixed', got {policy!r}.")
+    services = data.get("services") or []
+    if isinstance(services, str):
+        services = [s.strip() for s in services.split(",") if s.strip()]
+    if not isinstance(services, list) or not all(isinstance(s, str) and s for s in services):
+        raise ConfigError(f"{where}: services must be a list of service names, got {services!r}.")
+    for s in services:
+        if not s.replace("-", "").replace("_", "").replace(".", "").isalnum():
+            raise ConfigError(f"{where}: service name {s!r} may hold only letters, digits, '-', '_' and '.'.")
+    thresholds_raw = data.get("thresholds") or {}
+    thresholds: dict[str, ThresholdSpec] = {}
+    for name in MANAGED_THRESHOLDS:
+        spec = thresholds_raw.get(name)
+        if not isinstance(spec, dict):
+            raise ConfigError(f"{where}: thresholds.{name} is missing; it needs value, min, max and max_step.")
+        tw = f"{where}: thresholds.{name}"
+        lo, hi = _number(spec, "min", tw), _number(spec, "max", tw)
+        if lo > hi:
+            raise ConfigError(f"{tw}: min ({lo:g}) is above max ({hi:g}).")
+        value = _number(spec, "value", tw)
+        if not lo <= value <= hi:
+            raise ConfigError(f"{tw}.value = {value:g} is outside its bounds [{lo:g}, {hi:g}].")
+        step = _number(spec, "max_step", tw, low=0)
+        if name in INTEGER_THRESHOLDS:
+            value, lo, hi, step = int(round(value)), int(lo), int(hi), int(step)
+        thresholds[name] = ThresholdSpec(name, value, lo, hi, step)
+    model_raw = data.get("model") or {}
+    defaults = ModelSettings()
+    model = ModelSettings(**{k: type(getattr(defaults, k))(model_raw.get(k, getattr(defaults, k))) for k in defaults.__dataclass_fields__})
+    if not 1 <= model.min_components <= model.n_components <= model.max_components:
+        raise ConfigError(f"{where}: model needs 1 <= min_components <= n_components <= max_components.")
+    if model.lookback_hours < 1 or model.min_samples < 2:
+        raise ConfigError(f"{where}: model.lookback_hours must be >= 1 and model.min_samples >= 2.")
+    rate_limits = {
+        "grafana_queries_per_hour": 100,
+        "slack_notifications_per_hour": 10,
+        "max_applied_changes_per_day": 4,
+        **(data.get("rate_limits") or {}),
+    }
+    for key, value in rate_limits.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ConfigError(f"{where}: rate_limits.{key} must be a whole number >= 0, got {value!r}.")
+    paths = {
+        "warehouse": "warehouse", "models": "models", "reports": "reports", "state": "state",
+        "infra_repo": "infra", "tfvars": "{service}/terraform.tfvars",
+        **{k: str(v) for k, v in (data.get("paths") or {}).items()},
+    }
+    if "{service}" not in paths["tfvars"] and len(services) > 1:
+        raise ConfigError(f"{where}: paths.tfvars must contain '{{service}}' when several services are watched.")
+    partitions = data.get("partitions") or {}
+    return OpsConfig(
+        sla_target=_number(data, "sla_target", where, 0, 100),
+        slo_p95_ms=_number({"slo_p95_ms": 250, **data}, "slo_p95_ms", where, 1),
+        cost_budget=_number(data, "cost_budget", where, 0.01),
+        anomaly_sensitivity=_number(data, "anomaly_sensitivity", where, 0.0, 0.9999),
+        learning_rate=_number(data, "learning_rate", where, 0.0, 1.0),
+        mode=mode,
+        policy=policy,
+        services=tuple(services),
+        partitions_start=str(partitions.get("start", "2026-11-01")),
+        home=home,
+        paths=paths,
+        source=dict(data.get("source") or {"kind": "simulated"}),
+        model=model,
+        rate_limits=rate_limits,
+        thresholds=thresholds,
+        config_path=config_path,
+        raw=data,
+    )
+
+
+def load_ops_config(
+    path: str | os.PathLike | None = None,
+    env: Mapping[str, str] | None = None,
+    home: str | os.PathLike | None = None,
+) -> OpsConfig:
+    env = os.environ if env is None else env
+    config_path = Path(path or env.get("NEUROPILOT_CONFIG") or default_config_path()).resolve()
+    home_path = Path(home or env.get("NEUROPILOT_HOME") or Path.cwd() / "neuropilot_home").resolve()
+    data = apply_env_overrides(read_yaml(config_path), env)
+    return parse_config(data, home_path, config_path)

@@ -1,0 +1,187 @@
+"""The warehouse: one Parquet file per (table, partition), DuckDB views over the folders.
+
+Parquet files are the storage and DuckDB only reads them, so any number of readers can
+query while one writer replaces a partition (temp file + atomic rename: a reader sees the
+old partition or the new one, never half of it). Writers of the same table are serialised
+by the `warehouse_writer` concurrency pool on the assets.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..core.atomic import atomic_path, remove_stale_temp_files
+
+_SAFE_KEY = re.compile(r"[^0-9A-Za-z_.-]")
+
+
+class WarehouseError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class WriteInfo:
+    path: Path
+    rows: int
+    bytes: int
+
+
+def partition_file_name(partition_key: str) -> str:
+    """'2026-11-01-06:00' -> '2026-11-01-0600.parquet' (no ':' so the names work on any store)."""
+    return _SAFE_KEY.sub("", partition_key) + ".parquet"
+
+
+def _quote(path: Path) -> str:
+    return "'" + str(path).replace("'", "''") + "'"
+
+
+class Warehouse:
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+
+    # ---- layout -----------------------------------------------------------------------
+    def table_dir(self, table: str) -> Path:
+        if not re.fullmatch(r"[a-z_][a-z0-9_]*", table):
+            raise WarehouseError(f"invalid table name {table!r}")
+        return self.root / table
+
+    def partition_path(self, table: str, partition_key: str) -> Path:
+        return self.table_dir(table) / partition_file_name(partition_key)
+
+    def tables(self) -> list[str]:
+        if not self.root.exists():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and any(p.glob("*.parquet")))
+
+    def partition_files(self, table: str) -> list[Path]:
+        d = self.table_dir(table)
+        return sorted(d.glob("*.parquet")) if d.exists() else []
+
+    def has_partition(self, table: str, partition_key: str) -> bool:
+        return self.partition_path(table, partition_key).exists()
+
+    # ---- writes -----------------------------------------------------------------------
+    def write_partition(self, table: str, partition_key: str, df: pd.DataFrame) -> WriteInfo:
+        """Replace one partition atomically. An empty frame still writes (with its schema)."""
+        path = self.partition_path(table, partition_key)
+        try:
+            arrow = pa.Table.from_pandas(df, preserve_index=False)
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            raise WarehouseError(f"cannot store {table}[{partition_key}]: {exc}") from exc
+        try:
+            with atomic_path(path) as tmp:
+                pq.write_table(arrow, tmp, compression="zstd")
+        except OSError as exc:
+            raise WarehouseError(
+                f"could not write {path}: {exc.strerror or exc}. The previous version of the partition "
+                "(if any) is intact; free disk space or fix permissions on the warehouse folder, then re-run."
+            ) from exc
+        return WriteInfo(path, len(df), path.stat().st_size)
+
+    def delete_partition(self, table: str, partition_key: str) -> None:
+        self.partition_path(table, partition_key).unlink(missing_ok=True)
+
+    def clean_temp_files(self) -> list[Path]:
+        return remove_stale_temp_files(self.root)
+
+    # ---- reads ------------------------------------------------------------------------
+    def connect(self) -> duckdb.DuckDBPyConnection:
+        """An in-memory DuckDB with one view per table over its Parquet files (read-only use)."""
+        con = duckdb.connect(":memory:")
+        con.execute("SET TimeZone='UTC'")
+        for table in self.tables():
+            glob = self.table_dir(table) / "*.parquet"
+            con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet({_quote(glob)}, union_by_name=true)")
+        return con
+
+    def query(self, sql: str, params: Sequence | None = None) -> pd.DataFrame:
+        with self.connect() as con:
+            return con.execute(sql, params or []).df()
+
+    def read_partitions(
+        self, table: str, partition_keys: Iterable[str], columns: Sequence[str] | None = None,
+        services: Sequence[str] | None = None,
+    ) -> pd.DataFrame:
+        files = [p for p in (self.partition_path(table, k) for k in partition_keys) if p.exists()]
+        return self._read(files, columns, services=services)
+
+    def read_partition(self, table: str, partition_key: str, columns: Sequence[str] | None = None) -> pd.DataFrame:
+        path = self.partition_path(table, partition_key)
+        if not path.exists():
+            raise WarehouseError(
+                f"{table} has no partition {partition_key} ({path}). Materialize {table} for {partition_key} first."
+            )
+        return self._read([path], columns)
+
+    def read_window(
+        self, table: str, start: datetime, end: datetime, columns: Sequence[str] | None = None,
+        services: Sequence[str] | None = None, partition_hours: int = 6, ts_column: str = "ts",
+    ) -> pd.DataFrame:
+        """Rows with start <= ts < end, reading only the partitions that can hold them."""
+        keys = window_partition_keys(start, end, partition_hours)
+        files = [p for p in (self.partition_path(table, k) for k in keys) if p.exists()]
+        return self._read(files, columns, ts_range=(start, end), services=services, ts_column=ts_column)
+
+    def _read(
+        self, files: list[Path], columns: Sequence[str] | None, ts_range: tuple[datetime, datetime] | None = None,
+        services: Sequence[str] | None = None, ts_column: str = "ts",
+    ) -> pd.DataFrame:
+        if not files:
+            return pd.DataFrame(columns=list(columns) if columns else None)
+        cols = ", ".join(f'"{c}"' for c in columns) if columns else "*"
+        where, params = [], []
+        if ts_range is not None:
+            where.append(f'"{ts_column}" >= ? AND "{ts_column}" < ?')
+            params += [ts_range[0], ts_range[1]]
+        if services:
+            where.append("service IN (" + ", ".join("?" for _ in services) + ")")
+            params += list(services)
+        sql = f"SELECT {cols} FROM read_parquet([{', '.join(_quote(f) for f in files)}], union_by_name=true)"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        order = [c for c in ("service", ts_column) if columns is None or c in columns]
+        if order:
+            sql += " ORDER BY " + ", ".join(f'"{c}"' for c in order)
+        try:
+            with duckdb.connect(":memory:") as con:
+                con.execute("SET TimeZone='UTC'")
+                return con.execute(sql, params).df()
+        except duckdb.Error as exc:
+            raise WarehouseError(f"reading {[f.name for f in files][:3]}…: {exc}") from exc
+
+
+def window_partition_keys(start: datetime, end: datetime, partition_hours: int = 6) -> list[str]:
+    """Partition keys of the `partition_hours` windows overlapping [start, end)."""
+    start, end = _utc(start), _utc(end)
+    step = timedelta(hours=partition_hours)
+    t = start.replace(minute=0, second=0, microsecond=0)
+    t -= timedelta(hours=t.hour % partition_hours)
+    keys = []
+    fmt = "%Y-%m-%d-%H:%M" if partition_hours < 24 else "%Y-%m-%d"
+    while t < end:
+        keys.append(t.strftime(fmt))
+        t += step
+    return keys
+
+
+def _utc(value: datetime) -> datetime:
+    ts = pd.Timestamp(value)
+    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    return ts.to_pydatetime()
+
+
+def to_utc(value) -> datetime:
+    return _utc(value)
+
+
+UTC = timezone.utc

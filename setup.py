@@ -1,0 +1,32 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="neuropilot_pipeline",
+    version="0.1.0",
+    description="Autonomous tuning of autoscaler thresholds from service telemetry, as a Dagster code location.",
+    packages=find_packages(exclude=["neuropilot_pipeline_tests*", "benchmarks*"]),
+    include_package_data=True,
+    package_data={"neuropilot_pipeline": ["data/*", "data/**/*"]},
+    python_requires=">=3.10",
+    install_requires=[
+        "dagster==1.13.*",
+        "dagster-webserver==1.13.*",
+        "dagster-postgres==0.29.*",
+        "pandas>=2.2",
+        "numpy>=1.26",
+        "scikit-learn>=1.5",
+        "statsmodels>=0.14",
+        "pyarrow>=16",
+        "duckdb>=1.1",
+        "requests>=2.32",
+        "notion-client>=2.2",
+        "python-hcl2>=5",
+        # Round-trip YAML: ops_config.yaml is edited in place with its comments kept.
+        "ruamel.yaml>=0.18",
+        "matplotlib>=3.8",
+    ],
+    extras_require={
+        "dev": ["pytest>=8", "hypothesis>=6.100", "pytest-timeout>=2.3"],
+    },
+    entry_points={"console_scripts": ["neuropilot=neuropilot_pipeline.cli:main"]},
+)
