@@ -1,0 +1,66 @@
+import pytest
+from ruamel.yaml import YAML
+
+from neuropilot_pipeline.core.config import ConfigError, default_config_path, load_ops_config
+
+
+def test_shipped_config_has_the_seed_defaults():
+    cfg = load_ops_config(default_config_path(), env={})
+    assert cfg.sla_target == 99.95
+    assert cfg.cost_budget == 50.0
+    assert cfg.anomaly_sensitivity == 0.92
+    assert cfg.learning_rate == 0.01
+    assert cfg.rate_limits["grafana_queries_per_hour"] == 100
+    assert cfg.rate_limits["slack_notifications_per_hour"] == 10
+    assert cfg.model.n_components == 3 and cfg.model.lookback_hours == 24
+    assert cfg.threshold_values() == {
+        "cpu_scale_up_threshold": 80, "cpu_scale_down_threshold": 30, "latency_threshold_ms": 250,
+        "min_instances": 2, "max_instances": 200,
+    }
+
+
+def test_environment_overrides_nested_and_top_level_keys(tmp_path):
+    env = {"NEUROPILOT_MODE": "apply", "NEUROPILOT_MODEL__N_COMPONENTS": "4", "NEUROPILOT_SLA_TARGET": "99.9",
+           "NEUROPILOT_SERVICES": "[api, web]", "NEUROPILOT_SLACK_CHANNEL": "ignored", "NEUROPILOT_HOME": str(tmp_path)}
+    cfg = load_ops_config(default_config_path(), env=env)
+    assert cfg.mode == "apply" and cfg.model.n_components == 4 and cfg.sla_target == 99.9
+    assert cfg.services == ("api", "web")
+    assert cfg.home == tmp_path.resolve()
+    assert cfg.tfvars_path("api") == tmp_path.resolve() / "infra" / "api" / "terraform.tfvars"
+
+
+def write(tmp_path, text):
+    """The shipped config with the keys in `text` replaced."""
+    yaml = YAML(typ="safe")
+    data = yaml.load(default_config_path().read_text())
+    for key, value in yaml.load(text).items():
+        if isinstance(value, dict) and isinstance(data.get(key), dict):
+            data[key].update(value)
+        else:
+            data[key] = value
+    path = tmp_path / "ops_config.yaml"
+    with path.open("w") as fh:
+        yaml.dump(data, fh)
+    return path
+
+
+@pytest.mark.parametrize("extra, message", [
+    ("mode: yolo\n", "mode must be 'monitor' or 'apply'"),
+    ("sla_target: 120\n", "sla_target = 120 is outside"),
+    ("cost_budget: cheap\n", "cost_budget must be a number"),
+    ("thresholds:\n  cpu_scale_up_threshold: {value: 99, min: 50, max: 95, max_step: 10}\n",
+     "is outside its bounds"),
+    ("source:\n  prometheus:\n    token: abc\n", "holds a secret"),
+])
+def test_bad_config_names_the_key(tmp_path, extra, message):
+    with pytest.raises(ConfigError, match=message):
+        load_ops_config(write(tmp_path, extra), env={})
+
+
+def test_missing_or_broken_file_is_actionable(tmp_path):
+    with pytest.raises(ConfigError, match="NEUROPILOT_CONFIG"):
+        load_ops_config(tmp_path / "nope.yaml", env={})
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("sla_target: [1,\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_ops_config(bad, env={})

@@ -1,0 +1,54 @@
+import numpy as np
+import pandas as pd
+
+from neuropilot_pipeline.core.features import compute_features
+
+
+def series(days=3, seed=0, spike_at=None):
+    ts = pd.date_range("2026-11-01", periods=days * 1440, freq="1min", tz="UTC")
+    minute = np.arange(len(ts))
+    rng = np.random.default_rng(seed)
+    x = 50 + 20 * np.sin(2 * np.pi * minute / 1440) + rng.normal(0, 1, len(ts))
+    if spike_at is not None:
+        x[spike_at] += 30
+    return pd.DataFrame({"service": "web", "ts": ts, "cpu": x})
+
+
+def test_features_are_causal_a_later_spike_changes_nothing_before_it():
+    start, end = pd.Timestamp("2026-11-03", tz="UTC"), pd.Timestamp("2026-11-03 06:00", tz="UTC")
+    calm = compute_features(series(), ["cpu"], start, end)
+    spiky = compute_features(series(spike_at=2 * 1440 + 200), ["cpu"], start, end)
+    before = calm["ts"] < pd.Timestamp("2026-11-03 03:20", tz="UTC")
+    pd.testing.assert_frame_equal(calm[before], spiky[before])
+    at = spiky["ts"] == pd.Timestamp("2026-11-03 03:20", tz="UTC")
+    assert spiky.loc[at, "value"].iloc[0] > calm.loc[at, "value"].iloc[0] + 29
+
+
+def test_seasonal_component_explains_the_daily_cycle():
+    start, end = pd.Timestamp("2026-11-03", tz="UTC"), pd.Timestamp("2026-11-04", tz="UTC")
+    f = compute_features(series(), ["cpu"], start, end)
+    # The sine's daily swing (+-20) is taken up by trend + seasonal; the residual is ~noise.
+    assert f["value"].std() > 10
+    assert f["residual"].std() < 3.5
+    assert len(f) == 1440 and f["ts"].is_monotonic_increasing
+
+
+def test_gaps_stay_gaps_and_do_not_shift_the_window():
+    raw = series()
+    raw = raw[~raw["ts"].between(pd.Timestamp("2026-11-03 01:00", tz="UTC"), pd.Timestamp("2026-11-03 01:09", tz="UTC"))]
+    start, end = pd.Timestamp("2026-11-03", tz="UTC"), pd.Timestamp("2026-11-03 06:00", tz="UTC")
+    f = compute_features(raw, ["cpu"], start, end)
+    assert len(f) == 360
+    assert f["value"].isna().sum() == 10
+    assert f["baseline_mean"].notna().all()
+
+
+def test_zscore_of_spike_is_large_and_flat_line_does_not_blow_up():
+    raw = series(spike_at=2 * 1440 + 60)
+    raw["flat"] = 5.0
+    start, end = pd.Timestamp("2026-11-03", tz="UTC"), pd.Timestamp("2026-11-03 06:00", tz="UTC")
+    f = compute_features(raw, ["cpu", "flat"], start, end)
+    cpu = f[f["metric"] == "cpu"].set_index("ts")
+    assert cpu.loc[pd.Timestamp("2026-11-03 01:00", tz="UTC"), "zscore"] > 1.5
+    flat = f[f["metric"] == "flat"]
+    assert np.isfinite(flat["zscore"]).all() and (flat["zscore"].abs() < 1e-6).all()

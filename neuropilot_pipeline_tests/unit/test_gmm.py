@@ -1,0 +1,95 @@
+import json
+
+import numpy as np
+import pytest
+
+from neuropilot_pipeline.core.gmm import (
+    AnomalyModel, GMMSettings, InsufficientSamplesError, ModelFileError, learning_status, train_model,
+)
+
+NAMES = ["cpu", "latency", "rate"]
+
+
+def two_regimes(n=1440, seed=0, shift=0.0):
+    rng = np.random.default_rng(seed)
+    half = n // 2
+    cpu = np.r_[rng.normal(30, 3, half), rng.normal(70, 3, n - half)] + shift
+    latency = np.r_[rng.normal(80, 8, half), rng.normal(160, 10, n - half)]
+    rate = np.r_[rng.normal(100, 10, half), rng.normal(400, 20, n - half)]
+    return np.c_[cpu, latency, rate]
+
+
+def test_insufficient_samples_says_how_many_and_what_to_do():
+    with pytest.raises(InsufficientSamplesError) as err:
+        train_model(two_regimes(40), NAMES)
+    message = str(err.value)
+    assert "40 usable rows" in message and "at least 48" in message and "lookback_hours" in message
+
+
+def test_non_finite_rows_do_not_count_as_samples():
+    X = two_regimes(60)
+    X[:20, 1] = np.nan
+    with pytest.raises(InsufficientSamplesError, match="40 usable rows"):
+        train_model(X, NAMES)
+
+
+def test_bic_picks_two_components_for_two_regimes():
+    model, report = train_model(two_regimes(), NAMES, GMMSettings(min_components=1, max_components=4))
+    assert report.mode == "initial" and report.loss == 1.0 and report.learning_status == "training"
+    assert model.n_components == 2
+
+
+def test_point_between_regimes_scores_high_and_normal_points_low():
+    model, _ = train_model(two_regimes(), NAMES)
+    normal = model.anomaly_score(np.array([[30, 80, 100], [70, 160, 400]]))
+    odd = model.anomaly_score(np.array([[70, 80, 100]]))  # high CPU with low traffic: unseen combination
+    assert (np.abs(normal) < 3).all()
+    assert odd[0] > 20
+
+
+def test_warm_start_moves_little_on_same_world_and_converges():
+    first, _ = train_model(two_regimes(seed=0), NAMES)
+    second, rep2 = train_model(two_regimes(seed=1), NAMES, previous=first)
+    third, rep3 = train_model(two_regimes(seed=2), NAMES, previous=second)
+    assert rep2.mode == rep3.mode == "warm_start"
+    assert second.version != first.version
+    assert rep3.loss < 0.02 and learning_status(rep3.loss) == "converged"
+    np.testing.assert_allclose(second.scaler_mean, first.scaler_mean)  # warm start keeps the parameter space
+
+
+def test_drift_triggers_full_retrain():
+    first, _ = train_model(two_regimes(), NAMES)
+    X = two_regimes(seed=3) * np.array([1, 3, 5]) + np.array([0, 500, 2000])
+    _, rep = train_model(X, NAMES, previous=first)
+    assert rep.mode == "full_retrain_drift" and rep.drift_score > 0.5
+
+
+def test_json_round_trip_keeps_scores_and_version(tmp_path):
+    model, _ = train_model(two_regimes(), NAMES, log_features=["rate"])
+    path = model.save(tmp_path)
+    assert path.name == f"{model.version}.json"
+    loaded = AnomalyModel.load(path)
+    assert loaded.version == model.version
+    X = two_regimes(seed=5)[:50]
+    np.testing.assert_allclose(loaded.anomaly_score(X), model.anomaly_score(X))
+    assert b"pickle" not in path.read_bytes()
+
+
+def test_hand_edited_model_file_is_refused(tmp_path):
+    model, _ = train_model(two_regimes(), NAMES)
+    path = model.save(tmp_path)
+    doc = json.loads(path.read_text())
+    doc["params"]["means"][0][0] += 1.0
+    path.write_text(json.dumps(doc))
+    with pytest.raises(ModelFileError, match="edited or corrupted"):
+        AnomalyModel.load(path)
+    path.write_text("{not json")
+    with pytest.raises(ModelFileError, match="not a valid NeuroPilot model"):
+        AnomalyModel.load(path)
+
+
+def test_learning_status_thresholds():
+    assert learning_status(0.019) == "converged"
+    assert learning_status(0.02) == "converging"
+    assert learning_status(0.049) == "converging"
+    assert learning_status(0.05) == "training"

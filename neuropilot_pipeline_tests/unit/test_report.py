@@ -1,0 +1,70 @@
+import pandas as pd
+import pytest
+
+from neuropilot_pipeline.core.report import (
+    cost_projection, health_score, recommendations, scaling_actions, service_report, trend_direction, trends,
+)
+
+
+def test_health_score_by_the_seed_weights():
+    h = health_score(p95_ms=200, error_rate_percent=1, cpu_percent=60, memory_percent=50)
+    assert h["components"] == {"latency": 50.0, "errors": 80.0, "cpu": 40.0, "memory": 50.0}
+    assert h["score"] == pytest.approx(0.3 * 50 + 0.3 * 80 + 0.2 * 40 + 0.2 * 50)  # 57
+    assert h["status"] == "unhealthy"
+    assert health_score(1000, 10, 120, 100)["score"] == 0.0  # components floor at zero
+
+
+@pytest.mark.parametrize("change, direction", [(10.01, "increasing"), (10.0, "stable"), (-10.0, "stable"),
+                                               (-10.01, "decreasing"), (None, "unknown")])
+def test_trend_thresholds(change, direction):
+    assert trend_direction(change) == direction
+
+
+def test_trends_against_previous_day_and_seven_day_baseline():
+    day = pd.DataFrame({"cpu_percent": [60.0, 60.0]})
+    prev = pd.DataFrame({"cpu_percent": [50.0, 50.0]})
+    base = pd.DataFrame({"cpu_percent": [58.0, 58.0]})
+    t = trends(day, prev, base, metrics=["cpu_percent"])["cpu_percent"]
+    assert t["change_pct"] == 20.0 and t["direction"] == "increasing"
+    assert t["vs_baseline_pct"] == pytest.approx(3.45, abs=0.01) and t["vs_baseline_direction"] == "stable"
+
+
+def test_cost_projection_is_daily_average_times_thirty():
+    c = cost_projection([2.0, 2.0, 2.5], budget=50.0, today_cost=2.5)
+    assert c["daily_average"] == pytest.approx(2.1667, abs=1e-4)
+    assert c["projected_monthly"] == 65.0
+    assert c["variance_percent"] == 30.0 and c["status"] == "over_budget"
+
+
+def test_recommendations_follow_the_seed_rules():
+    recs = recommendations(health=65, p95_ms=250, error_rate_percent=3, cost_variance_percent=25, cpu_percent=85)
+    text = " ".join(recs)
+    for phrase in ("review application logs", "indexes", "recent deployments", "scaling thresholds", "scale up or optimise"):
+        assert phrase in text
+    assert recommendations(90, 100, 0.1, 5, 50) == []
+    assert "scale down" in recommendations(90, 100, 0.1, 5, 20)[0]
+
+
+def test_scaling_actions_list_every_instance_change():
+    ts = pd.date_range("2026-11-01", periods=5, freq="1min", tz="UTC")
+    day = pd.DataFrame({"ts": ts, "instance_count": [2, 2, 3, 3, 2]})
+    assert [(a["from"], a["to"]) for a in scaling_actions(day)] == [(2, 3), (3, 2)]
+
+
+def test_service_report_sections_and_sla():
+    ts = pd.date_range("2026-11-01", periods=4, freq="1min", tz="UTC")
+    day = pd.DataFrame({"ts": ts, "cpu_percent": 50.0, "memory_percent": 40.0, "p95_latency_ms": [100, 100, 100, 300],
+                        "error_rate_percent": 0.1, "request_rate_per_s": 10.0, "db_query_p95_ms": 5.0,
+                        "instance_count": [2, 2, 3, 3], "cost_usd": 0.01})
+    anomalies = pd.DataFrame({"ts": [ts[3]], "metric": ["p95_latency_ms"], "severity": ["high"], "score": [4.5],
+                              "value": [300.0], "explanation": ["zscore fired"]})
+    decisions = pd.DataFrame({"partition": ["2026-11-01-00:00"], "old_cpu_scale_up_threshold": [80],
+                              "new_cpu_scale_up_threshold": [85], "reason": ["SLA met, cost high"], "phase": ["learning"]})
+    r = service_report("web", day, day.iloc[0:0], day, anomalies, decisions, [1.0], {"version": "abc", "loss": 0.03},
+                       sla_target=99.95, slo_p95_ms=250, cost_budget=50)
+    assert r["sla"] == {"good_minutes": 3, "minutes": 4, "sla_percent": 75.0, "target": 99.95, "met": False}
+    assert r["anomalies"]["by_severity"]["high"] == 1 and r["anomalies"]["top"][0]["explanation"] == "zscore fired"
+    assert r["thresholds"]["changes"][0] == {"partition": "2026-11-01-00:00", "name": "cpu_scale_up_threshold",
+                                             "from": 80, "to": 85, "reason": "SLA met, cost high", "applied": False}
+    assert r["learning"]["status"] == "converging" and r["learning"]["policy_phase"] == "learning"
+    assert r["trends"]["cpu_percent"]["direction"] == "unknown"
