@@ -1,0 +1,236 @@
+"""The reference autoscaled service of specs/backtest-model.md, reproduced exactly.
+
+Per minute the service is a pooled M/M/c queue (c = ready instances x slots, service time
+exponential with mean S); the platform autoscaler runs at the end of every minute with the
+thresholds in force, new instances serve after a provisioning delay, and scale-in uses the
+largest recommendation of the last few minutes. `AutoscaledService` is resumable: its
+`state` is a JSON-serialisable dict, and running a trace in chunks gives exactly the same
+minutes as one run.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ServiceParams:
+    slots_per_instance: int = 4
+    service_time_ms: float = 50.0
+    slo_p95_ms: float = 250.0
+    provision_delay_min: int = 3
+    scale_in_window_min: int = 5
+    price_per_instance_hour: float = 0.0464
+    decision_interval_min: int = 360
+
+    @property
+    def mu(self) -> float:
+        """Per-server service rate, requests per second."""
+        return 1000.0 / self.service_time_ms
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    cpu_scale_up_threshold: float
+    cpu_scale_down_threshold: float
+    latency_threshold_ms: float
+    min_instances: int
+    max_instances: int
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Thresholds":
+        return cls(
+            cpu_scale_up_threshold=float(d["cpu_scale_up_threshold"]),
+            cpu_scale_down_threshold=float(d["cpu_scale_down_threshold"]),
+            latency_threshold_ms=float(d["latency_threshold_ms"]),
+            min_instances=int(d["min_instances"]),
+            max_instances=int(d["max_instances"]),
+        )
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))
+
+
+FIXED_BASELINE = Thresholds(80.0, 30.0, 250.0, 2, 200)
+
+
+# ---- queueing maths ----------------------------------------------------------------------
+
+def erlang_c(servers: int, a: float) -> float:
+    """Probability of waiting in M/M/c with offered load a = lambda/mu (requires a < c)."""
+    b = 1.0
+    for k in range(1, servers + 1):
+        b = a * b / (k + a * b)
+    return servers * b / (servers - a * (1.0 - b))
+
+
+def tail_probability(t: float, lam: float, servers: int, params: ServiceParams, c_wait: float | None = None) -> float:
+    """P(T > t) for the response time T (wait + service) of M/M/c, per the spec's formula."""
+    mu = params.mu
+    if c_wait is None:
+        c_wait = erlang_c(servers, lam / mu)
+    theta = servers * mu - lam
+    if abs(theta - mu) < 1e-12 * mu:
+        return (1.0 - c_wait) * math.exp(-mu * t) + c_wait * math.exp(-mu * t) * (1.0 + mu * t)
+    return (1.0 - c_wait) * math.exp(-mu * t) + c_wait * (theta * math.exp(-mu * t) - mu * math.exp(-theta * t)) / (theta - mu)
+
+
+def p95_seconds(lam: float, servers: int, params: ServiceParams) -> float:
+    """The t with P(T > t) = 0.05, by bisection to 1e-6 s; inf when overloaded."""
+    mu = params.mu
+    if servers <= 0 or lam >= servers * mu:
+        return math.inf
+    if lam <= 0:
+        return -math.log(0.05) / mu
+    c_wait = erlang_c(servers, lam / mu)
+    lo, hi = 0.0, 1.0
+    while tail_probability(hi, lam, servers, params, c_wait) > 0.05:
+        hi *= 2.0
+    while hi - lo > 1e-6:
+        mid = 0.5 * (lo + hi)
+        if tail_probability(mid, lam, servers, params, c_wait) > 0.05:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
+
+
+def oracle_instances(lam: float, params: ServiceParams) -> int:
+    """The smallest n >= 1 whose p95 at arrival rate lam (per second) is within the SLO.
+
+    Erlang B is carried incrementally over the servers, so the search costs one pass up to
+    the answer's server count rather than one recursion per candidate.
+    """
+    mu, k = params.mu, params.slots_per_instance
+    a = lam / mu
+    slo = params.slo_p95_ms / 1000.0
+    b = 1.0
+    servers = 0
+    n = 0
+    while True:
+        n += 1
+        for s in range(servers + 1, n * k + 1):
+            b = a * b / (s + a * b)
+        servers = n * k
+        if a < servers:
+            c_wait = servers * b / (servers - a * (1.0 - b))
+            if tail_probability(slo, lam, servers, params, c_wait) <= 0.05:
+                return n
+
+
+def scale_factor_for_peak(requests_per_min: np.ndarray, peak_instances: float, params: ServiceParams = ServiceParams()) -> float:
+    """The largest F such that the busiest minute of F * trace needs at most peak_instances (rel. 1e-9)."""
+    peak = float(np.nanmax(requests_per_min))
+    if peak <= 0:
+        raise ValueError("the demand trace has no positive value; cannot scale it")
+
+    def needs(f: float) -> int:
+        return oracle_instances(f * peak / 60.0, params)
+
+    lo, hi = 0.0, 1.0
+    while needs(hi) <= peak_instances:
+        lo, hi = hi, hi * 2.0
+    while (hi - lo) > 1e-9 * hi:
+        mid = 0.5 * (lo + hi)
+        if needs(mid) <= peak_instances:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+# ---- the platform autoscaler -------------------------------------------------------------
+
+class AutoscaledService:
+    """The reference service minute by minute; resumable through `state`."""
+
+    def __init__(self, params: ServiceParams = ServiceParams(), state: dict[str, Any] | None = None):
+        self.params = params
+        if state is None:
+            self.ready: int | None = None  # set from the first minute's oracle
+            self.booting: list[int] = []  # ready-at minute of each booting instance, oldest first
+            self.backlog = 0.0
+            self.desired_history: list[int] = []
+            self.minute = 0
+        else:
+            self.ready = int(state["ready"])
+            self.booting = [int(x) for x in state["booting"]]
+            self.backlog = float(state["backlog"])
+            self.desired_history = [int(x) for x in state["desired_history"]]
+            self.minute = int(state["minute"])
+
+    @property
+    def state(self) -> dict[str, Any]:
+        return {"ready": self.ready, "booting": list(self.booting), "backlog": self.backlog,
+                "desired_history": list(self.desired_history), "minute": self.minute}
+
+    def run(self, requests_per_min: np.ndarray, thresholds: Thresholds) -> dict[str, np.ndarray]:
+        p = self.params
+        req = np.asarray(requests_per_min, dtype=float)
+        n = len(req)
+        out = {k: np.zeros(n) for k in ("requests", "lambda_per_s", "ready", "booting", "utilisation_pct", "p95_ms",
+                                        "backlog", "cost_usd", "desired")}
+        out["good"] = np.zeros(n, dtype=bool)
+        if n and self.ready is None:
+            self.ready = oracle_instances(req[0] / 60.0, p)
+        mu, k = p.mu, p.slots_per_instance
+        up, down = thresholds.cpu_scale_up_threshold, thresholds.cpu_scale_down_threshold
+        for i in range(n):
+            t = self.minute
+            # Instances whose provisioning finished by now serve this minute.
+            while self.booting and self.booting[0] <= t:
+                self.booting.pop(0)
+                self.ready += 1
+            started_with_backlog = self.backlog > 0
+            lam = (req[i] + self.backlog) / 60.0
+            servers = self.ready * k
+            capacity = servers * mu
+            if lam >= capacity:
+                p95 = math.inf
+                self.backlog = (lam - capacity) * 60.0
+            else:
+                p95 = p95_seconds(lam, servers, p) * 1000.0
+                self.backlog = 0.0
+            good = (not started_with_backlog) and p95 <= p.slo_p95_ms
+            u = min(1.0, lam / capacity) * 100.0 if capacity > 0 else 100.0
+            provisioned = self.ready + len(self.booting)
+            # Autoscaler, end of minute.
+            if u > up or p95 > thresholds.latency_threshold_ms:
+                desired = max(provisioned + 1, math.ceil(self.ready * u / up))
+            elif u < down:
+                desired = math.ceil(self.ready * u / up)
+            else:
+                desired = provisioned
+            desired = min(max(desired, thresholds.min_instances), thresholds.max_instances)
+            self.desired_history.append(desired)
+            self.desired_history = self.desired_history[-p.scale_in_window_min:]
+            if desired < provisioned:
+                desired = max(self.desired_history)
+            out["requests"][i] = req[i]
+            out["lambda_per_s"][i] = lam
+            out["ready"][i] = self.ready
+            out["booting"][i] = len(self.booting)
+            out["utilisation_pct"][i] = u
+            out["p95_ms"][i] = p95
+            out["good"][i] = good
+            out["backlog"][i] = self.backlog
+            out["cost_usd"][i] = provisioned * p.price_per_instance_hour / 60.0
+            out["desired"][i] = desired
+            if desired > provisioned:
+                self.booting.extend([t + 1 + p.provision_delay_min] * (desired - provisioned))
+            elif desired < provisioned:
+                surplus = provisioned - desired
+                cancel = min(surplus, len(self.booting))
+                if cancel:
+                    del self.booting[len(self.booting) - cancel:]  # newest first
+                self.ready -= surplus - cancel
+            self.minute += 1
+        return out
