@@ -29,6 +29,8 @@ RESERVED_ENV = {"NEUROPILOT_CONFIG", "NEUROPILOT_HOME"}
 # Keys that must never come from the YAML file: they are secrets.
 SECRET_KEYS = {"api_key", "token", "password", "webhook_url", "bearer_token", "secret"}
 
+POLICIES = ("rule", "fixed")
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -206,9 +208,9 @@ def parse_config(data: dict[str, Any], home: Path, config_path: Path | None = No
     mode = str(data.get("mode", "monitor"))
     if mode not in ("monitor", "apply"):
         raise ConfigError(f"{where}: mode must be 'monitor' or 'apply', got {mode!r}.")
-    policy = str(data.get("policy", "learned"))
-    if policy not in ("rule", "learned", "fixed"):
-        raise ConfigError(f"{where}: policy must be 'rule', 'learned' or 'fixed', got {policy!r}.")
+    policy = str(data.get("policy", "rule"))
+    if policy not in POLICIES:
+        raise ConfigError(f"{where}: policy must be one of {', '.join(POLICIES)}, got {policy!r}.")
     services = data.get("services") or []
     if isinstance(services, str):
         services = [s.strip() for s in services.split(",") if s.strip()]

@@ -1,0 +1,162 @@
+"""Threshold policies: one implementation behind the backtest, policy_backtest and threshold_decision.
+
+A policy sees only the past (the window's per-minute metrics, the thresholds in force, the
+anomaly counts, its own state) and returns new thresholds, which always pass through
+`apply_guardrails` (bounds, step limit, consistency) before anyone uses them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+
+from .reward import window_reward
+from .service_model import Thresholds
+
+NAMES = Thresholds.names()
+INTEGER = {"min_instances", "max_instances"}
+# The scale-down threshold must stay this far below scale-up, or the autoscaler flaps.
+MIN_UP_DOWN_GAP = 10.0
+
+
+@dataclass(frozen=True)
+class Bounds:
+    min: float
+    max: float
+    max_step: float
+
+
+DEFAULT_BOUNDS: dict[str, Bounds] = {
+    "cpu_scale_up_threshold": Bounds(50, 95, 10),
+    "cpu_scale_down_threshold": Bounds(10, 70, 10),
+    "latency_threshold_ms": Bounds(100, 1000, 50),
+    "min_instances": Bounds(1, 20, 2),
+    "max_instances": Bounds(10, 500, 20),
+}
+
+
+def _finite(x: Any, fallback: float) -> float:
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return fallback
+    return v if math.isfinite(v) else fallback
+
+
+def apply_guardrails(current: Thresholds, proposed: Thresholds | Mapping[str, Any],
+                     bounds: Mapping[str, Bounds] = DEFAULT_BOUNDS) -> Thresholds:
+    """Clamp to bounds, limit each change to max_step, keep down < up - gap and min <= max.
+    Anything non-numeric or non-finite in `proposed` means "keep the current value"."""
+    prop = proposed.to_dict() if isinstance(proposed, Thresholds) else dict(proposed)
+    cur = current.to_dict()
+    out = {}
+    for name in NAMES:
+        b = bounds[name]
+        c = min(max(_finite(cur[name], b.min), b.min), b.max)
+        v = _finite(prop.get(name, c), c)
+        v = min(max(v, c - b.max_step), c + b.max_step)
+        v = min(max(v, b.min), b.max)
+        out[name] = float(round(v)) if name in INTEGER else round(v, 3)
+    up_b, down_b = bounds["cpu_scale_up_threshold"], bounds["cpu_scale_down_threshold"]
+    if out["cpu_scale_down_threshold"] > out["cpu_scale_up_threshold"] - MIN_UP_DOWN_GAP:
+        out["cpu_scale_down_threshold"] = max(down_b.min, out["cpu_scale_up_threshold"] - MIN_UP_DOWN_GAP)
+        if out["cpu_scale_down_threshold"] > out["cpu_scale_up_threshold"] - MIN_UP_DOWN_GAP:
+            out["cpu_scale_up_threshold"] = min(up_b.max, out["cpu_scale_down_threshold"] + MIN_UP_DOWN_GAP)
+    if out["min_instances"] > out["max_instances"]:
+        out["min_instances"] = out["max_instances"]
+    return Thresholds.from_dict(out)
+
+
+@dataclass
+class Observation:
+    """What a policy may see at a decision point: the past only."""
+
+    window_start: pd.Timestamp
+    minutes: pd.DataFrame  # ts, cpu_percent, p95_latency_ms, good, instance_count, cost_usd, request_rate_per_s
+    thresholds: Thresholds
+    anomaly_counts: Mapping[str, int] = field(default_factory=dict)
+    sla_target: float = 99.95
+    monthly_budget: float = 50.0
+    slo_p95_ms: float = 250.0
+
+
+@dataclass
+class Decision:
+    thresholds: Thresholds
+    actions: dict[str, str]
+    reason: str
+    reward: float
+    phase: str
+    new_state: dict[str, Any]
+
+
+def _actions(old: Thresholds, new: Thresholds) -> dict[str, str]:
+    acts = {}
+    for n in NAMES:
+        a, b = getattr(old, n), getattr(new, n)
+        acts[n] = "increase" if b > a else "decrease" if b < a else "maintain"
+    return acts
+
+
+def _window_reward(obs: Observation) -> tuple[float, float, bool]:
+    m = obs.minutes
+    sla = 100.0 * float(np.mean(m["good"])) if len(m) else float("nan")
+    r = window_reward(sla, obs.sla_target, float(m["cost_usd"].sum()), obs.monthly_budget, max(1, len(m)))
+    return r.reward, sla, r.sla_met
+
+
+class FixedPolicy:
+    name = "fixed"
+
+    def __init__(self, bounds: Mapping[str, Bounds] = DEFAULT_BOUNDS, **_: Any):
+        self.bounds = bounds
+
+    def decide(self, state: dict | None, obs: Observation) -> Decision:
+        reward, sla, _ = _window_reward(obs)
+        return Decision(obs.thresholds, _actions(obs.thresholds, obs.thresholds), "fixed thresholds: no change",
+                        reward, "fixed", dict(state or {}))
+
+
+class RulePolicy:
+    """The seed's starting rule: SLA met and cost high -> raise the CPU thresholds (scale less);
+    SLA missed -> lower them (scale more); anomalies -> tighten the latency threshold."""
+
+    name = "rule"
+
+    def __init__(self, bounds: Mapping[str, Bounds] = DEFAULT_BOUNDS, step: float = 5.0, **_: Any):
+        self.bounds = bounds
+        self.step = step
+
+    def decide(self, state: dict | None, obs: Observation) -> Decision:
+        reward, sla, met = _window_reward(obs)
+        t = obs.thresholds.to_dict()
+        projected = float(obs.minutes["cost_usd"].sum()) * 30 * 24 * 60 / max(1, len(obs.minutes))
+        reasons = []
+        if not met:
+            t["cpu_scale_up_threshold"] -= self.step
+            t["cpu_scale_down_threshold"] -= self.step
+            reasons.append(f"SLA {sla:.3f} % < target {obs.sla_target} %: lower CPU thresholds to scale out sooner")
+        elif projected > obs.monthly_budget:
+            t["cpu_scale_up_threshold"] += self.step
+            t["cpu_scale_down_threshold"] += self.step
+            reasons.append(f"SLA {sla:.3f} % met and cost ${projected:.0f}/month > budget ${obs.monthly_budget:.0f}: "
+                           "raise CPU thresholds to scale less")
+        serious = sum(int(obs.anomaly_counts.get(s, 0)) for s in ("medium", "high", "critical"))
+        if serious:
+            t["latency_threshold_ms"] -= 25
+            reasons.append(f"{serious} medium+ anomalies: tighten the latency threshold")
+        new = apply_guardrails(obs.thresholds, t, self.bounds)
+        reason = "; ".join(reasons) or f"SLA {sla:.3f} % met and cost within budget: maintain"
+        return Decision(new, _actions(obs.thresholds, new), reason, reward, "rule", dict(state or {}))
+
+
+def make_policy(name: str, **settings: Any):
+    if name == "fixed":
+        return FixedPolicy(**settings)
+    if name == "rule":
+        return RulePolicy(**settings)
+    raise ValueError(f"unknown policy {name!r}: use 'rule' or 'fixed'")
