@@ -1,0 +1,135 @@
+"""GitOps for the infrastructure repository: one commit per applied decision, never a force push.
+
+Plain `git` through subprocess (no extra dependency): what a human would type, so every
+action NeuroPilot takes can be read, reverted and audited with the usual tools.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+from .atomic import atomic_write_text
+
+PARTITION_TRAILER = "NeuroPilot-Partition"
+RUN_TRAILER = "NeuroPilot-Run-Id"
+
+
+class GitOpsError(RuntimeError):
+    pass
+
+
+class ForeignChangesError(GitOpsError):
+    pass
+
+
+class PushRejectedError(GitOpsError):
+    pass
+
+
+@dataclass
+class InfraRepo:
+    path: Path
+    branch: str = "main"
+    remote: str | None = None
+    author_name: str = "NeuroPilot"
+    author_email: str = "neuropilot@localhost"
+
+    def __post_init__(self):
+        self.path = Path(self.path)
+
+    # ---- plumbing ---------------------------------------------------------------------------
+    def git(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        env = {**os.environ, "GIT_AUTHOR_NAME": self.author_name, "GIT_AUTHOR_EMAIL": self.author_email,
+               "GIT_COMMITTER_NAME": self.author_name, "GIT_COMMITTER_EMAIL": self.author_email,
+               "GIT_TERMINAL_PROMPT": "0"}
+        proc = subprocess.run(["git", "-C", str(self.path), *args], capture_output=True, text=True, env=env)
+        if check and proc.returncode != 0:
+            raise GitOpsError(f"git {' '.join(args)} failed in {self.path}: {proc.stderr.strip() or proc.stdout.strip()}")
+        return proc
+
+    def ensure_repository(self) -> None:
+        if not (self.path / ".git").exists():
+            raise GitOpsError(
+                f"{self.path} is not a git repository. Set paths.infra_repo to your infrastructure repository "
+                "(a clone), or use mode: monitor."
+            )
+
+    @classmethod
+    def init_demo(cls, path: str | Path, files: Mapping[str, str], branch: str = "main") -> "InfraRepo":
+        repo = cls(Path(path), branch)
+        repo.path.mkdir(parents=True, exist_ok=True)
+        repo.git("init", "-q", "-b", branch)
+        for rel, text in files.items():
+            atomic_write_text(repo.path / rel, text, mode=0o644)
+        repo.git("add", "--", *files)
+        # The starting commit is the humans' work, not NeuroPilot's.
+        subprocess.run(["git", "-C", str(repo.path), "commit", "-q", "-m", "Initial infrastructure for the web service"],
+                       check=True, capture_output=True,
+                       env={**os.environ, "GIT_AUTHOR_NAME": "Platform Team", "GIT_AUTHOR_EMAIL": "platform@example.com",
+                            "GIT_COMMITTER_NAME": "Platform Team", "GIT_COMMITTER_EMAIL": "platform@example.com"})
+        return repo
+
+    # ---- checks -----------------------------------------------------------------------------
+    def uncommitted(self, files: Iterable[str | Path]) -> list[str]:
+        rels = [self._rel(f) for f in files]
+        out = self.git("status", "--porcelain", "--", *rels).stdout
+        return [line[3:] for line in out.splitlines() if line.strip() and not line.startswith("??")]
+
+    def assert_no_foreign_changes(self, files: Sequence[str | Path]) -> None:
+        """Refuse to touch files someone has edited without committing: their work comes first."""
+        self.ensure_repository()
+        dirty = self.uncommitted(files)
+        if dirty:
+            raise ForeignChangesError(
+                f"{', '.join(dirty)} in {self.path} has uncommitted edits that NeuroPilot did not make. "
+                "Commit or discard them (git -C <repo> diff shows what changed); NeuroPilot wrote nothing."
+            )
+
+    # ---- commits ----------------------------------------------------------------------------
+    def find_commit_for_partition(self, partition: str) -> str | None:
+        out = self.git("log", self.branch, "--format=%H", f"--grep={PARTITION_TRAILER}: {partition}$",
+                       check=False).stdout.split()
+        return out[0] if out else None
+
+    def commit_decision(self, files: Sequence[str | Path], subject: str, body: str,
+                        trailers: Mapping[str, str]) -> str | None:
+        """Commit exactly `files`; None when they hold no change."""
+        rels = [self._rel(f) for f in files]
+        self.git("add", "--", *rels)
+        if not self.git("diff", "--cached", "--name-only", "--", *rels).stdout.strip():
+            return None
+        message = subject + "\n\n" + body.strip() + "\n\n" + "\n".join(f"{k}: {v}" for k, v in trailers.items()) + "\n"
+        self.git("commit", "-q", "-m", message, "--", *rels)
+        sha = self.git("rev-parse", "HEAD").stdout.strip()
+        if self.remote:
+            self.push()
+        return sha
+
+    def push(self) -> None:
+        proc = self.git("push", self.remote, f"HEAD:{self.branch}", check=False)
+        if proc.returncode != 0:
+            raise PushRejectedError(
+                f"push of {self.branch} to {self.remote} was rejected: {proc.stderr.strip()}. "
+                "The remote has commits NeuroPilot has not seen: pull --rebase and re-run, or stop. "
+                "NeuroPilot never force-pushes; the commit stays local."
+            )
+
+    def _rel(self, f: str | Path) -> str:
+        p = Path(f)
+        return str(p.resolve().relative_to(self.path.resolve())) if p.is_absolute() else str(p)
+
+
+def decision_commit_subject(old: Mapping[str, float], new: Mapping[str, float], reward: float, sla: float,
+                            model_version: str) -> str:
+    parts = []
+    for name in new:
+        a, b = old.get(name), new[name]
+        if a is not None and a != b:
+            verb = "raise" if b > a else "lower"
+            parts.append(f"{verb} {name} {a:g}→{b:g}")
+    what = ", ".join(parts) or "no change"
+    return f"ai-ops: {what} (reward {reward:+.2f}, SLA {sla:.3f}%, model {str(model_version)[:8]})"
