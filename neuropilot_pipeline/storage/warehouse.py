@@ -149,15 +149,14 @@ class Warehouse:
         sql = f"SELECT {cols} FROM read_parquet([{', '.join(_quote(f) for f in files)}], union_by_name=true)"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        order = [c for c in ("service", ts_column) if columns is None or c in columns]
-        if order:
-            sql += " ORDER BY " + ", ".join(f'"{c}"' for c in order)
         try:
             with duckdb.connect(":memory:") as con:
                 con.execute("SET TimeZone='UTC'")
-                return con.execute(sql, params).df()
+                df = con.execute(sql, params).df()
         except duckdb.Error as exc:
             raise WarehouseError(f"reading {[f.name for f in files][:3]}…: {exc}") from exc
+        order = [c for c in ("service", ts_column) if c in df.columns]
+        return df.sort_values(order, kind="stable", ignore_index=True) if order else df
 
 
 def window_partition_keys(start: datetime, end: datetime, partition_hours: int = 6) -> list[str]:

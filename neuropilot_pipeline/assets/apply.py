@@ -1,0 +1,89 @@
+"""terraform_vars: apply a decision to the infrastructure repository (or show what it would do)."""
+
+
+import dagster as dg
+import pandas as pd
+
+from ..core.config import MANAGED_THRESHOLDS, INTEGER_THRESHOLDS
+from ..core.gitops import InfraRepo, decision_commit_subject
+from ..core.tfvars import apply_tfvars_updates, preview_tfvars_updates
+from ..core.yaml_edit import update_yaml_values
+from ..resources.neuropilot import NeuroPilotResource
+from .common import WAREHOUSE_POOL, table_metadata
+from .decide import APPLIED_STATE, DECISIONS_TABLE
+from .partitions import six_hourly_partitions, windows_of_day
+
+APPLIED_TABLE = "applied_changes"
+
+
+def _value(name: str, value: float) -> int | float:
+    return int(round(value)) if name in INTEGER_THRESHOLDS else round(float(value), 3)
+
+
+@dg.asset(
+    partitions_def=six_hourly_partitions,
+    group_name="apply",
+    kinds={"terraform", "git"},
+    pool=WAREHOUSE_POOL,
+    deps=["threshold_decision"],
+    description="mode=apply: writes the decided thresholds into each service's terraform.tfvars (only those values "
+                "change), updates ops_config.yaml, and commits to the infrastructure repository. mode=monitor: "
+                "shows the would-be diff and changes nothing.",
+)
+def terraform_vars(context: dg.AssetExecutionContext, neuropilot: NeuroPilotResource) -> dg.MaterializeResult:
+    cfg = neuropilot.cfg()
+    key = context.partition_key
+    wh, state = neuropilot.warehouse(cfg), neuropilot.state(cfg)
+    decisions = wh.read_partitions(DECISIONS_TABLE, [key], services=list(cfg.services))
+    if decisions.empty:
+        raise dg.Failure(f"No threshold_decision for {key}: materialize threshold_decision for it first.")
+    earlier_today = [k for k in windows_of_day(key[:10]) if k < key]
+    applied_today = wh.read_partitions(APPLIED_TABLE, earlier_today)
+    limit = cfg.rate_limits["max_applied_changes_per_day"]
+    repo = InfraRepo(cfg.infra_repo) if cfg.mode == "apply" else None
+    rows, diffs, commits = [], {}, {}
+    for _, d in decisions.iterrows():
+        service = d["service"]
+        old = {n: _value(n, d[f"old_{n}"]) for n in MANAGED_THRESHOLDS}
+        new = {n: _value(n, d[f"new_{n}"]) for n in MANAGED_THRESHOLDS}
+        path = cfg.tfvars_path(service)
+        used = int(applied_today[(applied_today["service"] == service) & applied_today["applied"]].shape[0]) \
+            if not applied_today.empty else 0
+        status, commit, diff = "unchanged", None, ""
+        in_force = old
+        if new != old:
+            if cfg.mode == "monitor":
+                change = preview_tfvars_updates(path, new)
+                status, diff = "monitor (not applied)", change.diff
+            elif used >= limit:
+                status = f"held: {used} changes applied today, max_applied_changes_per_day is {limit}"
+            else:
+                repo.assert_no_foreign_changes([path])
+                change = apply_tfvars_updates(path, new)
+                diff = change.diff
+                if len(cfg.services) == 1 and cfg.config_path is not None:
+                    update_yaml_values(cfg.config_path, {f"thresholds.{n}.value": v for n, v in new.items()})
+                subject = decision_commit_subject(old, new, reward=float(d["reward"]), sla=float(d["sla_percent"]),
+                                                  model_version=d.get("model_version") or "none")
+                commit = repo.commit_decision(
+                    [path], subject, body=str(d["reason"]),
+                    trailers={"NeuroPilot-Run-Id": context.run.run_id, "NeuroPilot-Partition": f"{key}/{service}"},
+                )
+                status, in_force = "applied", new
+        state.write_json(f"{APPLIED_STATE}-{service}", key, {"thresholds": in_force, "status": status, "commit": commit})
+        rows.append({"partition": key, "service": service, "status": status, "applied": status == "applied",
+                     "commit": commit, "tfvars": str(path), **{f"value_{n}": float(v) for n, v in in_force.items()}})
+        if diff:
+            diffs[service] = diff
+        if commit:
+            commits[service] = commit
+    table = pd.DataFrame(rows)
+    info = wh.write_partition(APPLIED_TABLE, key, table)
+    return dg.MaterializeResult(metadata={
+        **table_metadata(info, table),
+        "mode": cfg.mode,
+        "applied": int(table["applied"].sum()),
+        "status": dg.MetadataValue.json({r["service"]: r["status"] for r in rows}),
+        "commits": dg.MetadataValue.json(commits),
+        "diff": dg.MetadataValue.md("\n\n".join(f"**{s}**\n```diff\n{d}\n```" for s, d in diffs.items()) or "_no change_"),
+    })

@@ -1,0 +1,164 @@
+"""reward and threshold_decision: how the last window went, and what to change because of it."""
+
+
+from typing import Any
+
+import dagster as dg
+import pandas as pd
+
+from ..core.config import MANAGED_THRESHOLDS, OpsConfig
+from ..core.policy import Bounds, Observation, make_policy
+from ..core.reward import window_reward
+from ..core.service_model import Thresholds
+from ..core.telemetry import METRIC_COLUMNS
+from ..resources.neuropilot import NeuroPilotResource
+from ..resources.sources import thresholds_in_force
+from ..storage.state import StateStore
+from .common import WAREHOUSE_POOL, table_metadata
+from .detect import ANOMALIES_TABLE
+from .ingest import RAW_TABLE
+from .partitions import (
+    previous_day, previous_window, previous_window_key, six_hourly_partitions,
+    window_bounds,
+)
+
+REWARD_TABLE = "reward"
+DECISIONS_TABLE = "threshold_decisions"
+POLICY_STATE = "policy"
+APPLIED_STATE = "applied"
+
+
+@dg.asset(
+    partitions_def=six_hourly_partitions,
+    group_name="decide",
+    kinds={"parquet"},
+    pool=WAREHOUSE_POOL,
+    deps=["raw_metrics"],
+    description="Per service: SLA compliance over the window (minutes with p95 within slo_p95_ms), the window's "
+                "cost projected to a month against cost_budget, and reward = (1 if SLA >= target else 0) - cost variance.",
+)
+def reward(context: dg.AssetExecutionContext, neuropilot: NeuroPilotResource) -> dg.MaterializeResult:
+    cfg = neuropilot.cfg()
+    start, end = window_bounds(context.partition_key)
+    wh = neuropilot.warehouse(cfg)
+    raw = wh.read_window(RAW_TABLE, start, end, columns=["service", "ts", "p95_latency_ms", "cost_usd"],
+                         services=list(cfg.services))
+    if raw.empty:
+        raise dg.Failure(f"raw_metrics has no rows for {context.partition_key}: materialize raw_metrics for it first.")
+    rows = []
+    for service, g in raw.groupby("service", sort=True):
+        good = g["p95_latency_ms"] <= cfg.slo_p95_ms
+        r = window_reward(sla_pct=100.0 * good.mean(), sla_target=cfg.sla_target, window_cost=float(g["cost_usd"].sum()),
+                          monthly_budget=cfg.cost_budget, window_minutes=len(g))
+        rows.append({"partition": context.partition_key, "service": service, "minutes": len(g),
+                     "good_minutes": int(good.sum()), **_reward_fields(r)})
+    table = pd.DataFrame(rows)
+    info = wh.write_partition(REWARD_TABLE, context.partition_key, table)
+    first = rows[0]
+    return dg.MaterializeResult(metadata={
+        **table_metadata(info, table),
+        "reward": float(table["reward"].mean()),
+        "sla_percent": float(first["sla_percent"]),
+        "sla_met": bool(table["sla_met"].all()),
+        "projected_monthly_cost": float(table["projected_monthly_cost"].sum()),
+    })
+
+
+def _reward_fields(r: Any) -> dict[str, Any]:
+    fields = dict(vars(r)) if not hasattr(r, "_asdict") else r._asdict()
+    return {k: (float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v) for k, v in fields.items()}
+
+
+def policy_bounds(cfg: OpsConfig) -> dict[str, Bounds]:
+    return {name: Bounds(spec.min, spec.max, spec.max_step) for name, spec in cfg.thresholds.items()}
+
+
+def thresholds_before(cfg: OpsConfig, state: StateStore, service: str, partition_key: str) -> tuple[Thresholds, str]:
+    """The thresholds in force during this window: what was applied after the previous
+    decision, else (first window, or nothing applied) what the infrastructure holds."""
+    prev_key = previous_window_key(partition_key)
+    applied = state.read_json(f"{APPLIED_STATE}-{service}", prev_key)
+    if applied:
+        return Thresholds.from_dict(applied["thresholds"]), f"applied after {prev_key}"
+    prev_policy = state.read_json(f"{POLICY_STATE}-{service}", prev_key)
+    if prev_policy and "in_force" in prev_policy:
+        return Thresholds.from_dict(prev_policy["in_force"]), f"in force during {prev_key}"
+    return thresholds_in_force(cfg, service)
+
+
+@dg.asset(
+    partitions_def=six_hourly_partitions,
+    group_name="decide",
+    kinds={"parquet"},
+    pool=WAREHOUSE_POOL,
+    deps=[
+        "anomalies", "reward",
+        dg.AssetDep("anomaly_model", partition_mapping=previous_day),
+        dg.AssetDep("threshold_decision", partition_mapping=previous_window),
+    ],
+    description="Per service: increase, decrease or maintain each managed threshold, within bounds and step limits, "
+                "with a readable reason and the inputs used. The policy's state is carried from the previous window.",
+)
+def threshold_decision(context: dg.AssetExecutionContext, neuropilot: NeuroPilotResource) -> dg.MaterializeResult:
+    cfg = neuropilot.cfg()
+    key = context.partition_key
+    start, end = window_bounds(key)
+    wh, state, models = neuropilot.warehouse(cfg), neuropilot.state(cfg), neuropilot.models(cfg)
+    services = list(cfg.services)
+    raw = wh.read_window(RAW_TABLE, start, end, columns=["service", "ts", *METRIC_COLUMNS], services=services)
+    rewards = wh.read_partitions(REWARD_TABLE, [key], services=services)
+    anomalies = wh.read_partitions(ANOMALIES_TABLE, [key], services=services)
+    if raw.empty or rewards.empty:
+        raise dg.Failure(f"threshold_decision for {key} needs raw_metrics and reward for {key}: materialize them first.")
+    model_day = (start - pd.Timedelta(days=1)).strftime("%Y-%m-%d")
+    policy = make_policy(cfg.policy, learning_rate=cfg.learning_rate, bounds=policy_bounds(cfg))
+    rows, per_service = [], {}
+    for service in services:
+        g = raw[raw["service"] == service].copy()
+        g["good"] = g["p95_latency_ms"] <= cfg.slo_p95_ms
+        in_force, in_force_origin = thresholds_before(cfg, state, service, key)
+        prev_state = state.read_json(f"{POLICY_STATE}-{service}", previous_window_key(key)) or {}
+        sev = anomalies[anomalies["service"] == service]["severity"].value_counts().to_dict() if not anomalies.empty else {}
+        model = models.version_for(service, model_day)
+        obs = Observation(
+            window_start=start, minutes=g.reset_index(drop=True), thresholds=in_force,
+            anomaly_counts={s: int(sev.get(s, 0)) for s in ("low", "medium", "high", "critical")},
+            sla_target=cfg.sla_target, monthly_budget=cfg.cost_budget, slo_p95_ms=cfg.slo_p95_ms,
+        )
+        decision = policy.decide(prev_state.get("policy"), obs)
+        new_state = {"policy": decision.new_state, "in_force": in_force.to_dict(), "proposed": decision.thresholds.to_dict()}
+        state.write_json(f"{POLICY_STATE}-{service}", key, new_state)
+        rew = rewards[rewards["service"] == service].iloc[0]
+        row = {
+            "partition": key, "service": service, "mode": cfg.mode, "policy": cfg.policy, "phase": decision.phase,
+            "reason": decision.reason, "reward": float(rew["reward"]), "sla_percent": float(rew["sla_percent"]),
+            "model_version": model[0] if model else None, "model_partition": model[1] if model else None,
+            "anomalies_partition": key, "reward_partition": key, "raw_partition": key,
+            "thresholds_origin": in_force_origin,
+            "anomaly_counts": str(obs.anomaly_counts),
+        }
+        for name in MANAGED_THRESHOLDS:
+            row[f"old_{name}"] = float(getattr(in_force, name))
+            row[f"new_{name}"] = float(getattr(decision.thresholds, name))
+            row[f"action_{name}"] = decision.actions.get(name, "maintain")
+        rows.append(row)
+        per_service[service] = {
+            "reason": decision.reason, "phase": decision.phase,
+            "changes": {n: f"{row[f'old_{n}']:g} -> {row[f'new_{n}']:g}" for n in MANAGED_THRESHOLDS
+                        if row[f"old_{n}"] != row[f"new_{n}"]},
+        }
+    table = pd.DataFrame(rows)
+    info = wh.write_partition(DECISIONS_TABLE, key, table)
+    first = rows[0]
+    return dg.MaterializeResult(metadata={
+        **table_metadata(info, table),
+        "mode": cfg.mode,
+        "model_version": first["model_version"] or "none yet (cold start)",
+        "model_partition": first["model_partition"] or "none",
+        "anomalies_partition": key,
+        "reward_partition": key,
+        "raw_metrics_partition": key,
+        "reward": first["reward"],
+        "decisions": dg.MetadataValue.json(per_service),
+        "changed_thresholds": int(sum(len(v["changes"]) for v in per_service.values())),
+    })

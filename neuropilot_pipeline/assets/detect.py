@@ -1,0 +1,139 @@
+"""anomalies (and critical_alerts): the four detectors over one window, with explanations."""
+
+
+import json
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+
+from ..core import detectors
+from ..core.atomic import atomic_write_json
+from ..core.gmm import ModelFileError
+from ..core.telemetry import METRIC_COLUMNS
+from ..resources.neuropilot import NeuroPilotResource
+from .common import WAREHOUSE_POOL, table_metadata
+from .ingest import RAW_TABLE
+from .model import MODEL_FEATURES
+from .partitions import previous_day, previous_window, previous_window_key, six_hourly_partitions, window_bounds
+
+ANOMALIES_TABLE = "anomalies"
+DETECTOR_STATE = "detectors"
+SEVERITIES = ("critical", "high", "medium", "low")
+
+
+def detector_config(cfg) -> "detectors.DetectorConfig":
+    return detectors.DetectorConfig(sensitivity=cfg.anomaly_sensitivity)
+
+
+def minute_grid(raw: pd.DataFrame, services: list[str], start: pd.Timestamp, end: pd.Timestamp):
+    """(series ids, values[n_series, n_minutes], timestamps): one row per (service, metric)."""
+    ts = pd.date_range(start, end - pd.Timedelta(minutes=1), freq="1min")
+    ids, rows = [], []
+    for service in services:
+        g = raw[raw["service"] == service].drop_duplicates("ts", keep="last").set_index("ts").reindex(ts)
+        for metric in METRIC_COLUMNS:
+            ids.append(f"{service}/{metric}")
+            rows.append(g[metric].to_numpy(dtype=float) if metric in g else np.full(len(ts), np.nan))
+    values = np.vstack(rows) if rows else np.empty((0, len(ts)))
+    return ids, np.where(np.isfinite(values), values, np.nan), ts
+
+
+def gmm_scores(neuropilot: NeuroPilotResource, cfg, raw: pd.DataFrame, services: list[str], ts: pd.DatetimeIndex,
+               model_day: str) -> tuple[np.ndarray, dict[str, str]]:
+    """Per service and minute, the model's z-like score (NaN where no model yet); plus the versions used."""
+    store = neuropilot.models(cfg)
+    scores = np.full((len(services), len(ts)), np.nan)
+    used = {}
+    for i, service in enumerate(services):
+        found = store.version_for(service, model_day)
+        if found is None:
+            used[service] = "none (no model trained yet)"
+            continue
+        version, partition = found
+        try:
+            model = store.load(service, version)
+        except ModelFileError as exc:
+            raise dg.Failure(str(exc)) from exc
+        g = raw[raw["service"] == service].drop_duplicates("ts", keep="last").set_index("ts").reindex(ts)
+        scores[i] = model.anomaly_score(g[list(MODEL_FEATURES)].to_numpy(dtype=float))
+        used[service] = f"{version} (trained {partition})"
+    return scores, used
+
+
+@dg.asset(
+    partitions_def=six_hourly_partitions,
+    group_name="detect",
+    kinds={"parquet"},
+    pool=WAREHOUSE_POOL,
+    deps=[
+        "raw_metrics", "metric_features",
+        dg.AssetDep("anomaly_model", partition_mapping=previous_day),
+        dg.AssetDep("anomalies", partition_mapping=previous_window),
+    ],
+    description="z-score, EWMA, seasonal-residual and GMM-likelihood detectors per service and metric, combined into "
+                "anomaly records with a severity and an explanation (which detectors fired, value, baseline, "
+                "deviation). Detector state is carried from the previous window, so verdicts are causal.",
+)
+def anomalies(context: dg.AssetExecutionContext, neuropilot: NeuroPilotResource) -> dg.MaterializeResult:
+    cfg = neuropilot.cfg()
+    key = context.partition_key
+    start, end = window_bounds(key)
+    wh, store = neuropilot.warehouse(cfg), neuropilot.state(cfg)
+    services = list(cfg.services)
+    raw = wh.read_window(RAW_TABLE, start, end, columns=["service", "ts", *METRIC_COLUMNS], services=services)
+    if raw.empty:
+        raise dg.Failure(f"raw_metrics has no rows for {key}: materialize raw_metrics for it first.")
+    ids, values, ts = minute_grid(raw, services, start, end)
+    model_day = (start - pd.Timedelta(days=1)).strftime("%Y-%m-%d")
+    joint, models_used = gmm_scores(neuropilot, cfg, raw, services, ts, model_day)
+    per_series_gmm = np.repeat(joint, len(METRIC_COLUMNS), axis=0)
+
+    prev_key = previous_window_key(key)
+    prev_arrays = store.read_arrays(DETECTOR_STATE, prev_key)
+    prev_ids = json.loads(str(prev_arrays.pop("__series_ids__"))) if prev_arrays is not None else None
+    state = detectors.align_state(prev_arrays, prev_ids, ids, detector_config(cfg)) if prev_arrays is not None else None
+    result, new_state = detectors.detect_chunk(values, ts, state, detector_config(cfg), gmm_score=per_series_gmm)
+    store.write_arrays(DETECTOR_STATE, key, {**new_state, "__series_ids__": np.array(json.dumps(ids))})
+
+    records = detectors.anomaly_records(result, ids, ts)
+    table = pd.DataFrame(records, columns=detectors.RECORD_COLUMNS)
+    if not table.empty:
+        table.insert(0, "partition", key)
+        table.insert(1, "service", table["series"].str.split("/").str[0])
+        table.insert(2, "metric", table["series"].str.split("/").str[1])
+        table = table.drop(columns=["series"])
+    else:
+        table = pd.DataFrame(columns=["partition", "service", "metric", *[c for c in detectors.RECORD_COLUMNS if c != "series"]])
+    info = wh.write_partition(ANOMALIES_TABLE, key, table)
+    counts = {s: int((table["severity"] == s).sum()) for s in SEVERITIES}
+    return dg.MaterializeResult(metadata={
+        **table_metadata(info, table),
+        "by_severity": dg.MetadataValue.json(counts),
+        "critical_count": counts["critical"],
+        "model_versions": dg.MetadataValue.json(models_used),
+        "detector_state": f"carried from {prev_key}" if state is not None else "cold start (no state before this window)",
+    })
+
+
+@dg.asset(
+    partitions_def=six_hourly_partitions,
+    group_name="detect",
+    kinds={"json"},
+    deps=["anomalies"],
+    description="The critical anomalies of one window with their explanations, written as an alert file "
+                "(launched at once by critical_anomaly_sensor).",
+)
+def critical_alerts(context: dg.AssetExecutionContext, neuropilot: NeuroPilotResource) -> dg.MaterializeResult:
+    cfg = neuropilot.cfg()
+    key = context.partition_key
+    table = neuropilot.warehouse(cfg).read_partitions(ANOMALIES_TABLE, [key])
+    critical = table[table["severity"] == "critical"] if not table.empty else table
+    alert = {
+        "partition": key,
+        "critical_count": int(len(critical)),
+        "anomalies": json.loads(critical.to_json(orient="records", date_format="iso")) if len(critical) else [],
+    }
+    path = cfg.reports_dir / "alerts" / f"critical_{key.replace(':', '')}.json"
+    atomic_write_json(path, alert)
+    return dg.MaterializeResult(metadata={"path": dg.MetadataValue.path(str(path)), "critical_count": len(critical)})

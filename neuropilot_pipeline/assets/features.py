@@ -1,0 +1,42 @@
+"""metric_features: trailing baselines, EWMA, z-scores and seasonal decomposition per metric."""
+
+
+import dagster as dg
+import pandas as pd
+
+from ..core.features import HISTORY_DAYS, compute_features
+from ..core.telemetry import METRIC_COLUMNS
+from ..resources.neuropilot import NeuroPilotResource
+from .common import WAREHOUSE_POOL, table_metadata
+from .ingest import RAW_TABLE
+from .partitions import six_hourly_partitions, window_bounds
+
+FEATURES_TABLE = "metric_features"
+
+
+@dg.asset(
+    partitions_def=six_hourly_partitions,
+    group_name="detect",
+    kinds={"parquet", "pandas"},
+    pool=WAREHOUSE_POOL,
+    deps=["raw_metrics"],
+    description="Per service and metric: trailing 24 h baseline (mean, std), EWMA (span 20), z-score and a causal "
+                "24 h seasonal decomposition. Reads its history from the warehouse (bounded: 8 days).",
+)
+def metric_features(context: dg.AssetExecutionContext, neuropilot: NeuroPilotResource) -> dg.MaterializeResult:
+    cfg = neuropilot.cfg()
+    start, end = window_bounds(context.partition_key)
+    wh = neuropilot.warehouse(cfg)
+    history_start = start - pd.Timedelta(days=HISTORY_DAYS)
+    raw = wh.read_window(RAW_TABLE, history_start, end, columns=["service", "ts", *METRIC_COLUMNS],
+                         services=list(cfg.services))
+    if raw.empty or raw["ts"].max() < start:
+        raise dg.Failure(f"raw_metrics has no rows for {context.partition_key}: materialize raw_metrics for it first.")
+    features = compute_features(raw, METRIC_COLUMNS, start, end)
+    info = wh.write_partition(FEATURES_TABLE, context.partition_key, features)
+    history_minutes = int(raw["ts"].lt(start).sum() / max(1, len(cfg.services)))
+    return dg.MaterializeResult(metadata={
+        **table_metadata(info, features),
+        "history_minutes_used": history_minutes,
+        "mean_abs_zscore": float(features["zscore"].abs().mean()),
+    })

@@ -1,0 +1,77 @@
+"""daily_report: the intelligence report for one UTC day, from the warehouse."""
+
+
+import dagster as dg
+import pandas as pd
+
+from ..core.atomic import atomic_write_json
+from ..core.report import SCHEMA_VERSION, service_report
+from ..core.telemetry import METRIC_COLUMNS
+from ..resources.neuropilot import NeuroPilotResource
+from .apply import APPLIED_TABLE
+from .decide import DECISIONS_TABLE
+from .detect import ANOMALIES_TABLE
+from .ingest import RAW_TABLE
+from .partitions import daily_partitions, day_bounds, windows_of_day
+
+
+def report_path(reports_dir, day_key: str):
+    return reports_dir / f"daily_report_{day_key.replace('-', '')}.json"
+
+
+@dg.asset(
+    partitions_def=daily_partitions,
+    group_name="report",
+    kinds={"json"},
+    deps=["anomalies", "threshold_decision", "terraform_vars", "reward", "anomaly_model"],
+    description="Health score, trends, anomalies, scaling actions, threshold changes, cost projection, learning "
+                "status and recommendations for one UTC day; saved as reports/daily_report_YYYYMMDD.json.",
+)
+def daily_report(context: dg.AssetExecutionContext, neuropilot: NeuroPilotResource) -> dg.MaterializeResult:
+    cfg = neuropilot.cfg()
+    day = context.partition_key
+    start, end = day_bounds(day)
+    wh, models = neuropilot.warehouse(cfg), neuropilot.models(cfg)
+    services = list(cfg.services)
+    cols = ["service", "ts", *METRIC_COLUMNS]
+    raw = wh.read_window(RAW_TABLE, start - pd.Timedelta(days=7), end, columns=cols, services=services)
+    if raw.empty or raw["ts"].max() < start:
+        raise dg.Failure(f"No raw_metrics for {day}: run the ops cycle for that day's windows first.")
+    windows = windows_of_day(day)
+    anomalies = wh.read_partitions(ANOMALIES_TABLE, windows, services=services)
+    decisions = wh.read_partitions(DECISIONS_TABLE, windows, services=services)
+    applied = wh.read_partitions(APPLIED_TABLE, windows, services=services)
+    if not decisions.empty and not applied.empty:
+        decisions = decisions.merge(applied[["partition", "service", "applied"]], on=["partition", "service"], how="left")
+    registry = models.registry(services)
+    report = {"schema_version": SCHEMA_VERSION, "date": day,
+              "window": {"start": start.isoformat(), "end": end.isoformat()},
+              "generated_at": pd.Timestamp.now(tz="UTC").isoformat(), "services": {}}
+    for service in services:
+        r = raw[raw["service"] == service]
+        today = r[r["ts"] >= start]
+        previous = r[(r["ts"] >= start - pd.Timedelta(days=1)) & (r["ts"] < start)]
+        baseline = r[r["ts"] < start]
+        daily_costs = r.assign(day=r["ts"].dt.floor("D")).groupby("day")["cost_usd"].sum().tolist()
+        reg = registry[(registry["service"] == service) & (registry["partition"] <= day)]
+        model = reg.iloc[-1].to_dict() if not reg.empty else None
+        if model:
+            model["partition"] = model.get("partition")
+        report["services"][service] = service_report(
+            service, today, previous, baseline,
+            anomalies[anomalies["service"] == service] if not anomalies.empty else anomalies,
+            decisions[decisions["service"] == service] if not decisions.empty else decisions,
+            daily_costs, model, cfg.sla_target, cfg.slo_p95_ms, cfg.cost_budget,
+        )
+    path = report_path(cfg.reports_dir, day)
+    atomic_write_json(path, report)
+    first = next(iter(report["services"].values()))
+    return dg.MaterializeResult(metadata={
+        "path": dg.MetadataValue.path(str(path)),
+        "health_score": first["health"]["score"],
+        "sla_percent": first["sla"]["sla_percent"],
+        "anomalies": first["anomalies"]["total"],
+        "projected_monthly_cost": first["cost"]["projected_monthly"],
+        "learning_status": first["learning"]["status"],
+        "recommendations": dg.MetadataValue.json(first["recommendations"]),
+    })

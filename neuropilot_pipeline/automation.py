@@ -1,0 +1,84 @@
+"""Jobs, schedules and sensors: the ops cycle every 6 h, training at 03:00 UTC, the report at 09:00 UTC,
+and sensors for what must not wait."""
+
+
+import dagster as dg
+
+import pandas as pd
+
+from .assets.partitions import WINDOW_HOURS, WINDOW_KEY_FORMAT, daily_partitions, six_hourly_partitions
+
+ops_cycle_job = dg.define_asset_job(
+    "ops_cycle",
+    selection=dg.AssetSelection.assets("raw_metrics", "metric_features", "anomalies", "reward",
+                                       "threshold_decision", "terraform_vars"),
+    partitions_def=six_hourly_partitions,
+    description="Collect the window that just ended, detect, score the reward, decide and apply thresholds.",
+)
+training_job = dg.define_asset_job(
+    "train_model", selection=dg.AssetSelection.assets("anomaly_model"), partitions_def=daily_partitions,
+    description="Retrain each service's anomaly model on the day that just ended (warm start).",
+)
+report_job = dg.define_asset_job(
+    "report_job", selection=dg.AssetSelection.assets("daily_report"), partitions_def=daily_partitions,
+    description="Build and deliver the daily intelligence report for the day that just ended.",
+)
+critical_alert_job = dg.define_asset_job(
+    "critical_alert", selection=dg.AssetSelection.assets("critical_alerts"), partitions_def=six_hourly_partitions,
+    description="Write (and deliver) an alert for the critical anomalies of one window.",
+)
+
+# Each schedule materializes the partition that has just closed, with the partition as run
+# key so a daemon restart never launches the same window twice. The ops cycle waits 5
+# minutes after the window ends so late samples have landed in the source.
+def _closed_window(at) -> str:
+    end = pd.Timestamp(at).tz_convert("UTC").floor(f"{WINDOW_HOURS}h")
+    return (end - pd.Timedelta(hours=WINDOW_HOURS)).strftime(WINDOW_KEY_FORMAT)
+
+
+def _closed_day(at) -> str:
+    return (pd.Timestamp(at).tz_convert("UTC").floor("D") - pd.Timedelta(days=1)).strftime("%Y-%m-%d")
+
+
+@dg.schedule(cron_schedule="5 */6 * * *", job=ops_cycle_job, execution_timezone="UTC",
+             description="Every 6 hours: the ops cycle for the window that just closed.")
+def ops_cycle_schedule(context: dg.ScheduleEvaluationContext):
+    key = _closed_window(context.scheduled_execution_time)
+    return dg.RunRequest(run_key=key, partition_key=key)
+
+
+@dg.schedule(cron_schedule="0 3 * * *", job=training_job, execution_timezone="UTC",
+             description="03:00 UTC: retrain the anomaly models on the day that just ended.")
+def training_schedule(context: dg.ScheduleEvaluationContext):
+    key = _closed_day(context.scheduled_execution_time)
+    return dg.RunRequest(run_key=key, partition_key=key)
+
+
+@dg.schedule(cron_schedule="0 9 * * *", job=report_job, execution_timezone="UTC",
+             description="09:00 UTC: the daily intelligence report for the day that just ended.")
+def report_schedule(context: dg.ScheduleEvaluationContext):
+    key = _closed_day(context.scheduled_execution_time)
+    return dg.RunRequest(run_key=key, partition_key=key)
+
+
+@dg.asset_sensor(asset_key=dg.AssetKey("anomalies"), job=critical_alert_job, minimum_interval_seconds=30,
+                 default_status=dg.DefaultSensorStatus.STOPPED,
+                 description="Reacts at once to a window with critical anomalies: launches the critical alert.")
+def critical_anomaly_sensor(context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry):
+    materialization = asset_event.asset_materialization
+    if materialization is None or materialization.partition is None:
+        return dg.SkipReason("materialization without partition")
+    critical = materialization.metadata.get("critical_count")
+    count = int(critical.value) if critical is not None else 0
+    if count <= 0:
+        return dg.SkipReason(f"no critical anomaly in {materialization.partition}")
+    return dg.RunRequest(
+        run_key=f"critical-{materialization.partition}-{asset_event.storage_id}",
+        partition_key=materialization.partition,
+        tags={"neuropilot/critical_count": str(count)},
+    )
+
+
+JOBS = [ops_cycle_job, training_job, report_job, critical_alert_job]
+SCHEDULES = [ops_cycle_schedule, training_schedule, report_schedule]
+SENSORS = [critical_anomaly_sensor]
