@@ -1,0 +1,318 @@
+"""`neuropilot`: the command line, thin over the same code the Dagster assets run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+DEMO_MARKER = ".neuropilot-demo"
+
+
+def _home(args) -> Path:
+    return Path(args.home or os.environ.get("NEUROPILOT_HOME") or Path.cwd() / "neuropilot_home").resolve()
+
+
+def _use_home(home: Path, config: Path | None = None) -> None:
+    """Point this process (and the in-process Dagster runs) at one NeuroPilot home."""
+    os.environ["NEUROPILOT_HOME"] = str(home)
+    if config is not None:
+        os.environ["NEUROPILOT_CONFIG"] = str(config)
+    os.environ.setdefault("DAGSTER_HOME", str(home / "dagster"))
+    Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
+
+
+def _instance():
+    import dagster as dg
+
+    return dg.DagsterInstance.get()
+
+
+def _defs():
+    from .definitions import defs
+
+    return defs
+
+
+def run_job(job_name: str, partition_key: str, instance, quiet: bool = True):
+    job = _defs().resolve_job_def(job_name)
+    return job.execute_in_process(partition_key=partition_key, instance=instance, raise_on_error=False,
+                                  tags={"neuropilot/launched_by": "cli"},
+                                  run_config={"loggers": {"console": {"config": {"log_level": "ERROR" if quiet else "INFO"}}}})
+
+
+def _failure_message(result) -> str:
+    for event in result.all_events:
+        if event.is_step_failure and event.step_failure_data and event.step_failure_data.error:
+            err = event.step_failure_data.error
+            while err.cause is not None and "Failure" not in err.cls_name and err.cause.message:
+                err = err.cause
+            return f"{event.step_key}: {err.message.strip()}"
+    return "run failed (see the Dagster UI for the run's logs)"
+
+
+# ---- demo ---------------------------------------------------------------------------------
+
+def prepare_demo_home(home: Path, fresh: bool) -> Path:
+    from .core.config import default_config_path
+    from .core.gitops import InfraRepo
+    from .core.yaml_edit import update_yaml_values
+
+    if home.exists() and any(home.iterdir()):
+        if not (home / DEMO_MARKER).exists():
+            raise SystemExit(f"{home} is not empty and was not created by `neuropilot demo`; choose another --home.")
+        if fresh:
+            for child in home.iterdir():
+                if child.name != DEMO_MARKER:
+                    shutil.rmtree(child) if child.is_dir() else child.unlink()
+    home.mkdir(parents=True, exist_ok=True)
+    (home / DEMO_MARKER).write_text("created by `neuropilot demo`; safe to delete\n")
+    config = home / "ops_config.yaml"
+    if not config.exists():
+        shutil.copyfile(default_config_path(), config)
+        # The demo applies its decisions (so the simulated service feels them) and budgets for
+        # what the demo service really costs at 40 peak instances.
+        update_yaml_values(config, {"mode": "apply", "cost_budget": DEMO_COST_BUDGET})
+    infra = home / "infra"
+    if not (infra / ".git").exists():
+        starting = (Path(__file__).parent / "data" / "demo_infra" / "terraform.tfvars").read_text()
+        InfraRepo.init_demo(infra, {"web/terraform.tfvars": starting})
+    return config
+
+
+DEMO_COST_BUDGET = 250.0
+
+
+def cmd_demo(args) -> int:
+    home = _home(args)
+    config = prepare_demo_home(home, fresh=not args.keep)
+    _use_home(home, config)
+    from .assets.partitions import START_DATE, windows_of_day
+    from .core.config import load_ops_config
+    import pandas as pd
+
+    cfg = load_ops_config()
+    instance = _instance()
+    days = [(pd.Timestamp(START_DATE) + pd.Timedelta(days=i)).strftime("%Y-%m-%d") for i in range(args.days)]
+    print(f"NeuroPilot demo: {args.days} days of the WorldCup98 trace through the simulated service "
+          f"(mode={cfg.mode}, policy={cfg.policy}); home {home}")
+    t0 = time.time()
+    failures = 0
+    for day in days:
+        for window in windows_of_day(day):
+            result = run_job("ops_cycle", window, instance)
+            failures += _print_window(cfg, window, result)
+        result = run_job("train_model", day, instance)
+        if not result.success:
+            print(f"  {day} model: not trained — {_failure_message(result)}")
+        else:
+            _print_model(cfg, day)
+        result = run_job("report_job", day, instance)
+        if not result.success:
+            failures += 1
+            print(f"  {day} report FAILED — {_failure_message(result)}")
+    print(f"\nDone in {time.time() - t0:.0f} s.")
+    print_demo_summary(cfg, days)
+    return 1 if failures else 0
+
+
+def _print_window(cfg, window: str, result) -> int:
+    from .storage.warehouse import Warehouse
+
+    if not result.success:
+        print(f"  {window}  FAILED — {_failure_message(result)}")
+        return 1
+    wh = Warehouse(cfg.warehouse_dir)
+    rew = wh.read_partitions("reward", [window])
+    dec = wh.read_partitions("threshold_decisions", [window])
+    anom = wh.read_partitions("anomalies", [window])
+    app = wh.read_partitions("applied_changes", [window])
+    r, d = rew.iloc[0], dec.iloc[0]
+    changes = [f"{n.replace('new_', '')} {d['old_' + n[4:]]:g}→{d[n]:g}" for n in d.index
+               if n.startswith("new_") and d[n] != d["old_" + n[4:]]]
+    status = app.iloc[0]["status"] if not app.empty else "-"
+    print(f"  {window}  SLA {r['sla_percent']:7.3f}%  reward {r['reward']:+.2f}  anomalies {len(anom):3d}  "
+          f"{', '.join(changes) or 'no change'}{'' if not changes else ' [' + status + ']'}")
+    return 0
+
+
+def _print_model(cfg, day: str) -> None:
+    from .storage.warehouse import Warehouse
+
+    reg = Warehouse(cfg.warehouse_dir).read_partitions("model_registry", [day])
+    for _, m in reg.iterrows():
+        print(f"  {day} model {m['service']}: version {m['version']} ({m['mode']}, {m['samples']} samples, "
+              f"{m['n_components']} components, loss {m['loss']:.3f} → {m['learning_status']})")
+
+
+def print_demo_summary(cfg, days: list[str]) -> None:
+    from .core.service_model import FIXED_BASELINE
+    from .storage.warehouse import Warehouse
+    from .assets.report import report_path
+
+    wh = Warehouse(cfg.warehouse_dir)
+    sev = wh.query("SELECT severity, count(*) AS n FROM anomalies GROUP BY severity") if "anomalies" in wh.tables() else None
+    counts = {r.severity: int(r.n) for r in sev.itertuples()} if sev is not None else {}
+    dec = wh.query("SELECT * FROM threshold_decisions")
+    app = wh.query("SELECT * FROM applied_changes")
+    raw = wh.query("SELECT service, ts, p95_latency_ms, cost_usd, request_rate_per_s FROM raw_metrics ORDER BY service, ts")
+    changed = sum(1 for _, d in dec.iterrows() if any(d[c] != d["old_" + c[4:]] for c in dec.columns if c.startswith("new_")))
+    good = (raw["p95_latency_ms"] <= cfg.slo_p95_ms).mean() * 100
+    cost = raw["cost_usd"].sum()
+    baseline = fixed_baseline_replay(cfg, raw, FIXED_BASELINE)
+    print("\n=== NeuroPilot demo summary ===")
+    print(f"Period: {days[0]} .. {days[-1]} ({len(days)} days, {len(raw)} service-minutes)")
+    print("Anomalies by severity: " + ", ".join(f"{s} {counts.get(s, 0)}" for s in ("critical", "high", "medium", "low")))
+    print(f"Decisions: {len(dec)} windows, {changed} with threshold changes, {int(app['applied'].sum())} applied "
+          f"({cfg.mode} mode)")
+    print(f"{'':24s}{'SLA':>10s}{'cost (USD)':>12s}")
+    print(f"{'NeuroPilot (' + cfg.policy + ')':24s}{good:9.3f}%{cost:12.2f}")
+    print(f"{'fixed 80/30 thresholds':24s}{baseline['sla']:9.3f}%{baseline['cost']:12.2f}")
+    saving = (1 - cost / baseline["cost"]) * 100 if baseline["cost"] else 0.0
+    print(f"Cost vs fixed 80/30: {saving:+.1f} % saved; SLA target {cfg.sla_target} %")
+    print(f"Reports:   {cfg.reports_dir}  (latest {report_path(cfg.reports_dir, days[-1]).name})")
+    print(f"tfvars:    {cfg.tfvars_path(cfg.services[0])}  (git log in {cfg.infra_repo})")
+    print(f"Warehouse: {cfg.warehouse_dir}  (Parquet; query with DuckDB)")
+    print(f"Models:    {cfg.models_dir}")
+    print(f"Browse:    DAGSTER_HOME={os.environ['DAGSTER_HOME']} NEUROPILOT_HOME={cfg.home} "
+          f"NEUROPILOT_CONFIG={cfg.config_path} dagster dev -w workspace.yaml")
+
+
+def fixed_baseline_replay(cfg, raw, thresholds) -> dict[str, float]:
+    """The same demand through the same simulated service with the fixed 80/30 thresholds."""
+    import numpy as np
+
+    from .core.service_model import AutoscaledService, ServiceParams
+
+    good = minutes = 0
+    cost = 0.0
+    for service, g in raw.groupby("service"):
+        requests = g["request_rate_per_s"].to_numpy() * 60.0
+        out = AutoscaledService(ServiceParams()).run(requests, thresholds)
+        good += int(np.sum(out["good"]))
+        minutes += len(requests)
+        cost += float(np.sum(out["cost_usd"]))
+    return {"sla": 100.0 * good / minutes if minutes else float("nan"), "cost": cost}
+
+
+# ---- the seed's four modes ---------------------------------------------------------------
+
+def _run_modes(args, jobs: list[tuple[str, str]]) -> int:
+    _use_home(_home(args), Path(args.config) if args.config else None)
+    instance = _instance()
+    status = 0
+    for job, key in jobs:
+        result = run_job(job, key, instance)
+        print(f"{job} [{key}]: {'ok' if result.success else 'FAILED — ' + _failure_message(result)}")
+        status |= 0 if result.success else 1
+    return status
+
+
+def _latest_window(args) -> str:
+    import pandas as pd
+
+    now = pd.Timestamp.now(tz="UTC") if not args.at else pd.Timestamp(args.at, tz="UTC")
+    start = now.floor("6h") - pd.Timedelta(hours=6)
+    return start.strftime("%Y-%m-%d-%H:%M")
+
+
+def _latest_day(args) -> str:
+    import pandas as pd
+
+    now = pd.Timestamp.now(tz="UTC") if not args.at else pd.Timestamp(args.at, tz="UTC")
+    return (now.floor("D") - pd.Timedelta(days=1)).strftime("%Y-%m-%d")
+
+
+def cmd_cycle(args) -> int:
+    return _run_modes(args, [("ops_cycle", args.partition or _latest_window(args))])
+
+
+def cmd_train(args) -> int:
+    if args.lookback_hours:
+        os.environ["NEUROPILOT_MODEL__LOOKBACK_HOURS"] = str(args.lookback_hours)
+    return _run_modes(args, [("train_model", args.partition or _latest_day(args))])
+
+
+def cmd_report(args) -> int:
+    return _run_modes(args, [("report_job", args.partition or _latest_day(args))])
+
+
+def cmd_full_cycle(args) -> int:
+    window, day = args.partition or _latest_window(args), _latest_day(args)
+    return _run_modes(args, [("ops_cycle", window), ("train_model", day), ("report_job", day)])
+
+
+def cmd_detect(args) -> int:
+    from .core.detectors import detect_csv
+
+    summary = detect_csv(args.input, args.output, timestamp_col=args.timestamp_column, value_col=args.value_column)
+    print(json.dumps(summary, indent=2, default=str) if summary is not None else f"wrote {args.output}")
+    return 0
+
+
+def cmd_backtest(args) -> int:
+    from .core.backtest import backtest_main
+
+    summary = backtest_main(args.trace, policy=args.policy, peak_instances=args.peak_instances, scale=args.scale,
+                            out=args.out)
+    print(json.dumps(summary, indent=2, default=str))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="neuropilot", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def common(sp):
+        sp.add_argument("--home", help="NeuroPilot home (warehouse, models, reports); default $NEUROPILOT_HOME or ./neuropilot_home")
+        return sp
+
+    d = common(sub.add_parser("demo", help="fast-forward the bundled trace through the whole pipeline"))
+    d.add_argument("--days", type=int, default=7)
+    d.add_argument("--keep", action="store_true", help="keep an earlier demo's data instead of starting fresh")
+    d.set_defaults(func=cmd_demo)
+
+    for name, func, help_ in (("cycle", cmd_cycle, "run one ops cycle (default: the 6-hour window that just ended)"),
+                              ("train", cmd_train, "retrain the anomaly model (default: yesterday)"),
+                              ("report", cmd_report, "build the daily report (default: yesterday)"),
+                              ("full-cycle", cmd_full_cycle, "ops cycle, training and report")):
+        sp = common(sub.add_parser(name, help=help_))
+        sp.add_argument("--config", help="ops_config.yaml (default $NEUROPILOT_CONFIG or config/ops_config.yaml)")
+        sp.add_argument("--partition", help="partition key, e.g. 2026-11-01-06:00 or 2026-11-01")
+        sp.add_argument("--at", help="pretend the current time is this (UTC)")
+        if name == "train":
+            sp.add_argument("--lookback-hours", type=int)
+        sp.set_defaults(func=func)
+
+    dt = sub.add_parser("detect", help="score any CSV series with the pipeline's detectors")
+    dt.add_argument("input")
+    dt.add_argument("--output", "-o", required=True)
+    dt.add_argument("--timestamp-column")
+    dt.add_argument("--value-column")
+    dt.set_defaults(func=cmd_detect)
+
+    bt = sub.add_parser("backtest", help="replay a demand trace through the reference service model")
+    bt.add_argument("trace")
+    bt.add_argument("--policy", choices=["learned", "fixed", "rule"], default="learned")
+    g = bt.add_mutually_exclusive_group()
+    g.add_argument("--peak-instances", type=float, default=None)
+    g.add_argument("--scale", type=float, default=None)
+    bt.add_argument("--out", default="backtest_out")
+    bt.set_defaults(func=cmd_backtest)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,114 @@
+"""The whole asset graph, materialized in process over two consecutive days, as the demo does."""
+
+import json
+import subprocess
+
+import dagster as dg
+import hcl2
+import pytest
+
+from neuropilot_pipeline.cli import prepare_demo_home
+from neuropilot_pipeline.assets.partitions import windows_of_day
+from neuropilot_pipeline.storage.warehouse import Warehouse
+
+DAY1, DAY2 = "2026-11-01", "2026-11-02"
+
+
+@pytest.fixture(scope="module")
+def pipeline_run(tmp_path_factory):
+    home = tmp_path_factory.mktemp("home")
+    config = prepare_demo_home(home, fresh=True)
+    mp = pytest.MonkeyPatch()
+    mp.setenv("NEUROPILOT_HOME", str(home))
+    mp.setenv("NEUROPILOT_CONFIG", str(config))
+    from neuropilot_pipeline.definitions import defs
+
+    instance = dg.DagsterInstance.ephemeral()
+    results = {}
+
+    def run(job, key):
+        result = defs.resolve_job_def(job).execute_in_process(partition_key=key, instance=instance)
+        results[(job, key)] = result
+        return result
+
+    for day in (DAY1, DAY2):
+        for window in windows_of_day(day):
+            run("ops_cycle", window)
+        run("train_model", day)
+    run("report_job", DAY2)
+    yield {"home": home, "config": config, "instance": instance, "results": results}
+    mp.undo()
+
+
+def materialization(result, asset):
+    mats = result.asset_materializations_for_node(asset)
+    assert mats, f"{asset} was not materialized"
+    return mats[-1]
+
+
+def test_every_partition_of_two_days_landed_in_the_warehouse(pipeline_run):
+    wh = Warehouse(pipeline_run["home"] / "warehouse")
+    assert wh.query("SELECT count(*) AS n FROM raw_metrics")["n"][0] == 2 * 1440
+    for table in ("raw_metrics", "metric_features", "anomalies", "reward", "threshold_decisions", "applied_changes"):
+        assert len(wh.partition_files(table)) == 8, table
+    raw = wh.query("SELECT * FROM raw_metrics")
+    for column in ("cpu_percent", "memory_percent", "p95_latency_ms", "error_rate_percent", "request_rate_per_s",
+                   "db_query_p95_ms", "instance_count", "cost_usd"):
+        assert raw[column].notna().all(), column
+
+
+def test_second_model_version_is_warm_started_with_a_new_data_version(pipeline_run):
+    results = pipeline_run["results"]
+    first = materialization(results[("train_model", DAY1)], "anomaly_model")
+    second = materialization(results[("train_model", DAY2)], "anomaly_model")
+    assert first.metadata["mode"].value == "initial"
+    assert second.metadata["mode"].value == "warm_start"
+    v1, v2 = first.metadata["model_version"].value, second.metadata["model_version"].value
+    assert v1 != v2
+    assert first.tags["dagster/data_version"] == v1 and second.tags["dagster/data_version"] == v2
+    models = pipeline_run["home"] / "models" / "web"
+    assert {p.stem for p in models.glob("*.json")} == {v1, v2}
+    reg = Warehouse(pipeline_run["home"] / "warehouse").query("SELECT * FROM model_registry ORDER BY partition")
+    assert list(reg["version"]) == [v1, v2] and reg["previous_version"].iloc[1] == v1
+    assert {"trained_at", "window_start", "window_end", "samples", "loss", "converged", "n_components"} <= set(reg.columns)
+
+
+def test_decision_metadata_names_its_model_anomalies_and_reward(pipeline_run):
+    window = windows_of_day(DAY2)[1]
+    mat = materialization(pipeline_run["results"][("ops_cycle", window)], "threshold_decision")
+    reg = Warehouse(pipeline_run["home"] / "warehouse").query("SELECT * FROM model_registry ORDER BY partition")
+    assert mat.metadata["model_version"].value == reg["version"].iloc[0]
+    assert mat.metadata["model_partition"].value == DAY1
+    assert mat.metadata["anomalies_partition"].value == window
+    assert mat.metadata["reward_partition"].value == window
+
+
+def test_day_one_runs_without_a_model_and_says_so(pipeline_run):
+    mat = materialization(pipeline_run["results"][("ops_cycle", windows_of_day(DAY1)[0])], "threshold_decision")
+    assert "none yet" in mat.metadata["model_version"].value
+
+
+def test_report_json_has_every_section(pipeline_run):
+    path = pipeline_run["home"] / "reports" / "daily_report_20261102.json"
+    report = json.loads(path.read_text())
+    web = report["services"]["web"]
+    for section in ("health", "trends", "anomalies", "scaling_actions", "thresholds", "cost", "learning",
+                    "recommendations", "sla"):
+        assert section in web, section
+    assert set(web["health"]["components"]) == {"latency", "errors", "cpu", "memory"}
+    assert web["learning"]["model_version"] is not None
+    assert web["sla"]["minutes"] == 1440
+
+
+def test_applied_decisions_are_in_tfvars_and_in_git(pipeline_run):
+    home = pipeline_run["home"]
+    tfvars = home / "infra" / "web" / "terraform.tfvars"
+    values = hcl2.loads(tfvars.read_text())
+    wh = Warehouse(home / "warehouse")
+    applied = wh.query("SELECT * FROM applied_changes ORDER BY partition")
+    last = applied.iloc[-1]
+    assert float(values["cpu_scale_up_threshold"]) == last["value_cpu_scale_up_threshold"]
+    log = subprocess.run(["git", "-C", str(home / "infra"), "log", "--format=%s"], capture_output=True, text=True,
+                         check=True).stdout.splitlines()
+    n_applied = int(applied["applied"].sum())
+    assert len([line for line in log if line.startswith("ai-ops:")]) == n_applied
