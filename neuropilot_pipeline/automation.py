@@ -6,25 +6,24 @@ import dagster as dg
 
 import pandas as pd
 
-from .assets.partitions import WINDOW_HOURS, WINDOW_KEY_FORMAT, daily_partitions, six_hourly_partitions
+from .assets.partitions import WINDOW_HOURS, WINDOW_KEY_FORMAT
 
 ops_cycle_job = dg.define_asset_job(
     "ops_cycle",
     selection=dg.AssetSelection.assets("raw_metrics", "metric_features", "anomalies", "reward",
                                        "threshold_decision", "terraform_vars"),
-    partitions_def=six_hourly_partitions,
     description="Collect the window that just ended, detect, score the reward, decide and apply thresholds.",
 )
 training_job = dg.define_asset_job(
-    "train_model", selection=dg.AssetSelection.assets("anomaly_model"), partitions_def=daily_partitions,
+    "train_model", selection=dg.AssetSelection.assets("anomaly_model"),
     description="Retrain each service's anomaly model on the day that just ended (warm start).",
 )
 report_job = dg.define_asset_job(
-    "report_job", selection=dg.AssetSelection.assets("daily_report"), partitions_def=daily_partitions,
+    "report_job", selection=dg.AssetSelection.assets("daily_report"),
     description="Build and deliver the daily intelligence report for the day that just ended.",
 )
 critical_alert_job = dg.define_asset_job(
-    "critical_alert", selection=dg.AssetSelection.assets("critical_alerts"), partitions_def=six_hourly_partitions,
+    "critical_alert", selection=dg.AssetSelection.assets("critical_alerts"),
     description="Write (and deliver) an alert for the critical anomalies of one window.",
 )
 

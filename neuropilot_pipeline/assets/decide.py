@@ -118,11 +118,15 @@ def threshold_decision(context: dg.AssetExecutionContext, neuropilot: NeuroPilot
         g["good"] = g["p95_latency_ms"] <= cfg.slo_p95_ms
         in_force, in_force_origin = thresholds_before(cfg, state, service, key)
         prev_state = state.read_json(f"{POLICY_STATE}-{service}", previous_window_key(key)) or {}
-        sev = anomalies[anomalies["service"] == service]["severity"].value_counts().to_dict() if not anomalies.empty else {}
+        mine = anomalies[anomalies["service"] == service] if not anomalies.empty else anomalies
+        sev = mine["severity"].value_counts().to_dict() if not mine.empty else {}
+        serious_latency = int(((mine["metric"] == "p95_latency_ms") & mine["severity"].isin(["medium", "high", "critical"])).sum()) \
+            if not mine.empty else 0
         model = models.version_for(service, model_day)
         obs = Observation(
             window_start=start, minutes=g.reset_index(drop=True), thresholds=in_force,
-            anomaly_counts={s: int(sev.get(s, 0)) for s in ("low", "medium", "high", "critical")},
+            anomaly_counts={**{s: int(sev.get(s, 0)) for s in ("low", "medium", "high", "critical")},
+                            "latency": serious_latency},
             sla_target=cfg.sla_target, monthly_budget=cfg.cost_budget, slo_p95_ms=cfg.slo_p95_ms,
         )
         decision = policy.decide(prev_state.get("policy"), obs)

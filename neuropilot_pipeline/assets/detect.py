@@ -87,16 +87,28 @@ def anomalies(context: dg.AssetExecutionContext, neuropilot: NeuroPilotResource)
     ids, values, ts = minute_grid(raw, services, start, end)
     model_day = (start - pd.Timedelta(days=1)).strftime("%Y-%m-%d")
     joint, models_used = gmm_scores(neuropilot, cfg, raw, services, ts, model_day)
-    per_series_gmm = np.repeat(joint, len(METRIC_COLUMNS), axis=0)
+    joint_ids = [f"{service}/joint" for service in services]
+    config = detector_config(cfg)
 
+    # Detector state from the end of the previous window (per series, realigned if the set of
+    # services changed); none means a cold start, during which nothing alarms.
     prev_key = previous_window_key(key)
     prev_arrays = store.read_arrays(DETECTOR_STATE, prev_key)
-    prev_ids = json.loads(str(prev_arrays.pop("__series_ids__"))) if prev_arrays is not None else None
-    state = detectors.align_state(prev_arrays, prev_ids, ids, detector_config(cfg)) if prev_arrays is not None else None
-    result, new_state = detectors.detect_chunk(values, ts, state, detector_config(cfg), gmm_score=per_series_gmm)
-    store.write_arrays(DETECTOR_STATE, key, {**new_state, "__series_ids__": np.array(json.dumps(ids))})
+    state, joint_since = None, None
+    if prev_arrays is not None:
+        prev_ids = json.loads(str(prev_arrays.pop("__series_ids__")))
+        prev_joint = json.loads(str(prev_arrays.pop("__joint_ids__")))
+        prev_since = dict(zip(prev_joint, prev_arrays.pop("__joint_since__")))
+        joint_since = np.array([prev_since.get(j, np.inf) for j in joint_ids])
+        state = detectors.align_state(prev_arrays, prev_ids, ids, config)
+    result, new_state = detectors.detect_chunk(values, ts, state, config)
+    joint_records, joint_since = detectors.joint_alarms(joint, joint_ids, ts, joint_since, config)
+    store.write_arrays(DETECTOR_STATE, key, {
+        **new_state, "__series_ids__": np.array(json.dumps(ids)),
+        "__joint_ids__": np.array(json.dumps(joint_ids)), "__joint_since__": joint_since,
+    })
 
-    records = detectors.anomaly_records(result, ids, ts)
+    records = detectors.anomaly_records(result, ids, ts, config) + joint_records
     table = pd.DataFrame(records, columns=detectors.RECORD_COLUMNS)
     if not table.empty:
         table.insert(0, "partition", key)

@@ -58,7 +58,7 @@ class ModelSettings:
     lookback_hours: int = 24
     min_samples: int = 48
     max_iter: int = 200
-    drift_threshold: float = 0.5
+    drift_threshold: float = 6.0
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,8 @@ class DetectorConfig:
     season_slots: int = 48
     season_halflife_days: float = 3.0
     warmup_minutes: float = 1440.0
-    season_warmup_days: int = 1
+    season_warmup_days: int = 3
+    gmm_threshold: float = 6.0
     suppress_minutes: float = 60.0
     min_relative_deviation: float = 0.05
     winsor: float = 4.0
@@ -145,7 +146,10 @@ def detect_chunk(values: np.ndarray, timestamps: Sequence, state: dict[str, np.n
         dev = np.where(ok & np.isfinite(st["ewma"]) & (scale > 1e-12), np.abs(st["ewma"] - mean) / np.maximum(scale, 1e-12), np.nan)
         slot = int((now % 1440.0) // slot_width)
         s_mean, s_var, s_days = st["slot_mean"][:, slot], st["slot_var"][:, slot], st["slot_days"][:, slot]
-        s_std = np.maximum(np.sqrt(s_var), np.maximum(config.min_relative_deviation * np.abs(s_mean) / 2.0, 1e-9))
+        # A profile learnt from a few days is noisy: its spread is never taken below half the
+        # series' overall spread.
+        s_std = np.maximum(np.maximum(np.sqrt(s_var), 0.5 * std),
+                           np.maximum(config.min_relative_deviation * np.abs(s_mean) / 2.0, 1e-9))
         seasonal = np.where(ok & (s_days >= config.season_warmup_days), np.abs(v - s_mean) / s_std, np.nan)
         g = gmm[:, t]
         ewma_score = dev / 0.1
@@ -224,6 +228,32 @@ def anomaly_records(result: DetectionResult, series_ids: Sequence[str], timestam
             **{f"score_{k}": float(result.scores[k][i, t]) for k in DETECTORS}, "explanation": text,
         })
     return records
+
+
+def joint_alarms(gmm_score: np.ndarray, series_ids: Sequence[str], timestamps: Sequence,
+                 since_alarm: np.ndarray | None, config: DetectorConfig = DetectorConfig(),
+                 ) -> tuple[list[dict[str, Any]], np.ndarray]:
+    """Alarms from the anomaly model's joint score (one series per service, not per metric):
+    score > gmm_threshold, suppressed like the per-metric detectors. Severity by score:
+    > 10 critical, > 8 high, > 6 medium. Returns records and the carried suppression state."""
+    g = np.atleast_2d(np.asarray(gmm_score, dtype=float))
+    ts = pd.DatetimeIndex(pd.to_datetime(timestamps, utc=True))
+    since = np.full(g.shape[0], np.inf) if since_alarm is None else np.asarray(since_alarm, dtype=float).copy()
+    records = []
+    for t in range(g.shape[1]):
+        fire = np.isfinite(g[:, t]) & (g[:, t] > config.gmm_threshold) & (since >= config.suppress_minutes)
+        for i in np.flatnonzero(fire):
+            s = float(g[i, t])
+            severity = "critical" if s > 10 else "high" if s > 8 else "medium"
+            records.append({
+                "series": series_ids[i], "ts": ts[t], "value": s, "score": s, "severity": severity, "detectors": "gmm",
+                "baseline": float(config.gmm_threshold), "deviation": s - config.gmm_threshold,
+                "score_zscore": np.nan, "score_ewma": np.nan, "score_seasonal": np.nan, "score_gmm": s,
+                "explanation": f"gmm {s:.1f}: this combination of the service's metrics is unlike the last day's "
+                               f"(threshold {config.gmm_threshold:g})",
+            })
+        since = np.where(fire, 0.0, since + 1.0)
+    return records, since
 
 
 # ---- single series: `neuropilot detect` -----------------------------------------------------

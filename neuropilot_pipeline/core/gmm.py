@@ -4,9 +4,10 @@ Training (`train_model`):
 - Warm start: when a previous version exists and the new window still looks like the data it
   was trained on, EM starts from the previous weights, means and covariances (and keeps its
   scaler, so the parameter space is the same), so the model moves a little each day.
-- Drift: when the new window's mean log-likelihood under the previous model falls by more
-  than ``drift_threshold`` (relative), the world has changed: a full retrain refits the scaler
-  and picks the number of components by BIC within [min_components, max_components].
+- Drift: when the new window's median anomaly score under the previous model (robust z
+  units) exceeds ``drift_threshold``, the typical new point is unlike anything the model knew:
+  a full retrain refits the scaler and picks the number of components by BIC within
+  [min_components, max_components].
 - Loss (documented, and what the learning status reads): the relative change in mean
   negative log-likelihood, on this training window, between the previous version and the new
   one: ``|nll_prev - nll_new| / max(1, |nll_new|)``. It is 1.0 for a first version. A model
@@ -57,7 +58,7 @@ class GMMSettings:
     max_components: int = 6
     min_samples: int = 48
     max_iter: int = 200
-    drift_threshold: float = 0.5
+    drift_threshold: float = 6.0
 
 
 @dataclass
@@ -278,8 +279,9 @@ def train_model(
     mode = "initial"
     compatible = previous is not None and previous.feature_names == names and previous.log_features == logs
     if compatible:
-        prev_nll = float(np.mean(previous.negative_log_likelihood(X)))
-        drift_score = (prev_nll - previous.train_mean_nll) / max(1.0, abs(previous.train_mean_nll))
+        # How far the new window's typical point sits from what the previous version was
+        # trained on, in the model's own robust z units.
+        drift_score = float(np.median(previous.anomaly_score(X)))
         mode = "full_retrain_drift" if drift_score > settings.drift_threshold else "warm_start"
 
     if mode == "warm_start":

@@ -122,33 +122,51 @@ class FixedPolicy:
 
 
 class RulePolicy:
-    """The seed's starting rule: SLA met and cost high -> raise the CPU thresholds (scale less);
-    SLA missed -> lower them (scale more); anomalies -> tighten the latency threshold."""
+    """The seed's starting rule, made safe: SLA missed -> lower the CPU thresholds (scale out
+    sooner); SLA met and cost over budget -> raise them (scale less), unless latency already
+    came close to the SLO; latency anomalies while the SLA is at risk -> tighten the latency
+    threshold. The latency threshold never goes below 1.25x the window's median p95, since
+    below its normal latency the autoscaler would scale out forever."""
 
     name = "rule"
 
-    def __init__(self, bounds: Mapping[str, Bounds] = DEFAULT_BOUNDS, step: float = 5.0, **_: Any):
+    def __init__(self, bounds: Mapping[str, Bounds] = DEFAULT_BOUNDS, step: float = 5.0, latency_step: float = 25.0,
+                 **_: Any):
         self.bounds = bounds
         self.step = step
+        self.latency_step = latency_step
 
     def decide(self, state: dict | None, obs: Observation) -> Decision:
         reward, sla, met = _window_reward(obs)
+        m = obs.minutes
         t = obs.thresholds.to_dict()
-        projected = float(obs.minutes["cost_usd"].sum()) * 30 * 24 * 60 / max(1, len(obs.minutes))
+        projected = float(m["cost_usd"].sum()) * 30 * 24 * 60 / max(1, len(m))
+        p95 = m["p95_latency_ms"].replace([np.inf, -np.inf], np.nan)
+        median_p95 = float(p95.median()) if p95.notna().any() else obs.slo_p95_ms
+        worst_p95 = float(p95.quantile(0.99)) if p95.notna().any() else obs.slo_p95_ms
+        at_risk = (not met) or worst_p95 > 0.8 * obs.slo_p95_ms
         reasons = []
         if not met:
             t["cpu_scale_up_threshold"] -= self.step
             t["cpu_scale_down_threshold"] -= self.step
             reasons.append(f"SLA {sla:.3f} % < target {obs.sla_target} %: lower CPU thresholds to scale out sooner")
-        elif projected > obs.monthly_budget:
+        elif projected > obs.monthly_budget and not at_risk:
             t["cpu_scale_up_threshold"] += self.step
             t["cpu_scale_down_threshold"] += self.step
             reasons.append(f"SLA {sla:.3f} % met and cost ${projected:.0f}/month > budget ${obs.monthly_budget:.0f}: "
                            "raise CPU thresholds to scale less")
-        serious = sum(int(obs.anomaly_counts.get(s, 0)) for s in ("medium", "high", "critical"))
-        if serious:
-            t["latency_threshold_ms"] -= 25
-            reasons.append(f"{serious} medium+ anomalies: tighten the latency threshold")
+        elif projected > obs.monthly_budget:
+            reasons.append(f"cost ${projected:.0f}/month > budget but p99 latency {worst_p95:.0f} ms is near the "
+                           f"{obs.slo_p95_ms:.0f} ms SLO: hold the CPU thresholds")
+        latency_anomalies = int(obs.anomaly_counts.get("latency", 0))
+        floor = 1.25 * median_p95
+        if latency_anomalies and at_risk:
+            t["latency_threshold_ms"] = max(t["latency_threshold_ms"] - self.latency_step, floor)
+            reasons.append(f"{latency_anomalies} latency anomalies with the SLA at risk: tighten the latency threshold "
+                           f"(not below {floor:.0f} ms, 1.25x the median p95)")
+        elif t["latency_threshold_ms"] < max(floor, obs.slo_p95_ms) and not at_risk:
+            t["latency_threshold_ms"] = min(t["latency_threshold_ms"] + self.latency_step, max(floor, obs.slo_p95_ms))
+            reasons.append("latency calm: relax the latency threshold back towards the SLO")
         new = apply_guardrails(obs.thresholds, t, self.bounds)
         reason = "; ".join(reasons) or f"SLA {sla:.3f} % met and cost within budget: maintain"
         return Decision(new, _actions(obs.thresholds, new), reason, reward, "rule", dict(state or {}))
