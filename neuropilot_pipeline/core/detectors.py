@@ -146,9 +146,9 @@ def detect_chunk(values: np.ndarray, timestamps: Sequence, state: dict[str, np.n
         dev = np.where(ok & np.isfinite(st["ewma"]) & (scale > 1e-12), np.abs(st["ewma"] - mean) / np.maximum(scale, 1e-12), np.nan)
         slot = int((now % 1440.0) // slot_width)
         s_mean, s_var, s_days = st["slot_mean"][:, slot], st["slot_var"][:, slot], st["slot_days"][:, slot]
-        # A profile learnt from a few days is noisy: its spread is never taken below half the
+        # A profile learnt from a few days is noisy: its spread is never taken below a quarter of the
         # series' overall spread.
-        s_std = np.maximum(np.maximum(np.sqrt(s_var), 0.5 * std),
+        s_std = np.maximum(np.maximum(np.sqrt(s_var), 0.25 * std),
                            np.maximum(config.min_relative_deviation * np.abs(s_mean) / 2.0, 1e-9))
         seasonal = np.where(ok & (s_days >= config.season_warmup_days), np.abs(v - s_mean) / s_std, np.nan)
         g = gmm[:, t]

@@ -24,6 +24,7 @@ import hcl2
 from .atomic import atomic_write_text
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
+_NUMERIC_EXPR = re.compile(r"^\$\{\s*([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*\}$")
 _HEREDOC = re.compile(r"<<-?([A-Za-z_][A-Za-z0-9_]*)[ \t]*\r?\n")
 
 
@@ -195,6 +196,9 @@ def _normalise(value: Any) -> Any:
         return {_normalise(k): _normalise(v) for k, v in value.items() if k != "__comments__"}
     if isinstance(value, list):
         return [_normalise(v) for v in value]
+    if isinstance(value, str) and _NUMERIC_EXPR.match(value):
+        # python-hcl2 hands back exponent notation (2.5e2) as an expression string.
+        return float(_NUMERIC_EXPR.match(value).group(1))
     if isinstance(value, str) and len(value) >= 2 and value.startswith('"') and value.endswith('"'):
         try:
             return json.loads(value)

@@ -1,0 +1,2 @@
+# no newline at the end
+max_instances = 200
