@@ -1,12 +1,12 @@
-from setuptools import find_packages, setup
+from setuptools import find_namespace_packages, setup
 
 setup(
     name="neuropilot_pipeline",
     version="0.1.0",
     description="Autonomous tuning of autoscaler thresholds from service telemetry, as a Dagster code location.",
-    packages=find_packages(exclude=["neuropilot_pipeline_tests*", "benchmarks*"]),
-    include_package_data=True,
-    package_data={"neuropilot_pipeline": ["data/*", "data/**/*"]},
+    # Namespace discovery also ships the data folders (the bundled trace, the demo's tfvars).
+    packages=find_namespace_packages(include=["neuropilot_pipeline", "neuropilot_pipeline.*"]),
+    package_data={"neuropilot_pipeline.data.traces": ["*"], "neuropilot_pipeline.data.demo_infra": ["*"]},
     python_requires=">=3.10",
     install_requires=[
         "dagster==1.13.*",

@@ -72,7 +72,7 @@ def critical_anomaly_sensor(context: dg.SensorEvaluationContext, asset_event: dg
     if count <= 0:
         return dg.SkipReason(f"no critical anomaly in {materialization.partition}")
     return dg.RunRequest(
-        run_key=f"critical-{materialization.partition}-{asset_event.storage_id}",
+        run_key=f"critical-{materialization.partition}-{asset_event.timestamp}",
         partition_key=materialization.partition,
         tags={"neuropilot/critical_count": str(count)},
     )

@@ -22,7 +22,15 @@ def _use_home(home: Path, config: Path | None = None) -> None:
     os.environ["NEUROPILOT_HOME"] = str(home)
     if config is not None:
         os.environ["NEUROPILOT_CONFIG"] = str(config)
-    os.environ.setdefault("DAGSTER_HOME", str(home / "dagster"))
+    if not os.environ.get("DAGSTER_HOME"):
+        # A local SQLite instance beside the data; production sets DAGSTER_HOME to a folder
+        # holding the repository's dagster.yaml (PostgreSQL).
+        local = home / "dagster"
+        local.mkdir(parents=True, exist_ok=True)
+        if not (local / "dagster.yaml").exists():
+            (local / "dagster.yaml").write_text("# Local Dagster instance of `neuropilot` (SQLite in this folder).\n"
+                                                "telemetry:\n  enabled: false\n")
+        os.environ["DAGSTER_HOME"] = str(local)
     Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
 
 
@@ -38,8 +46,18 @@ def _defs():
     return defs
 
 
+class PartitionError(SystemExit):
+    pass
+
+
 def run_job(job_name: str, partition_key: str, instance, quiet: bool = True):
     job = _defs().resolve_job_def(job_name)
+    partitions = job.partitions_def
+    if partitions is not None and not partitions.has_partition_key(partition_key):
+        keys = partitions.get_partition_keys()
+        first, last = (keys[0], keys[-1]) if keys else ("?", "?")
+        raise PartitionError(f"{job_name}: no partition {partition_key!r}; partitions run from {first} to {last} "
+                             "(set partitions.start in ops_config.yaml to move the first one).")
     return job.execute_in_process(partition_key=partition_key, instance=instance, raise_on_error=False,
                                   tags={"neuropilot/launched_by": "cli"},
                                   run_config={"loggers": {"console": {"config": {"log_level": "ERROR" if quiet else "INFO"}}}})
@@ -51,7 +69,10 @@ def _failure_message(result) -> str:
             err = event.step_failure_data.error
             while err.cause is not None and "Failure" not in err.cls_name and err.cause.message:
                 err = err.cause
-            return f"{event.step_key}: {err.message.strip()}"
+            message = err.message.strip()
+            for prefix in ("dagster._core.definitions.events.Failure: ", "Failure: "):
+                message = message.removeprefix(prefix)
+            return f"{event.step_key}: {message}"
     return "run failed (see the Dagster UI for the run's logs)"
 
 
