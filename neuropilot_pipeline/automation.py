@@ -19,8 +19,8 @@ training_job = dg.define_asset_job(
     description="Retrain each service's anomaly model on the day that just ended (warm start).",
 )
 report_job = dg.define_asset_job(
-    "report_job", selection=dg.AssetSelection.assets("daily_report"),
-    description="Build and deliver the daily intelligence report for the day that just ended.",
+    "report_job", selection=dg.AssetSelection.assets("policy_backtest", "daily_report"),
+    description="Replay the policy on the last two weeks, then build and deliver the daily report.",
 )
 critical_alert_job = dg.define_asset_job(
     "critical_alert", selection=dg.AssetSelection.assets("critical_alerts"),

@@ -95,9 +95,10 @@ def prepare_demo_home(home: Path, fresh: bool) -> Path:
     config = home / "ops_config.yaml"
     if not config.exists():
         shutil.copyfile(default_config_path(), config)
-        # The demo applies its decisions (so the simulated service feels them) and budgets for
-        # what the demo service really costs at 40 peak instances.
-        update_yaml_values(config, {"mode": "apply", "cost_budget": DEMO_COST_BUDGET})
+        # The demo applies its decisions after one day of monitoring (so the simulated service
+        # feels them within the demo) and budgets for what the demo service costs at 40 peak
+        # instances (about $250 a month at the hindsight-best fixed thresholds).
+        update_yaml_values(config, {"mode": "apply", "cost_budget": DEMO_COST_BUDGET, "rollout.monitor_days": 1})
     infra = home / "infra"
     if not (infra / ".git").exists():
         starting = (Path(__file__).parent / "data" / "demo_infra" / "terraform.tfvars").read_text()

@@ -52,9 +52,11 @@ def terraform_vars(context: dg.AssetExecutionContext, neuropilot: NeuroPilotReso
         status, commit, diff = "unchanged", None, ""
         in_force = old
         if new != old:
-            if cfg.mode == "monitor":
+            in_rollout = pd.Timestamp(key[:10]) < pd.Timestamp(cfg.partitions_start) + pd.Timedelta(days=cfg.monitor_days)
+            if cfg.mode == "monitor" or in_rollout:
                 change = preview_tfvars_updates(path, new)
-                status, diff = "monitor (not applied)", change.diff
+                status = f"monitor (rollout: first {cfg.monitor_days} days)" if cfg.mode == "apply" else "monitor (not applied)"
+                diff = change.diff
             elif used >= limit:
                 status = f"held: {used} changes applied today, max_applied_changes_per_day is {limit}"
             else:

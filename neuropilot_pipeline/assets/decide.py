@@ -7,6 +7,7 @@ import dagster as dg
 import pandas as pd
 
 from ..core.config import MANAGED_THRESHOLDS, OpsConfig
+from ..core.backtest import run_backtest
 from ..core.policy import Bounds, Observation, make_policy
 from ..core.reward import window_reward
 from ..core.service_model import Thresholds
@@ -18,7 +19,7 @@ from .common import WAREHOUSE_POOL, table_metadata
 from .detect import ANOMALIES_TABLE
 from .ingest import RAW_TABLE
 from .partitions import (
-    previous_day, previous_window, previous_window_key, six_hourly_partitions,
+    daily_partitions, day_bounds, previous_day, previous_window, previous_window_key, six_hourly_partitions,
     window_bounds,
 )
 
@@ -165,4 +166,51 @@ def threshold_decision(context: dg.AssetExecutionContext, neuropilot: NeuroPilot
         "reward": first["reward"],
         "decisions": dg.MetadataValue.json(per_service),
         "changed_thresholds": int(sum(len(v["changes"]) for v in per_service.values())),
+    })
+
+
+BACKTEST_TABLE = "policy_backtest"
+BACKTEST_DAYS = 14
+
+
+@dg.asset(
+    partitions_def=daily_partitions,
+    group_name="decide",
+    kinds={"parquet"},
+    pool=WAREHOUSE_POOL,
+    deps=["threshold_decision"],
+    description="What apply mode would have done: the last 14 days of each service's own request rate replayed "
+                "through the reference service model with the configured policy, against the fixed 80/30 "
+                "thresholds and the per-minute oracle (SLA, cost, saving).",
+)
+def policy_backtest(context: dg.AssetExecutionContext, neuropilot: NeuroPilotResource) -> dg.MaterializeResult:
+    cfg = neuropilot.cfg()
+    _, day_end = day_bounds(context.partition_key)
+    start = day_end - pd.Timedelta(days=BACKTEST_DAYS)
+    wh = neuropilot.warehouse(cfg)
+    raw = wh.read_window(RAW_TABLE, start, day_end, columns=["service", "ts", "request_rate_per_s"],
+                         services=list(cfg.services))
+    if raw.empty:
+        raise dg.Failure(f"No raw_metrics in the {BACKTEST_DAYS} days before {day_end.date()}: run the ops cycle first.")
+    rows = []
+    for service, g in raw.groupby("service", sort=True):
+        grid = pd.date_range(g["ts"].min(), day_end - pd.Timedelta(minutes=1), freq="1min")
+        series = g.drop_duplicates("ts").set_index("ts")["request_rate_per_s"].reindex(grid)
+        demand = (series.fillna(0.0) * 60.0).to_numpy()
+        policy = make_policy(cfg.policy, learning_rate=cfg.learning_rate, bounds=policy_bounds(cfg))
+        result = run_backtest(demand, policy, scale=1.0, start=grid[0], missing_minutes=int(series.isna().sum()))
+        s = result.summary
+        rows.append({"partition": context.partition_key, "service": service, "days": round(len(demand) / 1440, 2),
+                     "policy": cfg.policy, "sla": s["sla"], "cost": s["cost"], "oracle_cost": s["oracle_cost"],
+                     "cost_over_oracle": s["cost_over_oracle"], "fixed_sla": s["fixed_baseline"]["sla"],
+                     "fixed_cost": s["fixed_baseline"]["cost"], "saving_vs_fixed_percent": s["saving_vs_fixed_percent"],
+                     "missing_minutes": s["missing_minutes"]})
+    table = pd.DataFrame(rows)
+    info = wh.write_partition(BACKTEST_TABLE, context.partition_key, table)
+    first = rows[0]
+    return dg.MaterializeResult(metadata={
+        **table_metadata(info, table),
+        "policy_sla": first["sla"], "fixed_sla": first["fixed_sla"],
+        "saving_vs_fixed_percent": first["saving_vs_fixed_percent"],
+        "cost_over_oracle": first["cost_over_oracle"],
     })

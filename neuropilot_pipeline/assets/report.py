@@ -23,7 +23,7 @@ def report_path(reports_dir, day_key: str):
     partitions_def=daily_partitions,
     group_name="report",
     kinds={"json"},
-    deps=["anomalies", "threshold_decision", "terraform_vars", "reward", "anomaly_model"],
+    deps=["anomalies", "threshold_decision", "terraform_vars", "reward", "anomaly_model", "policy_backtest"],
     description="Health score, trends, anomalies, scaling actions, threshold changes, cost projection, learning "
                 "status and recommendations for one UTC day; saved as reports/daily_report_YYYYMMDD.json.",
 )

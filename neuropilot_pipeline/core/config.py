@@ -29,7 +29,7 @@ RESERVED_ENV = {"NEUROPILOT_CONFIG", "NEUROPILOT_HOME"}
 # Keys that must never come from the YAML file: they are secrets.
 SECRET_KEYS = {"api_key", "token", "password", "webhook_url", "bearer_token", "secret"}
 
-POLICIES = ("rule", "fixed")
+POLICIES = ("learned", "rule", "fixed")
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -78,6 +78,7 @@ class OpsConfig:
     model: ModelSettings
     rate_limits: dict[str, int]
     thresholds: dict[str, ThresholdSpec]
+    monitor_days: int = 7
     config_path: Path | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -173,7 +174,7 @@ def apply_env_overrides(data: dict[str, Any], env: Mapping[str, str]) -> dict[st
 
 _KNOWN_TOP_LEVEL = {
     "sla_target", "slo_p95_ms", "cost_budget", "anomaly_sensitivity", "learning_rate", "mode",
-    "policy", "services", "partitions", "paths", "source", "model", "rate_limits", "thresholds",
+    "policy", "services", "partitions", "paths", "source", "model", "rate_limits", "thresholds", "rollout",
 }
 
 
@@ -208,7 +209,7 @@ def parse_config(data: dict[str, Any], home: Path, config_path: Path | None = No
     mode = str(data.get("mode", "monitor"))
     if mode not in ("monitor", "apply"):
         raise ConfigError(f"{where}: mode must be 'monitor' or 'apply', got {mode!r}.")
-    policy = str(data.get("policy", "rule"))
+    policy = str(data.get("policy", "learned"))
     if policy not in POLICIES:
         raise ConfigError(f"{where}: policy must be one of {', '.join(POLICIES)}, got {policy!r}.")
     services = data.get("services") or []
@@ -276,6 +277,7 @@ def parse_config(data: dict[str, Any], home: Path, config_path: Path | None = No
         model=model,
         rate_limits=rate_limits,
         thresholds=thresholds,
+        monitor_days=int(_number({"monitor_days": 7, **(data.get("rollout") or {})}, "monitor_days", where, 0)),
         config_path=config_path,
         raw=data,
     )

@@ -172,9 +172,127 @@ class RulePolicy:
         return Decision(new, _actions(obs.thresholds, new), reason, reward, "rule", dict(state or {}))
 
 
+class LearningPolicy:
+    """Learns which thresholds would have served the recent past best, and how cautious to be.
+
+    At every decision it replays the demand it has seen (the last `history_days`) through the
+    reference service model under each candidate (scale-up, scale-down) pair, and picks the
+    cheapest candidate whose replay kept the SLA with a safety margin; the guardrails then
+    move the thresholds towards it by at most one step. It only ever uses the past, so a
+    backtest or a backfill replays it exactly.
+
+    What it learns online from its rewards is its caution `risk` in [0, 1]: the share of the
+    error budget it refuses to spend in replays. A window that missed the SLA raises it at once
+    (half the way to 1); every window that kept the SLA lowers it by `learning_rate` of its
+    value. When the SLA is at risk it scales more first (both CPU thresholds down a full step)
+    and learns later.
+
+    Phases follow the seed's rollout: days 1-7 "exploration" (it observes and moves at half
+    step while its demand history fills), days 8-14 "learning", then "exploitation".
+    """
+
+    name = "learned"
+    UP_CANDIDATES = (70.0, 75.0, 80.0, 85.0, 90.0)
+    DOWN_CANDIDATES = (30.0, 40.0, 50.0, 55.0, 60.0, 65.0, 70.0)
+
+    def __init__(self, bounds: Mapping[str, Bounds] = DEFAULT_BOUNDS, learning_rate: float = 0.01,
+                 history_days: float = 3.0, initial_risk: float = 0.5, params: Any = None,
+                 explore_half_step: bool = True, evaluate_every: int = 1, **_: Any):
+        from .service_model import ServiceParams
+
+        self.bounds = bounds
+        self.learning_rate = float(learning_rate)
+        self.history_minutes = int(history_days * 1440)
+        self.initial_risk = initial_risk
+        self.params = params or ServiceParams()
+        self.explore_half_step = explore_half_step
+        self.evaluate_every = max(1, int(evaluate_every))
+
+    @staticmethod
+    def phase_for(day: int) -> str:
+        return "exploration" if day < 7 else "learning" if day < 14 else "exploitation"
+
+    def candidates(self, current: Thresholds) -> list[Thresholds]:
+        out = []
+        for up in self.UP_CANDIDATES:
+            for down in self.DOWN_CANDIDATES:
+                if down <= up - MIN_UP_DOWN_GAP:
+                    out.append(Thresholds(up, down, current.latency_threshold_ms, current.min_instances,
+                                          current.max_instances))
+        return out
+
+    def replay(self, demand: np.ndarray, thresholds: Thresholds) -> tuple[int, float]:
+        from .service_model import AutoscaledService
+
+        out = AutoscaledService(self.params).run(demand, thresholds)
+        return int(np.sum(~out["good"])), float(np.sum(out["cost_usd"]))
+
+    def decide(self, state: dict | None, obs: Observation) -> Decision:
+        state = dict(state or {})
+        reward, sla, met = _window_reward(obs)
+        m = obs.minutes
+        demand = list(state.get("demand", [])) + [float(x) for x in np.round(m["request_rate_per_s"].to_numpy() * 60.0, 3)]
+        demand = demand[-self.history_minutes:]
+        decisions = int(state.get("decisions", 0))
+        minutes_seen = int(state.get("minutes_seen", 0)) + len(m)
+        day = minutes_seen // 1440
+        phase = self.phase_for(day)
+        risk = float(state.get("risk", self.initial_risk))
+        current = obs.thresholds
+        if not met:
+            risk = risk + (1.0 - risk) * 0.5
+            target = Thresholds(current.cpu_scale_up_threshold - self.bounds["cpu_scale_up_threshold"].max_step,
+                                current.cpu_scale_down_threshold - self.bounds["cpu_scale_down_threshold"].max_step,
+                                current.latency_threshold_ms, current.min_instances, current.max_instances)
+            reason = (f"SLA {sla:.3f} % < target {obs.sla_target} % (error budget burning): scale more first — "
+                      f"both CPU thresholds down a step; caution raised to {risk:.2f}")
+        elif state.get("last_target") and decisions % self.evaluate_every:
+            # Replays are re-run every `evaluate_every` decisions (each one by default); in between it keeps
+            # course towards the last target, which the step limit may not have reached yet.
+            risk = risk * (1.0 - self.learning_rate)
+            target = Thresholds.from_dict({**state["last_target"],
+                                           "latency_threshold_ms": current.latency_threshold_ms,
+                                           "min_instances": current.min_instances, "max_instances": current.max_instances})
+            reason = (f"SLA {sla:.3f} % kept: holding course towards {target.cpu_scale_up_threshold:g}/"
+                      f"{target.cpu_scale_down_threshold:g} (caution {risk:.2f})")
+        else:
+            risk = risk * (1.0 - self.learning_rate)
+            history = np.asarray(demand, dtype=float)
+            allowed_bad = int(math.floor(len(history) * (1.0 - obs.sla_target / 100.0) * (1.0 - risk)))
+            evaluated = []
+            for cand in self.candidates(current):
+                bad, cost = self.replay(history, cand)
+                evaluated.append((bad <= allowed_bad, cost, bad, cand))
+            feasible = [e for e in evaluated if e[0]]
+            if feasible:
+                _, cost, bad, target = min(feasible, key=lambda e: (e[1], e[2]))
+                reason = (f"replay of the last {len(history) / 1440:.1f} days: {target.cpu_scale_up_threshold:g}/"
+                          f"{target.cpu_scale_down_threshold:g} is the cheapest that kept the SLA "
+                          f"({bad} bad minutes allowed {allowed_bad}, caution {risk:.2f}, ${cost:.2f})")
+            else:
+                _, cost, bad, target = min(evaluated, key=lambda e: (e[2], e[1]))
+                reason = (f"no candidate kept the SLA in replay; taking the safest ({bad} bad minutes, "
+                          f"caution {risk:.2f})")
+        proposal = target.to_dict()
+        if phase == "exploration" and self.explore_half_step and met:
+            # Half steps while the demand history is still short.
+            cur = current.to_dict()
+            for name in ("cpu_scale_up_threshold", "cpu_scale_down_threshold"):
+                step = self.bounds[name].max_step / 2.0
+                proposal[name] = min(max(proposal[name], cur[name] - step), cur[name] + step)
+        new = apply_guardrails(current, proposal, self.bounds)
+        avg_reward = float(state.get("avg_reward", reward)) * (1 - self.learning_rate) + reward * self.learning_rate \
+            if "avg_reward" in state else reward
+        new_state = {"demand": demand, "decisions": decisions + 1, "minutes_seen": minutes_seen, "risk": risk,
+                     "avg_reward": avg_reward, "last_target": target.to_dict()}
+        return Decision(new, _actions(current, new), reason, reward, phase, new_state)
+
+
 def make_policy(name: str, **settings: Any):
     if name == "fixed":
         return FixedPolicy(**settings)
     if name == "rule":
         return RulePolicy(**settings)
-    raise ValueError(f"unknown policy {name!r}: use 'rule' or 'fixed'")
+    if name == "learned":
+        return LearningPolicy(**settings)
+    raise ValueError(f"unknown policy {name!r}: use 'learned', 'rule' or 'fixed'")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -81,6 +82,13 @@ def tail_probability(t: float, lam: float, servers: int, params: ServiceParams, 
     if abs(theta - mu) < 1e-12 * mu:
         return (1.0 - c_wait) * math.exp(-mu * t) + c_wait * math.exp(-mu * t) * (1.0 + mu * t)
     return (1.0 - c_wait) * math.exp(-mu * t) + c_wait * (theta * math.exp(-mu * t) - mu * math.exp(-theta * t)) / (theta - mu)
+
+
+@lru_cache(maxsize=1 << 18)
+def _p95_cached(lam: float, servers: int, params: ServiceParams) -> float:
+    # Replays of one demand trace under many candidate thresholds ask the same (load, servers)
+    # questions again and again; the answer is exact, so cache it.
+    return p95_seconds(lam, servers, params)
 
 
 def p95_seconds(lam: float, servers: int, params: ServiceParams) -> float:
@@ -197,7 +205,7 @@ class AutoscaledService:
                 p95 = math.inf
                 self.backlog = (lam - capacity) * 60.0
             else:
-                p95 = p95_seconds(lam, servers, p) * 1000.0
+                p95 = _p95_cached(lam, servers, p) * 1000.0
                 self.backlog = 0.0
             good = (not started_with_backlog) and p95 <= p.slo_p95_ms
             u = min(1.0, lam / capacity) * 100.0 if capacity > 0 else 100.0

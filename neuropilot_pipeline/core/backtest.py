@@ -1,0 +1,158 @@
+"""Replay a demand trace through the reference service model with a policy in the loop.
+
+Every `decision_interval_min` minutes the policy sees the window that just ended (and its
+own state) and returns the thresholds for the next window — the same `decide` the pipeline's
+threshold_decision calls. Nothing from the future reaches it, so a backtest of the first N
+minutes of a trace gives the same decisions for those minutes as the whole trace.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .atomic import atomic_write_json, atomic_write_text
+from .policy import DEFAULT_BOUNDS, Observation, make_policy
+from .service_model import FIXED_BASELINE, AutoscaledService, ServiceParams, Thresholds, oracle_instances, \
+    scale_factor_for_peak
+
+DECISION_COLUMNS = ["window", "cpu_scale_up_threshold", "cpu_scale_down_threshold", "latency_threshold_ms",
+                    "min_instances", "max_instances", "action", "reward"]
+
+
+class TraceError(ValueError):
+    pass
+
+
+@dataclass
+class Trace:
+    start: pd.Timestamp
+    requests: np.ndarray  # per minute
+    missing_minutes: int
+    step_minutes: float
+
+
+@dataclass
+class BacktestResult:
+    decisions: pd.DataFrame
+    summary: dict[str, Any]
+
+
+def load_trace(path: str | Path, timestamp_col: str | None = None, count_col: str | None = None) -> Trace:
+    """Any CSV with a timestamp column and a count column; a coarser step is spread evenly
+    over its minutes, missing minutes are zero demand (and counted)."""
+    df = pd.read_csv(path)
+    if df.empty:
+        raise TraceError(f"{path} has no rows")
+    tcol = timestamp_col or next((c for c in df.columns if any(k in c.lower() for k in ("time", "date"))), df.columns[0])
+    ccol = count_col or next((c for c in df.columns if c != tcol and pd.api.types.is_numeric_dtype(df[c])), None)
+    if ccol is None:
+        raise TraceError(f"{path}: no numeric count column among {list(df.columns)}")
+    ts = pd.to_datetime(df[tcol], utc=True, errors="coerce")
+    if ts.isna().any():
+        raise TraceError(f"{path}: timestamp {df[tcol][ts.isna()].iloc[0]!r} in column {tcol!r} cannot be parsed")
+    counts = pd.to_numeric(df[ccol], errors="coerce").fillna(0.0).clip(lower=0).to_numpy(dtype=float)
+    order = np.argsort(ts.to_numpy(), kind="stable")
+    ts, counts = ts.iloc[order].reset_index(drop=True), counts[order]
+    diffs = np.round(np.diff(ts.to_numpy()).astype("timedelta64[s]").astype(float) / 60.0)
+    diffs = diffs[diffs > 0]
+    # The sampling step is the most common gap (the smallest on a tie): gaps are missing data.
+    values, counts_ = np.unique(diffs, return_counts=True) if len(diffs) else (np.array([1.0]), np.array([1]))
+    step = max(1.0, float(values[np.argmax(counts_)]))
+    start = ts.iloc[0].floor("min")
+    offsets = ((ts - start) / pd.Timedelta(minutes=1)).to_numpy().astype(int)
+    n = int(offsets[-1] + step)
+    per_minute = np.zeros(n)
+    covered = np.zeros(n, dtype=bool)
+    for k in range(int(step)):
+        idx = offsets + k
+        idx = idx[idx < n]
+        np.add.at(per_minute, idx, counts[: len(idx)] / step)
+        covered[idx] = True
+    return Trace(start, per_minute, int((~covered).sum()), step)
+
+
+def _observation(out: dict[str, np.ndarray], start: pd.Timestamp, first_minute: int, thresholds: Thresholds,
+                 params: ServiceParams, sla_target: float, budget: float) -> Observation:
+    n = len(out["requests"])
+    frame = pd.DataFrame({
+        "ts": pd.date_range(start + pd.Timedelta(minutes=first_minute), periods=n, freq="1min"),
+        "cpu_percent": out["utilisation_pct"],
+        "p95_latency_ms": np.where(np.isfinite(out["p95_ms"]), out["p95_ms"], 10_000.0),
+        "good": out["good"],
+        "instance_count": out["ready"] + out["booting"],
+        "cost_usd": out["cost_usd"],
+        "request_rate_per_s": out["requests"] / 60.0,
+    })
+    return Observation(frame["ts"].iloc[0], frame, thresholds, {}, sla_target, budget, params.slo_p95_ms)
+
+
+def simulate(requests: np.ndarray, policy, params: ServiceParams = ServiceParams(),
+             start_thresholds: Thresholds = FIXED_BASELINE, start: pd.Timestamp | None = None,
+             sla_target: float = 99.95, monthly_budget: float = 50.0) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    start = start if start is not None else pd.Timestamp("2026-01-01", tz="UTC")
+    sim = AutoscaledService(params)
+    thresholds, state = start_thresholds, None
+    rows, outs = [], []
+    interval = params.decision_interval_min
+    for lo in range(0, len(requests), interval):
+        out = sim.run(requests[lo:lo + interval], thresholds)
+        outs.append(out)
+        decision = policy.decide(state, _observation(out, start, lo, thresholds, params, sla_target, monthly_budget))
+        changed = [f"{a} {n}" for n, a in decision.actions.items() if a != "maintain"]
+        rows.append({"window": (start + pd.Timedelta(minutes=lo)).isoformat(), **thresholds.to_dict(),
+                     "action": "; ".join(changed) or "maintain", "reward": round(decision.reward, 6),
+                     "phase": decision.phase, "reason": decision.reason})
+        thresholds, state = decision.thresholds, decision.new_state
+    merged = {k: np.concatenate([o[k] for o in outs]) for k in outs[0]} if outs else {}
+    return pd.DataFrame(rows), merged
+
+
+def _figures(out: dict[str, np.ndarray], oracle_cost: float) -> dict[str, float]:
+    minutes = int(len(out["good"]))
+    good = int(np.sum(out["good"]))
+    cost = float(np.sum(out["cost_usd"]))
+    return {"minutes": minutes, "good_minutes": good, "sla": 100.0 * good / minutes if minutes else float("nan"),
+            "cost": round(cost, 6), "oracle_cost": round(oracle_cost, 6),
+            "cost_over_oracle": round(cost / oracle_cost, 6) if oracle_cost else float("nan")}
+
+
+def oracle_cost(requests: np.ndarray, params: ServiceParams) -> float:
+    return sum(oracle_instances(r / 60.0, params) for r in requests) * params.price_per_instance_hour / 60.0
+
+
+def run_backtest(requests_per_min: np.ndarray, policy, params: ServiceParams = ServiceParams(),
+                 scale: float | None = None, peak_instances: float = 40, start_thresholds: Thresholds = FIXED_BASELINE,
+                 start: pd.Timestamp | None = None, missing_minutes: int = 0) -> BacktestResult:
+    raw = np.asarray(requests_per_min, dtype=float)
+    factor = float(scale) if scale is not None else scale_factor_for_peak(raw, peak_instances, params)
+    requests = raw * factor
+    decisions, out = simulate(requests, policy, params, start_thresholds, start)
+    oracle = oracle_cost(requests, params)
+    fixed = AutoscaledService(params).run(requests, FIXED_BASELINE)
+    summary = {**_figures(out, oracle), "missing_minutes": int(missing_minutes), "scale": factor,
+               "policy": getattr(policy, "name", type(policy).__name__),
+               "fixed_baseline": _figures(fixed, oracle)}
+    summary["saving_vs_fixed_percent"] = round(100.0 * (1 - summary["cost"] / summary["fixed_baseline"]["cost"]), 3)
+    return BacktestResult(decisions, summary)
+
+
+def write_backtest_outputs(result: BacktestResult, out_dir: str | Path) -> None:
+    out_dir = Path(out_dir)
+    atomic_write_text(out_dir / "decisions.csv", result.decisions.to_csv(index=False), mode=0o644)
+    atomic_write_json(out_dir / "summary.json", result.summary, mode=0o644)
+
+
+def backtest_main(trace: str, policy: str = "learned", peak_instances: float | None = None, scale: float | None = None,
+                  out: str = "backtest_out", learning_rate: float = 0.01) -> dict[str, Any]:
+    t = load_trace(trace)
+    result = run_backtest(t.requests, make_policy(policy, learning_rate=learning_rate, bounds=DEFAULT_BOUNDS),
+                          scale=scale, peak_instances=peak_instances or 40, start=t.start,
+                          missing_minutes=t.missing_minutes)
+    write_backtest_outputs(result, out)
+    return result.summary
