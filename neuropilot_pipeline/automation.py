@@ -78,6 +78,29 @@ def critical_anomaly_sensor(context: dg.SensorEvaluationContext, asset_event: dg
     )
 
 
-JOBS = [ops_cycle_job, training_job, report_job, critical_alert_job]
+human_override_job = dg.define_asset_job(
+    "record_human_override", selection=dg.AssetSelection.assets("human_overrides"),
+    description="Record managed thresholds changed by a human so the policy adopts and holds them.",
+)
+
+
+@dg.sensor(job=human_override_job, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.STOPPED,
+           description="Notices a managed threshold changed by someone other than NeuroPilot (a commit or an edit) "
+                       "and records it, so the next decision adopts the human's value and holds it.")
+def human_override_sensor(context: dg.SensorEvaluationContext):
+    from .assets.overrides import changes_fingerprint, pending_changes
+    from .core.config import load_ops_config
+    from .storage.state import StateStore
+
+    cfg = load_ops_config()
+    state = StateStore(cfg.state_dir)
+    found = {s: c for s in cfg.services if (c := pending_changes(cfg, state, s))}
+    if not found:
+        return dg.SkipReason("no managed value changed by a human")
+    return dg.RunRequest(run_key=changes_fingerprint(found),
+                         tags={"neuropilot/overrides": ",".join(f"{s}:{c['var']}" for s, cs in found.items() for c in cs)})
+
+
+JOBS = [ops_cycle_job, training_job, report_job, critical_alert_job, human_override_job]
 SCHEDULES = [ops_cycle_schedule, training_schedule, report_schedule]
-SENSORS = [critical_anomaly_sensor]
+SENSORS = [critical_anomaly_sensor, human_override_sensor]

@@ -285,6 +285,57 @@ def cmd_backtest(args) -> int:
     return 0
 
 
+def cmd_rollback(args) -> int:
+    """Restore the thresholds of an earlier decision through a new commit; the policy adopts
+    them as its baseline and holds them like a human override."""
+    import pandas as pd
+
+    from .assets.overrides import record_overrides
+    from .core.config import MANAGED_THRESHOLDS, load_ops_config
+    from .core.gitops import InfraRepo, list_decision_commits, thresholds_at_partition, _values_at
+    from .core.tfvars import apply_tfvars_updates, read_tfvars
+    from .storage.state import StateStore
+    from .storage.warehouse import Warehouse
+
+    _use_home(_home(args), Path(args.config) if args.config else None)
+    cfg = load_ops_config()
+    service = args.service or cfg.services[0]
+    repo = InfraRepo(cfg.infra_repo)
+    path = cfg.tfvars_path(service)
+    repo.assert_no_foreign_changes([path])
+    commits = list_decision_commits(repo, path)
+    if args.to:
+        values = thresholds_at_partition(repo, path, f"{args.to}/{service}")
+        if values is None:
+            known = ", ".join(p for _, p, _ in commits[:10] if p) or "none"
+            print(f"No NeuroPilot commit for partition {args.to} of {service} in {cfg.infra_repo}. Known: {known}")
+            return 2
+        label = args.to
+    else:
+        if not commits:
+            print(f"NeuroPilot has not committed to {path} yet: nothing to roll back.")
+            return 2
+        sha, partition, _ = commits[0]
+        values = _values_at(repo, f"{sha}^", repo._rel(path))
+        label = f"before {partition.rsplit('/', 1)[0] if partition else sha[:8]}"
+    before = read_tfvars(path)
+    target = {n: values[n] for n in MANAGED_THRESHOLDS if n in values}
+    change = apply_tfvars_updates(path, target)
+    if not change.changed:
+        print(f"{path} already holds the thresholds of {label}; nothing to do.")
+        return 0
+    moved = [f"{n} {before.get(n)}→{v}" for n, v in target.items() if before.get(n) != v]
+    sha = repo.commit_decision([path], f"ai-ops: rollback to {label}: {', '.join(moved)}",
+                               "Rolled back with `neuropilot rollback`.", {"NeuroPilot-Rollback-To": f"{label}/{service}"})
+    now = pd.Timestamp.now(tz="UTC")
+    record_overrides(cfg, StateStore(cfg.state_dir), Warehouse(cfg.warehouse_dir), service, now, source="rollback",
+                     changes=[{"var": n, "old": before.get(n), "value": v, "sha": sha, "author": "neuropilot rollback"}
+                              for n, v in target.items() if before.get(n) != v])
+    print(f"Rolled back {service} to {label}: {', '.join(moved)} (commit {sha[:10]}); held for "
+          f"{cfg.human_hold_hours:g} h.")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="neuropilot", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -316,6 +367,12 @@ def build_parser() -> argparse.ArgumentParser:
     dt.add_argument("--timestamp-column")
     dt.add_argument("--value-column")
     dt.set_defaults(func=cmd_detect)
+
+    rb = common(sub.add_parser("rollback", help="restore the thresholds of an earlier decision (a new commit)"))
+    rb.add_argument("--to", help="decision partition, e.g. 2026-11-03-06:00 (default: undo the latest decision)")
+    rb.add_argument("--service", help="service (default: the first configured)")
+    rb.add_argument("--config", help="ops_config.yaml (default $NEUROPILOT_CONFIG or config/ops_config.yaml)")
+    rb.set_defaults(func=cmd_rollback)
 
     bt = sub.add_parser("backtest", help="replay a demand trace through the reference service model")
     bt.add_argument("trace")

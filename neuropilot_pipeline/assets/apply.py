@@ -6,12 +6,13 @@ import pandas as pd
 
 from ..core.config import MANAGED_THRESHOLDS, INTEGER_THRESHOLDS
 from ..core.gitops import InfraRepo, decision_commit_subject
-from ..core.tfvars import apply_tfvars_updates, preview_tfvars_updates
+from ..core.tfvars import apply_tfvars_updates, preview_tfvars_updates, read_tfvars
 from ..core.yaml_edit import update_yaml_values
 from ..resources.neuropilot import NeuroPilotResource
 from .common import WAREHOUSE_POOL, table_metadata
 from .decide import APPLIED_STATE, DECISIONS_TABLE
-from .partitions import six_hourly_partitions, windows_of_day
+from .overrides import record_overrides
+from .partitions import six_hourly_partitions, window_bounds, windows_of_day
 
 APPLIED_TABLE = "applied_changes"
 
@@ -51,7 +52,17 @@ def terraform_vars(context: dg.AssetExecutionContext, neuropilot: NeuroPilotReso
             if not applied_today.empty else 0
         status, commit, diff = "unchanged", None, ""
         in_force = old
-        if new != old:
+        # Never write over a human's edit the sensor has not recorded yet: record it, hold.
+        # Stamped with the decision's time (the window's end), so backfills replay the same way.
+        fresh = record_overrides(cfg, state, wh, service, window_bounds(key)[1], source="terraform_vars") \
+            if repo is not None else []
+        dirty = repo is not None and path.exists() and (cfg.infra_repo / ".git").exists() and bool(repo.uncommitted([path]))
+        if fresh or dirty:
+            status = ("held: human override of " + ", ".join(r["var"] for r in fresh) if fresh else
+                      "held: the file has uncommitted edits; commit or discard them")
+            current = read_tfvars(path) if path.exists() else {}
+            in_force = {n: _value(n, current.get(n, old[n])) for n in MANAGED_THRESHOLDS}
+        elif new != old:
             in_rollout = pd.Timestamp(key[:10]) < pd.Timestamp(cfg.partitions_start) + pd.Timedelta(days=cfg.monitor_days)
             if cfg.mode == "monitor" or in_rollout:
                 change = preview_tfvars_updates(path, new)

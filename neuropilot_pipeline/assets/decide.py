@@ -18,6 +18,7 @@ from ..storage.state import StateStore
 from .common import WAREHOUSE_POOL, table_metadata
 from .detect import ANOMALIES_TABLE
 from .ingest import RAW_TABLE
+from .overrides import active_overrides
 from .partitions import (
     daily_partitions, day_bounds, previous_day, previous_window, previous_window_key, six_hourly_partitions,
     window_bounds,
@@ -130,7 +131,18 @@ def threshold_decision(context: dg.AssetExecutionContext, neuropilot: NeuroPilot
                             "latency": serious_latency},
             sla_target=cfg.sla_target, monthly_budget=cfg.cost_budget, slo_p95_ms=cfg.slo_p95_ms,
         )
+        held = active_overrides(state, service, start, end)
+        if held:
+            # A human changed these: adopt their values as the baseline and leave them alone.
+            in_force = Thresholds.from_dict({**in_force.to_dict(), **{v: r["value"] for v, r in held.items()}})
+            in_force_origin += "; human override of " + ", ".join(sorted(held))
+            obs.thresholds = in_force
         decision = policy.decide(prev_state.get("policy"), obs)
+        if held:
+            decision.thresholds = Thresholds.from_dict({**decision.thresholds.to_dict(),
+                                                        **{v: r["value"] for v, r in held.items()}})
+            decision.reason += "; held (human override): " + ", ".join(
+                f"{v}={r['value']} by {r['author']} until {r['held_until'][:16]}" for v, r in sorted(held.items()))
         new_state = {"policy": decision.new_state, "in_force": in_force.to_dict(), "proposed": decision.thresholds.to_dict()}
         state.write_json(f"{POLICY_STATE}-{service}", key, new_state)
         rew = rewards[rewards["service"] == service].iloc[0]
@@ -145,7 +157,9 @@ def threshold_decision(context: dg.AssetExecutionContext, neuropilot: NeuroPilot
         for name in MANAGED_THRESHOLDS:
             row[f"old_{name}"] = float(getattr(in_force, name))
             row[f"new_{name}"] = float(getattr(decision.thresholds, name))
-            row[f"action_{name}"] = decision.actions.get(name, "maintain")
+            row[f"action_{name}"] = ("hold" if name in held else
+                                     "increase" if row[f"new_{name}"] > row[f"old_{name}"] else
+                                     "decrease" if row[f"new_{name}"] < row[f"old_{name}"] else "maintain")
         rows.append(row)
         per_service[service] = {
             "reason": decision.reason, "phase": decision.phase,

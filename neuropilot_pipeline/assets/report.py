@@ -12,6 +12,7 @@ from .apply import APPLIED_TABLE
 from .decide import DECISIONS_TABLE
 from .detect import ANOMALIES_TABLE
 from .ingest import RAW_TABLE
+from .overrides import OVERRIDES_TABLE
 from .partitions import daily_partitions, day_bounds, windows_of_day
 
 
@@ -63,6 +64,12 @@ def daily_report(context: dg.AssetExecutionContext, neuropilot: NeuroPilotResour
             decisions[decisions["service"] == service] if not decisions.empty else decisions,
             daily_costs, model, cfg.sla_target, cfg.slo_p95_ms, cfg.cost_budget,
         )
+    if OVERRIDES_TABLE in wh.tables():
+        overrides = wh.query(f"SELECT * FROM {OVERRIDES_TABLE}")
+        overrides = overrides[overrides["detected_at"].str[:10] == day]  # shown in that day's report
+        for service in services:
+            mine = overrides[overrides["service"] == service].tail(20)
+            report["services"][service]["human_overrides"] = mine.drop(columns=["service"]).to_dict(orient="records")
     path = report_path(cfg.reports_dir, day)
     atomic_write_json(path, report)
     first = next(iter(report["services"].values()))

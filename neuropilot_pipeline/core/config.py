@@ -79,6 +79,7 @@ class OpsConfig:
     rate_limits: dict[str, int]
     thresholds: dict[str, ThresholdSpec]
     monitor_days: int = 7
+    human_hold_hours: float = 24.0
     config_path: Path | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -278,6 +279,7 @@ def parse_config(data: dict[str, Any], home: Path, config_path: Path | None = No
         rate_limits=rate_limits,
         thresholds=thresholds,
         monitor_days=int(_number({"monitor_days": 7, **(data.get("rollout") or {})}, "monitor_days", where, 0)),
+        human_hold_hours=_number({"human_hold_hours": 24, **(data.get("rollout") or {})}, "human_hold_hours", where, 0),
         config_path=config_path,
         raw=data,
     )

@@ -133,3 +133,64 @@ def decision_commit_subject(old: Mapping[str, float], new: Mapping[str, float], 
             parts.append(f"{verb} {name} {a:g}→{b:g}")
     what = ", ".join(parts) or "no change"
     return f"ai-ops: {what} (reward {reward:+.2f}, SLA {sla:.3f}%, model {str(model_version)[:8]})"
+
+
+@dataclass
+class HumanChange:
+    var: str
+    old: object  # the value NeuroPilot last committed
+    new: object  # the value in the file now
+    sha: str | None  # the commit that changed it, None for an uncommitted edit
+    author: str
+
+
+def _values_at(repo: InfraRepo, sha: str, rel: str) -> dict:
+    from .tfvars import parse_tfvars_text
+
+    text = repo.git("show", f"{sha}:{rel}").stdout
+    return parse_tfvars_text(text, f"{rel}@{sha[:8]}")
+
+
+def human_changes(repo: InfraRepo, path: str | Path, managed: Sequence[str]) -> list[HumanChange]:
+    """Managed values that differ from what NeuroPilot last committed to `path`: changed by a
+    later commit of someone else, or by an edit not yet committed. Before NeuroPilot's first
+    commit there is nothing to compare with, so nothing counts as an override."""
+    from .tfvars import read_tfvars
+
+    repo.ensure_repository()
+    rel = repo._rel(path)
+    ours = repo.git("log", "-1", "--format=%H", f"--author={repo.author_name}", "--", rel).stdout.strip()
+    if not ours:
+        return []
+    committed = _values_at(repo, ours, rel)
+    current = read_tfvars(path)
+    later = repo.git("log", "--format=%H|%an", f"{ours}..HEAD", "--", rel).stdout.split()
+    dirty = bool(repo.uncommitted([path]))
+    changes = []
+    for var in managed:
+        if var in current and committed.get(var) != current[var]:
+            sha, author = (None, "uncommitted edit")
+            if not dirty and later:
+                sha, author = later[0].split("|", 1)
+            elif dirty and later and _values_at(repo, "HEAD", rel).get(var) != committed.get(var):
+                sha, author = later[0].split("|", 1)
+            changes.append(HumanChange(var, committed.get(var), current[var], sha, author))
+    return changes
+
+
+def thresholds_at_partition(repo: InfraRepo, path: str | Path, partition: str) -> dict | None:
+    """The file's values in the commit NeuroPilot made for `partition` (for rollback)."""
+    sha = repo.find_commit_for_partition(partition)
+    return None if sha is None else _values_at(repo, sha, repo._rel(path))
+
+
+def list_decision_commits(repo: InfraRepo, path: str | Path) -> list[tuple[str, str, str]]:
+    """(sha, partition trailer, subject) of NeuroPilot's commits to `path`, newest first."""
+    out = repo.git("log", f"--author={repo.author_name}", f"--format=%H%x1f%(trailers:key={PARTITION_TRAILER},valueonly)%x1f%s%x1e",
+                   "--", repo._rel(path)).stdout
+    rows = []
+    for rec in out.split("\x1e"):
+        parts = rec.strip().split("\x1f")
+        if len(parts) == 3:
+            rows.append((parts[0], parts[1].strip(), parts[2]))
+    return rows
