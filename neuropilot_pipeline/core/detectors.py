@@ -15,9 +15,11 @@ Detectors (each a z-like score, larger = more anomalous):
             `season_slots` slot of the day learnt from earlier days (24 h period).
 - gmm:      the anomaly model's score (supplied by the caller; NaN when there is none).
 The combined score is the largest; a point is an anomaly when it exceeds the threshold set
-by `sensitivity` (see `DetectorConfig.threshold`), the deviation is material (> 5 % of the
-baseline), the baseline has formed (cold start), and the series has not alarmed within
-`suppress_minutes`.
+by `sensitivity` (see `DetectorConfig.threshold`), the deviation is material (more than
+`min_relative_deviation`, 20 %, of the baseline level), the baseline has formed (a day:
+cold start), and the series has not alarmed within `suppress_minutes` (a day: one alarm
+per metric per day, the rest is the same incident). Spreads are never taken below
+`std_floor_fraction` (10 %) of the level, so a quiet series does not alarm on a wiggle.
 
 Severity of a flagged point, by the seed's rule on its z-score and EWMA deviation:
 critical z > 5 or dev > 0.5; high z > 4 or > 0.4; medium z > 3 or > 0.3; otherwise low.
@@ -33,6 +35,7 @@ from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
+from numba import njit
 
 DETECTORS = ("zscore", "ewma", "seasonal", "gmm")
 SEVERITY_LEVELS = ("none", "low", "medium", "high", "critical")
@@ -50,8 +53,9 @@ class DetectorConfig:
     warmup_minutes: float = 1440.0
     season_warmup_days: int = 3
     gmm_threshold: float = 6.0
-    suppress_minutes: float = 60.0
-    min_relative_deviation: float = 0.05
+    suppress_minutes: float = 1440.0
+    min_relative_deviation: float = 0.2
+    std_floor_fraction: float = 0.1
     winsor: float = 4.0
 
     @property
@@ -72,6 +76,7 @@ def new_state(n_series: int, config: DetectorConfig) -> dict[str, np.ndarray]:
     return {
         "count": np.zeros(n_series), "mean": nan.copy(), "var": np.zeros(n_series), "ewma": nan.copy(),
         "since_alarm": np.full(n_series, np.inf), "last_ts": np.full(n_series, np.nan),
+        "first_ts": np.full(n_series, np.nan),
         "slot_mean": np.full((n_series, config.season_slots), np.nan),
         "slot_var": np.zeros((n_series, config.season_slots)),
         "slot_days": np.zeros((n_series, config.season_slots)),
@@ -107,92 +112,156 @@ class DetectionResult:
     scores: dict[str, np.ndarray]
 
 
-def _severity(z: np.ndarray, dev: np.ndarray) -> np.ndarray:
-    level = np.ones_like(z, dtype=np.int8)
-    for lvl, (zt, dt) in zip((2, 3, 4), ((3, 0.3), (4, 0.4), (5, 0.5))):
-        level = np.where((z > zt) | (dev > dt), lvl, level)
-    return level
-
-
 def detect_chunk(values: np.ndarray, timestamps: Sequence, state: dict[str, np.ndarray] | None,
                  config: DetectorConfig = DetectorConfig(), gmm_score: np.ndarray | None = None,
                  ) -> tuple[DetectionResult, dict[str, np.ndarray]]:
     """Score `values[n_series, n_points]` (NaN = missing) observed at `timestamps`."""
-    x = np.atleast_2d(np.asarray(values, dtype=float))
+    x = np.ascontiguousarray(np.atleast_2d(np.asarray(values, dtype=float)))
     n_series, n = x.shape
     ts = pd.DatetimeIndex(pd.to_datetime(timestamps, utc=True))
     minutes = ts.as_unit("s").asi8.astype(float) / 60.0 if n else np.empty(0)
     st = {k: v.copy() for k, v in (state or new_state(n_series, config)).items()}
-    thr = config.threshold
-    a_short = 2.0 / (config.ewma_span_points + 1.0)
-    slot_width = 1440.0 / config.season_slots
-    gmm = np.full_like(x, np.nan) if gmm_score is None else np.asarray(gmm_score, dtype=float)
-    out = {k: np.full_like(x, np.nan) for k in ("zscore", "ewma", "seasonal", "gmm", "score", "baseline", "std",
-                                                 "ewma_dev", "seasonal_expected")}
-    flag = np.zeros_like(x, dtype=bool)
-    sev = np.zeros_like(x, dtype=np.int8)
-    rows = np.arange(n_series)
-    for t in range(n):
-        v = x[:, t]
-        now = minutes[t]
-        ok = np.isfinite(v)
-        step = np.where(np.isfinite(st["last_ts"]), np.maximum(now - st["last_ts"], 1.0), 1.0)
-        a_long = 1.0 - np.exp(-math.log(2.0) * step / config.baseline_halflife_minutes)
-        mean, var = st["mean"], st["var"]
-        scale = np.abs(mean)
-        std = np.maximum(np.sqrt(var), np.maximum(config.min_relative_deviation * scale / 2.0, 1e-9))
-        formed = st["count"] * 1.0 >= 1  # refined below with time-based warm-up
-        z = np.where(ok & np.isfinite(mean), np.abs(v - mean) / std, np.nan)
-        dev = np.where(ok & np.isfinite(st["ewma"]) & (scale > 1e-12), np.abs(st["ewma"] - mean) / np.maximum(scale, 1e-12), np.nan)
-        slot = int((now % 1440.0) // slot_width)
-        s_mean, s_var, s_days = st["slot_mean"][:, slot], st["slot_var"][:, slot], st["slot_days"][:, slot]
-        # A profile learnt from a few days is noisy: its spread is never taken below a quarter of the
-        # series' overall spread.
-        s_std = np.maximum(np.maximum(np.sqrt(s_var), 0.25 * std),
-                           np.maximum(config.min_relative_deviation * np.abs(s_mean) / 2.0, 1e-9))
-        seasonal = np.where(ok & (s_days >= config.season_warmup_days), np.abs(v - s_mean) / s_std, np.nan)
-        g = gmm[:, t]
-        ewma_score = dev / 0.1
-        has_season = np.isfinite(seasonal)
-        # With a seasonal profile, the daily cycle is explained: a point must stand out from its
-        # time of day, and also from the recent baseline (so a level shift stops alarming once
-        # the baseline has absorbed it). Without one, the recent baseline decides alone.
-        recent = z > 0.5 * thr
-        core = np.where(has_season, np.where(recent, seasonal, np.fmin(z, seasonal)), z)
-        trend = np.where(has_season, np.fmin(ewma_score, seasonal), np.where(recent, ewma_score, np.fmin(ewma_score, z)))
-        combined = np.fmax(np.fmax(core, trend), g)
-        formed = st["count"] * np.nanmedian(step) >= config.warmup_minutes
-        material = ok & (np.abs(v - mean) > config.min_relative_deviation * scale)
-        fire = formed & material & np.isfinite(combined) & (combined > thr) & (st["since_alarm"] >= config.suppress_minutes)
-        out["zscore"][:, t], out["ewma"][:, t], out["seasonal"][:, t], out["gmm"][:, t] = z, ewma_score, seasonal, g
-        out["score"][:, t], out["baseline"][:, t], out["std"][:, t] = combined, mean, std
-        out["ewma_dev"][:, t], out["seasonal_expected"][:, t] = dev, s_mean
-        flag[:, t] = fire
-        sev[:, t] = np.where(fire, _severity(np.nan_to_num(np.fmax(core, g)), np.nan_to_num(np.where(trend > thr, dev, 0.0))), 0)
-        # ---- update state with the observed point (winsorised) ----
-        first = ok & ~np.isfinite(mean)
-        d = np.clip(v - mean, -config.winsor * std, config.winsor * std)
-        upd = ok & ~first
-        new_mean = np.where(upd, mean + a_long * d, np.where(first, v, mean))
-        new_var = np.where(upd, (1 - a_long) * (var + a_long * d * d), var)
-        st["mean"], st["var"] = new_mean, new_var
-        st["ewma"] = np.where(ok, np.where(np.isfinite(st["ewma"]), st["ewma"] + a_short * (v - st["ewma"]), v), st["ewma"])
-        st["count"] = st["count"] + ok
-        st["since_alarm"] = np.where(fire, 0.0, st["since_alarm"] + np.where(ok, step, 0.0))
-        st["last_ts"] = np.where(ok, now, st["last_ts"])
-        day = now // 1440.0
-        new_day = ok & (st["slot_last_day"][:, slot] != day)
-        # Half-life in days of this slot's observations (a slot sees slot_width/step points a day).
-        a_season = 1.0 - np.exp(-math.log(2.0) * step / (config.season_halflife_days * slot_width))
-        sd = np.where(np.isfinite(s_mean), np.clip(v - s_mean, -config.winsor * s_std, config.winsor * s_std), 0.0)
-        seen = ok & np.isfinite(s_mean)
-        st["slot_mean"][:, slot] = np.where(seen, s_mean + a_season * sd, np.where(ok, v, s_mean))
-        st["slot_var"][:, slot] = np.where(seen, (1 - a_season) * (s_var + a_season * sd * sd), s_var)
-        st["slot_days"][:, slot] = s_days + new_day
-        st["slot_last_day"][:, slot] = np.where(ok, day, st["slot_last_day"][:, slot])
-    result = DetectionResult(x, out["score"], flag, sev, out["baseline"], out["std"], out["ewma_dev"],
-                             out["seasonal_expected"], {k: out[k] for k in DETECTORS})
+    gmm = np.full_like(x, np.nan) if gmm_score is None else np.ascontiguousarray(np.asarray(gmm_score, dtype=float))
+    out = np.full((9, n_series, n), np.nan)
+    fire = np.zeros((n_series, n), dtype=np.bool_)
+    sev = np.zeros((n_series, n), dtype=np.int8)
+    _kernel(x, minutes, gmm, config.threshold, config.baseline_halflife_minutes, 2.0 / (config.ewma_span_points + 1.0),
+            1440.0 / config.season_slots, config.season_halflife_days, config.season_warmup_days,
+            config.warmup_minutes, config.suppress_minutes, config.min_relative_deviation, config.std_floor_fraction,
+            config.winsor,
+            st["count"], st["mean"], st["var"], st["ewma"], st["since_alarm"], st["last_ts"], st["first_ts"],
+            st["slot_mean"], st["slot_var"], st["slot_days"], st["slot_last_day"], out, fire, sev)
+    z, ewma_score, seasonal, g, combined, baseline, std, dev, s_mean = out
+    result = DetectionResult(x, combined, fire, sev, baseline, std, dev, s_mean,
+                             {"zscore": z, "ewma": ewma_score, "seasonal": seasonal, "gmm": g})
     return result, st
+
+
+@njit(cache=True)
+def _kernel(x, minutes, gmm, thr, halflife, a_short, slot_width, season_halflife_days, season_warmup_days,
+            warmup_minutes, suppress_minutes, min_rel, floor_frac, winsor, count, mean_a, var_a, ewma_a, since_a, last_a, first_a,
+            slot_mean, slot_var, slot_days, slot_last_day, out, fire, sev):  # pragma: no cover - compiled
+    ln2 = math.log(2.0)
+    n_series, n = x.shape
+    for i in range(n_series):
+        for t in range(n):
+            v = x[i, t]
+            now = minutes[t]
+            ok = not math.isnan(v) and not math.isinf(v)
+            step = 1.0
+            if not math.isnan(last_a[i]):
+                step = max(now - last_a[i], 1.0)
+            a_long = 1.0 - math.exp(-ln2 * step / halflife)
+            mean = mean_a[i]
+            var = var_a[i]
+            scale = abs(mean) if not math.isnan(mean) else 0.0
+            std = max(math.sqrt(var), max(floor_frac * scale, 1e-9))
+            z = math.nan
+            if ok and not math.isnan(mean):
+                z = abs(v - mean) / std
+            dev = math.nan
+            if ok and not math.isnan(ewma_a[i]) and not math.isnan(mean) and scale > 1e-12:
+                dev = abs(ewma_a[i] - mean) / scale
+            slot = int((now % 1440.0) // slot_width)
+            s_mean = slot_mean[i, slot]
+            s_var = slot_var[i, slot]
+            s_days = slot_days[i, slot]
+            s_abs = abs(s_mean) if not math.isnan(s_mean) else 0.0
+            # A profile learnt from a few days is noisy: its spread is never taken below a
+            # quarter of the series' overall spread.
+            s_std = max(max(math.sqrt(s_var), 0.25 * std), max(floor_frac * s_abs, 1e-9))
+            seasonal = math.nan
+            if ok and s_days >= season_warmup_days and not math.isnan(s_mean):
+                seasonal = abs(v - s_mean) / s_std
+            g = gmm[i, t]
+            ewma_score = dev / 0.1
+            # With a seasonal profile the daily cycle is explained: a point must stand out from
+            # its time of day and also from the recent baseline (so a level shift stops alarming
+            # once the baseline has absorbed it). Without one, the recent baseline decides.
+            recent = (not math.isnan(z)) and z > 0.5 * thr
+            if not math.isnan(seasonal):
+                core = seasonal if recent else _fmin(z, seasonal)
+                trend = _fmin(ewma_score, seasonal)
+            else:
+                core = z
+                trend = ewma_score if recent else _fmin(ewma_score, z)
+            combined = _fmax(_fmax(core, trend), g)
+            if ok and math.isnan(first_a[i]):
+                first_a[i] = now
+            formed = (not math.isnan(first_a[i])) and now - first_a[i] >= warmup_minutes
+            material = ok and not math.isnan(mean) and abs(v - mean) > min_rel * scale
+            fired = (formed and material and not math.isnan(combined) and combined > thr
+                     and since_a[i] >= suppress_minutes)
+            out[0, i, t] = z
+            out[1, i, t] = ewma_score
+            out[2, i, t] = seasonal
+            out[3, i, t] = g
+            out[4, i, t] = combined
+            out[5, i, t] = mean
+            out[6, i, t] = std
+            out[7, i, t] = dev
+            out[8, i, t] = s_mean
+            fire[i, t] = fired
+            if fired:
+                zz = _fmax(core, g)
+                zz = 0.0 if math.isnan(zz) else zz
+                dd = dev if (not math.isnan(trend) and trend > thr and not math.isnan(dev)) else 0.0
+                level = 1
+                if zz > 3.0 or dd > 0.3:
+                    level = 2
+                if zz > 4.0 or dd > 0.4:
+                    level = 3
+                if zz > 5.0 or dd > 0.5:
+                    level = 4
+                sev[i, t] = level
+            # ---- update the state with the observed point (winsorised) ----
+            if ok:
+                if math.isnan(mean):
+                    mean_a[i] = v
+                else:
+                    d = min(max(v - mean, -winsor * std), winsor * std)
+                    mean_a[i] = mean + a_long * d
+                    var_a[i] = (1.0 - a_long) * (var + a_long * d * d)
+                if math.isnan(ewma_a[i]):
+                    ewma_a[i] = v
+                else:
+                    ewma_a[i] = ewma_a[i] + a_short * (v - ewma_a[i])
+                count[i] += 1.0
+                day = now // 1440.0
+                if slot_last_day[i, slot] != day:
+                    slot_days[i, slot] += 1.0
+                slot_last_day[i, slot] = day
+                # Half-life in days of this slot's observations (it sees slot_width/step points a day).
+                a_season = 1.0 - math.exp(-ln2 * step / (season_halflife_days * slot_width))
+                if math.isnan(s_mean):
+                    slot_mean[i, slot] = v
+                else:
+                    sd = min(max(v - s_mean, -winsor * s_std), winsor * s_std)
+                    slot_mean[i, slot] = s_mean + a_season * sd
+                    slot_var[i, slot] = (1.0 - a_season) * (s_var + a_season * sd * sd)
+                last_a[i] = now
+            if fired:
+                since_a[i] = 0.0
+            elif ok:
+                since_a[i] += step
+
+
+@njit(cache=True)
+def _fmin(a, b):  # pragma: no cover - compiled
+    if math.isnan(a):
+        return b
+    if math.isnan(b):
+        return a
+    return min(a, b)
+
+
+@njit(cache=True)
+def _fmax(a, b):  # pragma: no cover - compiled
+    if math.isnan(a):
+        return b
+    if math.isnan(b):
+        return a
+    return max(a, b)
 
 
 def _explain(result: DetectionResult, i: int, t: int, thr: float) -> tuple[list[str], str]:
@@ -280,8 +349,7 @@ def detect_dataframe(df: pd.DataFrame, timestamp_col: str | None = None, value_c
     if ts.isna().any():
         bad = int(ts.isna().idxmax())
         raise ValueError(f"row {bad}: timestamp {df[tcol].iloc[bad]!r} in column {tcol!r} cannot be parsed")
-    if not ts.is_monotonic_increasing:
-        raise ValueError(f"timestamps in column {tcol!r} are not in increasing order; sort the file first")
+    # Rows are scored in file order (as NAB does); a step back in time counts as one minute.
     values = pd.to_numeric(df[vcol], errors="coerce").to_numpy(dtype=float)
     result, _ = detect_chunk(values[None, :], ts, None, config)
     out = df.copy()
@@ -300,5 +368,7 @@ def detect_csv(input_path: str | Path, output_path: str | Path, timestamp_col: s
     df = pd.read_csv(input_path)
     out = detect_dataframe(df, timestamp_col, value_col, config)
     atomic_write_text(output_path, out.to_csv(index=False), mode=0o644)
+    ts = pd.to_datetime(out[_guess_columns(df, timestamp_col, value_col)[0]], utc=True)
     return {"rows": len(out), "anomalies": int(out["is_anomaly"].sum()),
+            "out_of_order_rows": int((ts.diff() < pd.Timedelta(0)).sum()),
             "by_severity": out.loc[out["is_anomaly"], "severity"].value_counts().to_dict(), "output": str(output_path)}
