@@ -292,7 +292,7 @@ def cmd_rollback(args) -> int:
 
     from .assets.overrides import record_overrides
     from .core.config import MANAGED_THRESHOLDS, load_ops_config
-    from .core.gitops import InfraRepo, list_decision_commits, thresholds_at_partition, _values_at
+    from .core.gitops import list_decision_commits, thresholds_at_partition, _values_at
     from .core.tfvars import apply_tfvars_updates, read_tfvars
     from .storage.state import StateStore
     from .storage.warehouse import Warehouse
@@ -300,7 +300,7 @@ def cmd_rollback(args) -> int:
     _use_home(_home(args), Path(args.config) if args.config else None)
     cfg = load_ops_config()
     service = args.service or cfg.services[0]
-    repo = InfraRepo(cfg.infra_repo)
+    repo = cfg.infra()
     path = cfg.tfvars_path(service)
     repo.assert_no_foreign_changes([path])
     commits = list_decision_commits(repo, path)

@@ -5,7 +5,7 @@ import dagster as dg
 import pandas as pd
 
 from ..core.config import MANAGED_THRESHOLDS, INTEGER_THRESHOLDS
-from ..core.gitops import InfraRepo, decision_commit_subject
+from ..core.gitops import decision_commit_subject
 from ..core.tfvars import apply_tfvars_updates, preview_tfvars_updates, read_tfvars
 from ..core.yaml_edit import update_yaml_values
 from ..resources.neuropilot import NeuroPilotResource
@@ -41,7 +41,7 @@ def terraform_vars(context: dg.AssetExecutionContext, neuropilot: NeuroPilotReso
     earlier_today = [k for k in windows_of_day(key[:10]) if k < key]
     applied_today = wh.read_partitions(APPLIED_TABLE, earlier_today)
     limit = cfg.rate_limits["max_applied_changes_per_day"]
-    repo = InfraRepo(cfg.infra_repo) if cfg.mode == "apply" else None
+    repo = cfg.infra() if cfg.mode == "apply" else None
     rows, diffs, commits = [], {}, {}
     for _, d in decisions.iterrows():
         service = d["service"]

@@ -6,11 +6,12 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from ..core.config import MANAGED_THRESHOLDS, OpsConfig
+from ..core.config import INTEGER_THRESHOLDS, MANAGED_THRESHOLDS, OpsConfig
 from ..core.backtest import run_backtest
 from ..core.policy import Bounds, Observation, make_policy
 from ..core.reward import window_reward
 from ..core.service_model import Thresholds
+from ..core.tfvars import preview_tfvars_updates
 from ..core.telemetry import METRIC_COLUMNS
 from ..resources.neuropilot import NeuroPilotResource
 from ..resources.sources import thresholds_in_force
@@ -114,7 +115,7 @@ def threshold_decision(context: dg.AssetExecutionContext, neuropilot: NeuroPilot
         raise dg.Failure(f"threshold_decision for {key} needs raw_metrics and reward for {key}: materialize them first.")
     model_day = (start - pd.Timedelta(days=1)).strftime("%Y-%m-%d")
     policy = make_policy(cfg.policy, learning_rate=cfg.learning_rate, bounds=policy_bounds(cfg))
-    rows, per_service = [], {}
+    rows, per_service, would_be = [], {}, {}
     for service in services:
         g = raw[raw["service"] == service].copy()
         g["good"] = g["p95_latency_ms"] <= cfg.slo_p95_ms
@@ -161,6 +162,11 @@ def threshold_decision(context: dg.AssetExecutionContext, neuropilot: NeuroPilot
                                      "increase" if row[f"new_{name}"] > row[f"old_{name}"] else
                                      "decrease" if row[f"new_{name}"] < row[f"old_{name}"] else "maintain")
         rows.append(row)
+        if cfg.mode == "monitor" and decision.thresholds != in_force:
+            # Monitor mode: the decision shows exactly what apply mode would write.
+            preview = preview_tfvars_updates(cfg.tfvars_path(service), {
+                n: (int(round(v)) if n in INTEGER_THRESHOLDS else v) for n, v in decision.thresholds.to_dict().items()})
+            would_be[service] = preview.diff
         per_service[service] = {
             "reason": decision.reason, "phase": decision.phase,
             "changes": {n: f"{row[f'old_{n}']:g} -> {row[f'new_{n}']:g}" for n in MANAGED_THRESHOLDS
@@ -180,6 +186,8 @@ def threshold_decision(context: dg.AssetExecutionContext, neuropilot: NeuroPilot
         "reward": first["reward"],
         "decisions": dg.MetadataValue.json(per_service),
         "changed_thresholds": int(sum(len(v["changes"]) for v in per_service.values())),
+        **({"would_be_diff": dg.MetadataValue.md("\n\n".join(f"**{s}**\n```diff\n{d}\n```" for s, d in would_be.items()))}
+           if would_be else {}),
     })
 
 

@@ -14,7 +14,7 @@ import dagster as dg
 import pandas as pd
 
 from ..core.config import MANAGED_THRESHOLDS, OpsConfig
-from ..core.gitops import InfraRepo, human_changes
+from ..core.gitops import human_changes
 from ..resources.neuropilot import NeuroPilotResource
 from ..storage.state import StateStore
 from ..storage.warehouse import Warehouse
@@ -35,7 +35,7 @@ def pending_changes(cfg: OpsConfig, state: StateStore, service: str) -> list[dic
         return []
     known = current_overrides(state, service)
     out = []
-    for c in human_changes(InfraRepo(cfg.infra_repo), path, MANAGED_THRESHOLDS):
+    for c in human_changes(cfg.infra(), path, MANAGED_THRESHOLDS):
         rec = known.get(c.var)
         if rec and rec["value"] == c.new and rec.get("sha") == c.sha:
             continue

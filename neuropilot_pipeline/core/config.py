@@ -80,6 +80,7 @@ class OpsConfig:
     thresholds: dict[str, ThresholdSpec]
     monitor_days: int = 7
     human_hold_hours: float = 24.0
+    gitops: dict[str, Any] = field(default_factory=dict)
     config_path: Path | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -107,6 +108,12 @@ class OpsConfig:
     @property
     def infra_repo(self) -> Path:
         return self.path("infra_repo")
+
+    def infra(self):
+        """The infrastructure repository as configured (branch, optional remote to push to)."""
+        from .gitops import InfraRepo
+
+        return InfraRepo(self.infra_repo, branch=self.gitops.get("branch", "main"), remote=self.gitops.get("remote") or None)
 
     def tfvars_path(self, service: str) -> Path:
         return self.infra_repo / self.paths["tfvars"].format(service=service)
@@ -175,7 +182,7 @@ def apply_env_overrides(data: dict[str, Any], env: Mapping[str, str]) -> dict[st
 
 _KNOWN_TOP_LEVEL = {
     "sla_target", "slo_p95_ms", "cost_budget", "anomaly_sensitivity", "learning_rate", "mode",
-    "policy", "services", "partitions", "paths", "source", "model", "rate_limits", "thresholds", "rollout",
+    "policy", "services", "partitions", "paths", "source", "model", "rate_limits", "thresholds", "rollout", "gitops",
 }
 
 
@@ -279,6 +286,7 @@ def parse_config(data: dict[str, Any], home: Path, config_path: Path | None = No
         rate_limits=rate_limits,
         thresholds=thresholds,
         monitor_days=int(_number({"monitor_days": 7, **(data.get("rollout") or {})}, "monitor_days", where, 0)),
+        gitops={"branch": "main", "remote": "", **(data.get("gitops") or {})},
         human_hold_hours=_number({"human_hold_hours": 24, **(data.get("rollout") or {})}, "human_hold_hours", where, 0),
         config_path=config_path,
         raw=data,

@@ -57,6 +57,12 @@ class InfraRepo:
                 f"{self.path} is not a git repository. Set paths.infra_repo to your infrastructure repository "
                 "(a clone), or use mode: monitor."
             )
+        head = self.git("symbolic-ref", "--quiet", "--short", "HEAD", check=False).stdout.strip()
+        if head != self.branch:
+            raise GitOpsError(
+                f"{self.path} has {head or 'a detached HEAD'} checked out, but gitops.branch is {self.branch!r}. "
+                f"Check out {self.branch} there (git -C {self.path} switch {self.branch}) or change gitops.branch."
+            )
 
     @classmethod
     def init_demo(cls, path: str | Path, files: Mapping[str, str], branch: str = "main") -> "InfraRepo":
@@ -98,6 +104,7 @@ class InfraRepo:
     def commit_decision(self, files: Sequence[str | Path], subject: str, body: str,
                         trailers: Mapping[str, str]) -> str | None:
         """Commit exactly `files`; None when they hold no change."""
+        self.ensure_repository()
         rels = [self._rel(f) for f in files]
         self.git("add", "--", *rels)
         if not self.git("diff", "--cached", "--name-only", "--", *rels).stdout.strip():

@@ -68,3 +68,10 @@ def test_rejected_push_is_reported_never_forced(repos):
     with pytest.raises(PushRejectedError, match="never force-pushes"):
         repo.commit_decision([path], "ai-ops: raise", "why", {})
     assert git(remote, "rev-parse", "main") == remote_head  # the human's commit survives
+
+
+def test_wrong_branch_checked_out_is_refused_with_the_fix(repos):
+    repo, _, _ = repos
+    git(repo.path, "switch", "-q", "-c", "feature")
+    with pytest.raises(Exception, match="gitops.branch is 'main'.*switch main"):
+        repo.commit_decision([repo.path / "web" / "terraform.tfvars"], "ai-ops: x", "y", {})
