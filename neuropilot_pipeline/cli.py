@@ -336,6 +336,59 @@ def cmd_rollback(args) -> int:
     return 0
 
 
+def cmd_check_sources(args) -> int:
+    """Connectivity, auth and each query against the configured source, with the fix for each failure."""
+    import pandas as pd
+
+    from .core.config import load_ops_config
+    from .core.prometheus import SourceError
+    from .resources.sources import prometheus_client
+
+    _use_home(_home(args), Path(args.config) if args.config else None)
+    cfg = load_ops_config()
+    kind = str(cfg.source.get("kind", "simulated"))
+    if kind == "simulated":
+        print("source.kind is simulated: raw metrics come from the bundled trace; nothing to check.")
+        return 0
+    rows, failed = [], 0
+    try:
+        client, queries = prometheus_client(cfg, kind)
+    except SourceError as exc:
+        print(f"configuration  FAIL  {exc}")
+        return 1
+    client.retries = 0
+    try:
+        info = client.check()
+        rows.append(("connection + auth", "ok", f"{client.endpoint.label} {info.get('version', '?')} at "
+                                                f"{client.endpoint.base_url}"))
+    except SourceError as exc:
+        rows.append(("connection + auth", "FAIL", str(exc)))
+        failed += 1
+    end = pd.Timestamp.now(tz="UTC").floor("min")
+    start = end - pd.Timedelta(minutes=args.minutes)
+    for metric, query in queries.items():
+        if failed and rows[0][1] == "FAIL":
+            break
+        try:
+            series = client.query_range(query, start, end)
+            services = sorted({s["metric"].get("service", "(no service label)") for s in series})
+            if not series:
+                rows.append((metric, "FAIL", f"no series in the last {args.minutes} min for {query!r}: check the "
+                                             "metric names your exporters publish (Prometheus UI > Graph)"))
+                failed += 1
+            elif "(no service label)" in services:
+                rows.append((metric, "WARN", f"{len(series)} series without a `service` label: add `by (service)`"))
+            else:
+                rows.append((metric, "ok", f"{len(series)} series, services: {', '.join(services[:6])}"))
+        except SourceError as exc:
+            rows.append((metric, "FAIL", str(exc)))
+            failed += 1
+    width = max(len(r[0]) for r in rows)
+    for name, status, detail in rows:
+        print(f"{name:{width}s}  {status:4s}  {detail}")
+    return 1 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="neuropilot", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -367,6 +420,11 @@ def build_parser() -> argparse.ArgumentParser:
     dt.add_argument("--timestamp-column")
     dt.add_argument("--value-column")
     dt.set_defaults(func=cmd_detect)
+
+    cs = common(sub.add_parser("check-sources", help="check connectivity, auth and every query of the metrics source"))
+    cs.add_argument("--config", help="ops_config.yaml (default $NEUROPILOT_CONFIG or config/ops_config.yaml)")
+    cs.add_argument("--minutes", type=int, default=60, help="look-back for the query checks")
+    cs.set_defaults(func=cmd_check_sources)
 
     rb = common(sub.add_parser("rollback", help="restore the thresholds of an earlier decision (a new commit)"))
     rb.add_argument("--to", help="decision partition, e.g. 2026-11-03-06:00 (default: undo the latest decision)")

@@ -3,7 +3,7 @@
 
 import dagster as dg
 
-from ..core.quality import window_quality
+from ..core.quality import mark_gaps, series_changes, window_quality
 from ..core.telemetry import METRIC_COLUMNS
 from ..resources.neuropilot import NeuroPilotResource
 from ..resources.sources import MetricsSourceResource
@@ -24,6 +24,8 @@ RAW_TABLE = "raw_metrics"
                           description="Every service reports every minute of the window."),
         dg.AssetCheckSpec("finite_values", asset="raw_metrics",
                           description="No NaN or infinite metric values.", blocking=False),
+        dg.AssetCheckSpec("stable_series", asset="raw_metrics",
+                          description="No service that reported in the previous window has vanished."),
     ],
     description="Per-minute telemetry of every watched service for one 6-hour window "
                 "(warehouse table raw_metrics; re-materializing replaces the partition atomically).",
@@ -37,8 +39,14 @@ def raw_metrics(context: dg.AssetExecutionContext, neuropilot: NeuroPilotResourc
     frame = collected.frame
     if frame.empty:
         raise dg.Failure(f"No metrics returned for any service in window {start} – {end}.")
-    quality = window_quality(frame, METRIC_COLUMNS, start, end, cfg.services)
-    info = neuropilot.warehouse(cfg).write_partition(RAW_TABLE, context.partition_key, frame)
+    frame = mark_gaps(frame, METRIC_COLUMNS)
+    services = list(cfg.services) or sorted(frame["service"].unique())
+    quality = window_quality(frame, METRIC_COLUMNS, start, end, services)
+    wh = neuropilot.warehouse(cfg)
+    before = wh.read_partitions(RAW_TABLE, [previous_window_key(context.partition_key)], columns=["service"])
+    changes = series_changes(sorted(before["service"].unique()) if not before.empty else [],
+                             sorted(frame["service"].unique())) if not before.empty else {"appeared": [], "disappeared": []}
+    info = wh.write_partition(RAW_TABLE, context.partition_key, frame)
     missing, bad = quality["missing_minutes"], quality["nan_values"] + quality["inf_values"]
     return dg.MaterializeResult(
         metadata={
@@ -48,6 +56,9 @@ def raw_metrics(context: dg.AssetExecutionContext, neuropilot: NeuroPilotResourc
             "missing_minutes": missing,
             "nan_or_inf_values": bad,
             "duplicate_timestamps": quality["duplicate_timestamps"],
+            "gap_minutes": int(frame["gap"].sum()),
+            "services_appeared": dg.MetadataValue.json(changes["appeared"]),
+            "services_disappeared": dg.MetadataValue.json(changes["disappeared"]),
             "source_notes": dg.MetadataValue.json(collected.notes),
         },
         check_results=[
@@ -56,5 +67,8 @@ def raw_metrics(context: dg.AssetExecutionContext, neuropilot: NeuroPilotResourc
                                 metadata={"missing_minutes": missing, "absent_services": quality["absent_services"]}),
             dg.AssetCheckResult(check_name="finite_values", passed=bad == 0, severity=dg.AssetCheckSeverity.WARN,
                                 metadata={"nan_values": quality["nan_values"], "inf_values": quality["inf_values"]}),
+            dg.AssetCheckResult(check_name="stable_series", passed=not changes["disappeared"],
+                                severity=dg.AssetCheckSeverity.WARN,
+                                metadata={k: dg.MetadataValue.json(v) for k, v in changes.items()}),
         ],
     )

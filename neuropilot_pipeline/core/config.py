@@ -256,6 +256,7 @@ def parse_config(data: dict[str, Any], home: Path, config_path: Path | None = No
         "grafana_queries_per_hour": 100,
         "slack_notifications_per_hour": 10,
         "max_applied_changes_per_day": 4,
+        "prometheus_queries_per_hour": 0,
         **(data.get("rate_limits") or {}),
     }
     for key, value in rate_limits.items():

@@ -7,9 +7,13 @@ from dataclasses import dataclass, field
 import dagster as dg
 import pandas as pd
 
+import os
+
 from ..core.config import MANAGED_THRESHOLDS, OpsConfig
+from ..core.prometheus import DEFAULT_QUERIES, Endpoint, PrometheusClient, QueryLedger, SourceError, \
+    queries_needed, to_frame
 from ..core.service_model import Thresholds
-from ..core.telemetry import ServiceProfile, SimulatedService, load_demand_trace
+from ..core.telemetry import METRIC_COLUMNS, ServiceProfile, SimulatedService, load_demand_trace
 from ..storage.state import StateStore
 
 SIMULATOR_STATE = "simulator"
@@ -48,10 +52,36 @@ class MetricsSourceResource(dg.ConfigurableResource):
         kind = self.kind or str(cfg.source.get("kind", "simulated"))
         if kind == "simulated":
             return collect_simulated(cfg, state, start, end, partition_key, previous_partition_key)
-        raise dg.Failure(
-            f"Metrics source kind {kind!r} is not available in this build. Set source.kind to 'simulated' in "
-            f"{cfg.config_path} (or NEUROPILOT_SOURCE__KIND=simulated)."
-        )
+        try:
+            return collect_prometheus(cfg, kind, start, end, partition_key)
+        except SourceError as exc:
+            # The client already retried what a retry can fix; this needs a person.
+            raise dg.Failure(str(exc), allow_retries=False) from None
+
+
+def prometheus_client(cfg: OpsConfig, kind: str, env=None) -> tuple[PrometheusClient, dict[str, str]]:
+    """Client and queries for a Prometheus-compatible source; credentials only from the environment."""
+    env = os.environ if env is None else env
+    queries = {**DEFAULT_QUERIES, **(cfg.source.get("queries") or {})}
+    unknown = set(queries) - set(METRIC_COLUMNS)
+    if unknown:
+        raise SourceError(f"source.queries has unknown metrics {sorted(unknown)}; use {list(METRIC_COLUMNS)}")
+    grafana = cfg.source.get("grafana") or {}
+    endpoint = Endpoint.from_env(kind, env, grafana.get("datasource_uid"))
+    limit_key = "grafana_queries_per_hour" if kind == "grafana" else "prometheus_queries_per_hour"
+    ledger = QueryLedger(cfg.state_dir / f"{kind}_query_ledger.json", int(cfg.rate_limits.get(limit_key, 0)))
+    client = PrometheusClient(endpoint, timeout_s=float(cfg.source.get("timeout_seconds", 30)),
+                              retries=int(cfg.source.get("retries", 4)), ledger=ledger)
+    return client, queries
+
+
+def collect_prometheus(cfg: OpsConfig, kind: str, start: pd.Timestamp, end: pd.Timestamp, partition_key: str,
+                       env=None) -> Collected:
+    client, queries = prometheus_client(cfg, kind, env)
+    client.ledger.reserve(queries_needed(start, end, len(queries)), f"raw_metrics {partition_key}")
+    series = {metric: client.query_range(query, start, end) for metric, query in queries.items()}
+    frame = to_frame(series, start, end, list(cfg.services) or None, queries)
+    return Collected(frame, {s: f"{kind} at {client.endpoint.base_url}" for s in frame["service"].unique()})
 
 
 def collect_simulated(cfg: OpsConfig, state: StateStore, start: pd.Timestamp, end: pd.Timestamp,
