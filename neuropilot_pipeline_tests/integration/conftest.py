@@ -94,6 +94,7 @@ class FaultProxy(http.server.ThreadingHTTPServer):
     def __init__(self, upstream: str):
         super().__init__(("127.0.0.1", 0), _ProxyHandler)
         self.upstream, self.mode, self.token, self.failures_left, self.requests = upstream, "pass", None, 0, []
+        self.uid = "prom-uid"
 
     @property
     def url(self) -> str:
@@ -107,7 +108,16 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         srv: FaultProxy = self.server
         srv.requests.append(self.path)
-        if srv.mode == "token" and self.headers.get("Authorization") != f"Bearer {srv.token}":
+        if srv.mode == "grafana":
+            # Grafana's data-source proxy: /api/datasources/proxy/uid/<uid>/<the data source's API>,
+            # authenticated with a service-account token.
+            prefix = f"/api/datasources/proxy/uid/{srv.uid}"
+            if self.headers.get("Authorization") != f"Bearer {srv.token}":
+                return self._send(401, b'{"message":"invalid API key"}', "application/json")
+            if not self.path.startswith(prefix + "/"):
+                return self._send(404, b'{"message":"data source not found"}', "application/json")
+            self.path = self.path[len(prefix):]
+        elif srv.mode == "token" and self.headers.get("Authorization") != f"Bearer {srv.token}":
             return self._send(401, b'{"status":"error","error":"unauthorized"}', "application/json")
         if srv.mode == "fail_then_pass" and srv.failures_left > 0:
             srv.failures_left -= 1

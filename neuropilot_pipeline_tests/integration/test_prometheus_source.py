@@ -151,3 +151,30 @@ def test_partially_missing_window_is_stored_with_its_gaps_marked(home):
     assert len(stored) == 2 * 360 and stored["gap"].sum() == 2 * 355
     checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
     assert checks["complete_minutes"] is False
+
+
+def test_grafana_cloud_through_the_data_source_proxy_and_the_key_stays_secret(home, proxy, prometheus, monkeypatch):
+    key = "glsa_planted-secret-4f9c"
+    proxy.mode, proxy.token = "grafana", key
+    update_yaml_values(home / "ops_config.yaml", {"source.kind": "grafana", "source.grafana.datasource_uid": "prom-uid"})
+    monkeypatch.setenv("GRAFANA_URL", proxy.url)
+    monkeypatch.setenv("GRAFANA_API_KEY", key)
+    result = materialize("2026-11-01-06:00")
+    assert result.success
+    assert all(p.startswith("/api/datasources/proxy/uid/prom-uid/api/v1/query_range") for p in proxy.requests)
+    stored = Warehouse(home / "warehouse").read_partition("raw_metrics", "2026-11-01-06:00")
+    source = prometheus["frame"]
+    source = source[(source["ts"] >= "2026-11-01 06:00") & (source["ts"] < "2026-11-01 12:00")]
+    np.testing.assert_allclose(stored.sort_values(["service", "ts"])["cpu_percent"],
+                               source.sort_values(["service", "ts"])["cpu_percent"])
+    # The key appears nowhere a user or an attacker could read it afterwards.
+    mat = result.asset_materializations_for_node("raw_metrics")[-1]
+    assert key not in str(mat.metadata)
+    for path in home.rglob("*"):
+        if path.is_file():
+            assert key.encode() not in path.read_bytes(), path
+    monkeypatch.setenv("GRAFANA_API_KEY", "wrong")
+    failed = materialize("2026-11-01-12:00")
+    assert not failed.success
+    assert "refused the credentials" in str([e.step_failure_data.error.message for e in failed.all_events
+                                             if e.is_step_failure])
