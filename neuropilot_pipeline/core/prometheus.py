@@ -44,6 +44,8 @@ DEFAULT_QUERIES = {
     "instance_count": 'count by (service) (up{job="app"} == 1)',
     "cost_usd": 'sum by (service) (count by (service, instance) (up{job="app"} == 1)) * 0.0464 / 60',
 }
+# Restarts show up as counter resets; `{window}` becomes the window's length.
+DEFAULT_COUNTER_RESETS_QUERY = "sum by (service) (resets(http_requests_total[{window}]))"
 # How several series of one service (e.g. per instance) combine into the service's value.
 SUM_METRICS = {"request_rate_per_s", "instance_count", "cost_usd"}
 
@@ -194,6 +196,20 @@ class PrometheusClient:
                 merged.setdefault(key, {"metric": labels, "values": []})["values"].extend(series.get("values") or [])
         return list(merged.values())
 
+    def query(self, query: str, at: pd.Timestamp) -> list[dict[str, Any]]:
+        return self._get("/api/v1/query", {"query": query, "time": at.timestamp()})["result"]
+
+    def counter_resets(self, template: str, start: pd.Timestamp, end: pd.Timestamp) -> dict[str, int]:
+        """Counter resets (process restarts) per service in [start, end), from `resets()`."""
+        seconds = int((end - start).total_seconds())
+        out: dict[str, int] = {}
+        for series in self.query(template.replace("{window}", f"{seconds}s"), end - pd.Timedelta(seconds=1)):
+            service = series.get("metric", {}).get("service", "default")
+            value = _float((series.get("value") or [None, "nan"])[1])
+            if math.isfinite(value):
+                out[service] = out.get(service, 0) + int(round(value))
+        return out
+
     def check(self) -> dict[str, Any]:
         return self._get("/api/v1/status/buildinfo", {}, result=False)
 
@@ -225,6 +241,7 @@ def to_frame(series_by_metric: Mapping[str, list[dict[str, Any]]], start: pd.Tim
                               f"{start.isoformat()} – {end.isoformat()} matched no series. Check the query in "
                               f"`neuropilot check-sources` and that the service exports it.")
         per_service: dict[str, list[np.ndarray]] = {}
+        instances: dict[str, dict[str, np.ndarray]] = {}
         for series in series_list:
             service = series["metric"].get("service", "default")
             if services and service not in services:
@@ -235,6 +252,10 @@ def to_frame(series_by_metric: Mapping[str, list[dict[str, Any]]], start: pd.Tim
                 if 0 <= i < len(grid):
                     values[i] = _float(raw)
             per_service.setdefault(service, []).append(values)
+            instance = series["metric"].get("instance")
+            if instance is not None:
+                seen = instances.setdefault(service, {}).setdefault(instance, np.zeros(len(grid), dtype=bool))
+                seen |= np.isfinite(values)
         for service, arrays in per_service.items():
             stack = np.vstack(arrays)
             with warnings.catch_warnings():
@@ -242,11 +263,17 @@ def to_frame(series_by_metric: Mapping[str, list[dict[str, Any]]], start: pd.Tim
                 combined = np.nansum(stack, axis=0) if metric in SUM_METRICS else np.nanmean(stack, axis=0)
             combined[np.isnan(stack).all(axis=0)] = np.nan
             columns.setdefault(service, {})[metric] = combined
+            if service in instances:
+                reporting = np.sum(list(instances[service].values()), axis=0)
+                prev = columns[service].get("instances_reporting")
+                columns[service]["instances_reporting"] = reporting if prev is None else np.maximum(prev, reporting)
     frames = []
     for service in sorted(columns):
         data = {"service": service, "ts": grid}
         for metric in queries:
             data[metric] = columns[service].get(metric, np.full(len(grid), np.nan))
+        # The `instance` label survives as how many instances reported each minute.
+        data["instances_reporting"] = columns[service].get("instances_reporting", np.zeros(len(grid))).astype(float)
         frames.append(pd.DataFrame(data))
     if not frames:
         raise SourceError(f"No metrics returned for the services {list(services or [])} in {start} – {end}: "

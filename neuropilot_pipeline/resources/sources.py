@@ -10,7 +10,7 @@ import pandas as pd
 import os
 
 from ..core.config import MANAGED_THRESHOLDS, OpsConfig
-from ..core.prometheus import DEFAULT_QUERIES, Endpoint, PrometheusClient, QueryLedger, SourceError, \
+from ..core.prometheus import DEFAULT_COUNTER_RESETS_QUERY, DEFAULT_QUERIES, Endpoint, PrometheusClient, QueryLedger, SourceError, \
     queries_needed, to_frame
 from ..core.service_model import Thresholds
 from ..core.telemetry import METRIC_COLUMNS, ServiceProfile, SimulatedService, load_demand_trace
@@ -23,6 +23,7 @@ SIMULATOR_STATE = "simulator"
 class Collected:
     frame: pd.DataFrame
     notes: dict[str, str] = field(default_factory=dict)
+    counter_resets: dict[str, int] = field(default_factory=dict)
 
 
 def thresholds_in_force(cfg: OpsConfig, service: str) -> tuple[Thresholds, str]:
@@ -78,10 +79,13 @@ def prometheus_client(cfg: OpsConfig, kind: str, env=None) -> tuple[PrometheusCl
 def collect_prometheus(cfg: OpsConfig, kind: str, start: pd.Timestamp, end: pd.Timestamp, partition_key: str,
                        env=None) -> Collected:
     client, queries = prometheus_client(cfg, kind, env)
-    client.ledger.reserve(queries_needed(start, end, len(queries)), f"raw_metrics {partition_key}")
+    client.ledger.reserve(queries_needed(start, end, len(queries)) + 1, f"raw_metrics {partition_key}")
     series = {metric: client.query_range(query, start, end) for metric, query in queries.items()}
     frame = to_frame(series, start, end, list(cfg.services) or None, queries)
-    return Collected(frame, {s: f"{kind} at {client.endpoint.base_url}" for s in frame["service"].unique()})
+    template = cfg.source.get("counter_resets_query", DEFAULT_COUNTER_RESETS_QUERY)
+    resets = client.counter_resets(template, start, end) if template else {}
+    notes = {s: f"{kind} at {client.endpoint.base_url}" for s in frame["service"].unique()}
+    return Collected(frame, notes, counter_resets={s: resets.get(s, 0) for s in frame["service"].unique()})
 
 
 def collect_simulated(cfg: OpsConfig, state: StateStore, start: pd.Timestamp, end: pd.Timestamp,

@@ -51,6 +51,13 @@ def write_openmetrics(frame: pd.DataFrame, path: Path) -> None:
             for instance, share in instances:
                 for t, v in zip(stamps, values):
                     lines.append(f'np_{metric}{{service="{service}",instance="{instance}"}} {float(v * share)!r} {int(t)}')
+    # A request counter per service; web's process restarts at 03:00 (the counter resets).
+    lines.append("# TYPE np_requests counter")
+    for service, g in frame.groupby("service"):
+        total = 0.0
+        for k, (t, rate) in enumerate(zip(g["ts"].dt.as_unit("s").astype("int64"), g["request_rate_per_s"])):
+            total = 0.0 if (service == "web" and k == 180) else total + float(rate) * 60
+            lines.append(f'np_requests_total{{service="{service}",instance="i-1"}} {total!r} {int(t)}')
     lines.append("# EOF")
     path.write_text("\n".join(lines) + "\n")
 

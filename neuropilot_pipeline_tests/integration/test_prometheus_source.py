@@ -30,6 +30,12 @@ def client(url, **kw):
 def home(tmp_path, monkeypatch, prometheus):
     config = prepare_demo_home(tmp_path, fresh=True)
     update_yaml_values(config, {"services": list(SERVICES), "source.kind": "prometheus", "source.queries": QUERIES})
+    from ruamel.yaml import YAML
+    y = YAML()
+    doc = y.load(config.read_text())
+    doc["source"]["counter_resets_query"] = "sum by (service) (resets(np_requests_total[{window}]))"
+    with config.open("w") as fh:
+        y.dump(doc, fh)
     monkeypatch.setenv("NEUROPILOT_HOME", str(tmp_path))
     monkeypatch.setenv("NEUROPILOT_CONFIG", str(config))
     monkeypatch.setenv("PROMETHEUS_URL", prometheus["url"])
@@ -57,6 +63,7 @@ def test_raw_metrics_partitions_hold_exactly_the_source_values_and_reruns_are_id
     assert list(stored["service"]) == list(source["service"])
     for metric in METRIC_COLUMNS:
         np.testing.assert_allclose(stored[metric].to_numpy(), source[metric].to_numpy(), rtol=1e-9, err_msg=metric)
+    assert (stored["instances_reporting"] == 2).all()  # rates were exported by two instances
     first = wh.partition_path("raw_metrics", windows[0]).read_bytes()
     assert materialize(windows[0]).success
     assert wh.partition_path("raw_metrics", windows[0]).read_bytes() == first
@@ -161,7 +168,9 @@ def test_grafana_cloud_through_the_data_source_proxy_and_the_key_stays_secret(ho
     monkeypatch.setenv("GRAFANA_API_KEY", key)
     result = materialize("2026-11-01-06:00")
     assert result.success
-    assert all(p.startswith("/api/datasources/proxy/uid/prom-uid/api/v1/query_range") for p in proxy.requests)
+    assert proxy.requests and all(p.startswith(("/api/datasources/proxy/uid/prom-uid/api/v1/query_range",
+                                                "/api/datasources/proxy/uid/prom-uid/api/v1/query?"))
+                                   for p in proxy.requests)
     stored = Warehouse(home / "warehouse").read_partition("raw_metrics", "2026-11-01-06:00")
     source = prometheus["frame"]
     source = source[(source["ts"] >= "2026-11-01 06:00") & (source["ts"] < "2026-11-01 12:00")]
@@ -178,3 +187,12 @@ def test_grafana_cloud_through_the_data_source_proxy_and_the_key_stays_secret(ho
     assert not failed.success
     assert "refused the credentials" in str([e.step_failure_data.error.message for e in failed.all_events
                                              if e.is_step_failure])
+
+
+def test_a_counter_reset_is_reported_in_its_window_only(home):
+    first, second = materialize("2026-11-01-00:00"), materialize("2026-11-01-06:00")
+    resets = first.asset_materializations_for_node("raw_metrics")[-1].metadata["counter_resets"].value
+    assert resets == {"api": 0, "web": 1}
+    checks = {c.check_name: c.passed for c in first.get_asset_check_evaluations()}
+    assert checks["no_counter_resets"] is False
+    assert second.asset_materializations_for_node("raw_metrics")[-1].metadata["counter_resets"].value == {"api": 0, "web": 0}
