@@ -24,6 +24,8 @@ setup(
         # Round-trip YAML: ops_config.yaml is edited in place with its comments kept.
         "ruamel.yaml>=0.18",
         "matplotlib>=3.8",
+        # Markdown -> HTML for the daily report page (also a Dagster dependency).
+        "markdown-it-py>=3",
         # The streaming detectors are a per-point recursion; numba compiles it (270k points/s
         # on one core instead of ~5k with numpy per step) without a second implementation.
         "numba>=0.60",

@@ -19,7 +19,7 @@ training_job = dg.define_asset_job(
     description="Retrain each service's anomaly model on the day that just ended (warm start).",
 )
 report_job = dg.define_asset_job(
-    "report_job", selection=dg.AssetSelection.assets("policy_backtest", "daily_report"),
+    "report_job", selection=dg.AssetSelection.assets("policy_backtest", "daily_report", "report_delivery"),
     description="Replay the policy on the last two weeks, then build and deliver the daily report.",
 )
 critical_alert_job = dg.define_asset_job(

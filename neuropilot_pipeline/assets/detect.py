@@ -148,4 +148,17 @@ def critical_alerts(context: dg.AssetExecutionContext, neuropilot: NeuroPilotRes
     }
     path = cfg.reports_dir / "alerts" / f"critical_{key.replace(':', '')}.json"
     atomic_write_json(path, alert)
-    return dg.MaterializeResult(metadata={"path": dg.MetadataValue.path(str(path)), "critical_count": len(critical)})
+    from .deliver import slack_webhook
+
+    webhook = slack_webhook(cfg)
+    status = "not configured (set SLACK_WEBHOOK_URL)"
+    if webhook is not None and len(critical):
+        lines = [f"• {r['service']} {r['metric']} at {str(r['ts'])[11:16]}: {r['explanation']}"
+                 for _, r in critical.head(10).iterrows()]
+        delivery = webhook.post({"text": f":red_circle: NeuroPilot: {len(critical)} critical anomalies in {key}",
+                                 "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text":
+                                             f"*:red_circle: {len(critical)} critical anomalies in {key}*\n"
+                                             + "\n".join(lines)}}]}, f"critical alert {key}")
+        status = delivery.status
+    return dg.MaterializeResult(metadata={"path": dg.MetadataValue.path(str(path)), "critical_count": len(critical),
+                                          "slack": status})

@@ -6,6 +6,7 @@ import pandas as pd
 
 from ..core.atomic import atomic_write_json
 from ..core.report import SCHEMA_VERSION, service_report
+from ..core.report_render import render_charts, to_markdown, write_html_report
 from ..core.telemetry import METRIC_COLUMNS
 from ..resources.neuropilot import NeuroPilotResource
 from .apply import APPLIED_TABLE
@@ -72,9 +73,25 @@ def daily_report(context: dg.AssetExecutionContext, neuropilot: NeuroPilotResour
             report["services"][service]["human_overrides"] = mine.drop(columns=["service"]).to_dict(orient="records")
     path = report_path(cfg.reports_dir, day)
     atomic_write_json(path, report)
+    # For people: PNG charts beside the JSON, an HTML page, and the Markdown as the UI preview.
+    week_windows = [w for d in range(7) for w in windows_of_day((start - pd.Timedelta(days=d)).strftime("%Y-%m-%d"))]
+    week_decisions = wh.read_partitions(DECISIONS_TABLE, sorted(week_windows), services=services)
+    charts = {}
+    for service in services:
+        r = raw[raw["service"] == service]
+        costs = r.assign(day=r["ts"].dt.floor("D")).groupby("day")["cost_usd"].sum()
+        mine = anomalies[anomalies["service"] == service] if not anomalies.empty else anomalies
+        charts[service] = render_charts(
+            cfg.reports_dir, path.stem, service, r[r["ts"] >= start], r[r["ts"] < start], mine,
+            week_decisions[week_decisions["service"] == service] if not week_decisions.empty else week_decisions,
+            costs, cfg.cost_budget / 30.0)
+    html_path = path.with_suffix(".html")
+    write_html_report(html_path, report, charts)
     first = next(iter(report["services"].values()))
     return dg.MaterializeResult(metadata={
         "path": dg.MetadataValue.path(str(path)),
+        "html": dg.MetadataValue.path(str(html_path)),
+        "report": dg.MetadataValue.md(to_markdown(report)),
         "health_score": first["health"]["score"],
         "sla_percent": first["sla"]["sla_percent"],
         "anomalies": first["anomalies"]["total"],

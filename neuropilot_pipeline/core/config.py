@@ -182,7 +182,7 @@ def apply_env_overrides(data: dict[str, Any], env: Mapping[str, str]) -> dict[st
 
 _KNOWN_TOP_LEVEL = {
     "sla_target", "slo_p95_ms", "cost_budget", "anomaly_sensitivity", "learning_rate", "mode",
-    "policy", "services", "partitions", "paths", "source", "model", "rate_limits", "thresholds", "rollout", "gitops",
+    "policy", "services", "partitions", "paths", "source", "model", "rate_limits", "thresholds", "rollout", "gitops", "delivery",
 }
 
 

@@ -96,8 +96,9 @@ class Endpoint:
 class QueryLedger:
     """Queries sent in the last hour, kept on disk so the budget holds across runs."""
 
-    def __init__(self, path: Path | None, per_hour: int, clock: Callable[[], float] = time.time):
-        self.path, self.per_hour, self.clock = path, per_hour, clock
+    def __init__(self, path: Path | None, per_hour: int, clock: Callable[[], float] = time.time,
+                 unit: str = "queries", setting: str = "rate_limits.grafana_queries_per_hour"):
+        self.path, self.per_hour, self.clock, self.unit, self.setting = path, per_hour, clock, unit, setting
 
     def _load(self) -> list[float]:
         if self.path is None or not self.path.exists():
@@ -115,9 +116,9 @@ class QueryLedger:
         sent = self._load()
         if len(sent) + n > self.per_hour:
             raise RateLimitExceeded(
-                f"{what} needs {n} queries but only {max(0, self.per_hour - len(sent))} of the "
-                f"{self.per_hour} allowed per hour (rate_limits.grafana_queries_per_hour) are left. Backfill fewer "
-                f"partitions at a time, wait, or raise the limit if your plan allows."
+                f"{what} needs {n} {self.unit} but only {max(0, self.per_hour - len(sent))} of the "
+                f"{self.per_hour} allowed per hour ({self.setting}) are left. Do fewer at a time, wait, "
+                f"or raise the limit if your plan allows."
             )
 
     def record(self, n: int = 1) -> None:

@@ -112,3 +112,25 @@ def test_applied_decisions_are_in_tfvars_and_in_git(pipeline_run):
                          check=True).stdout.splitlines()
     n_applied = int(applied["applied"].sum())
     assert len([line for line in log if line.startswith("ai-ops:")]) == n_applied
+
+
+def test_html_report_renders_with_every_chart_in_a_real_browser(pipeline_run, tmp_path):
+    import re
+    import shutil
+
+    chromium = shutil.which("chromium")
+    assert chromium, "Debian's chromium is required (apt-get install chromium); .ci/run installs it"
+    page = pipeline_run["home"] / "reports" / "daily_report_20261102.html"
+    flags = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'chromium'}", "--virtual-time-budget=5000"]
+    dom = subprocess.run(flags + ["--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120).stdout
+    charts = int(re.search(r'data-charts="(\d+)"', dom).group(1))
+    loaded = int(re.search(r'data-charts-loaded="(\d+)"', dom).group(1))
+    assert charts >= 10 and loaded == charts  # 8 metrics, thresholds, instances, cost
+    shot = tmp_path / "report.png"
+    subprocess.run(flags + ["--window-size=1000,2400", f"--screenshot={shot}", page.as_uri()], capture_output=True,
+                   timeout=120, check=True)
+    assert shot.stat().st_size > 50_000
+    report = pipeline_run["results"][("report_job", DAY2)].asset_materializations_for_node("daily_report")[-1]
+    assert report.metadata["report"].value.startswith("# NeuroPilot daily report — 2026-11-02")
