@@ -389,6 +389,25 @@ def cmd_check_sources(args) -> int:
     return 1 if failed else 0
 
 
+def cmd_notion_setup(args) -> int:
+    """Check the Notion database's properties and add the missing ones."""
+    from .assets.deliver import notion_publisher
+    from .core.notion import REQUIRED_PROPERTIES, NotionError
+
+    publisher = notion_publisher()
+    if publisher is None:
+        print("Set NOTION_API_KEY and NOTION_DATABASE_ID (the database shared with your integration).")
+        return 2
+    try:
+        status = publisher.check_schema(fix=True)
+    except NotionError as exc:
+        print(f"FAIL  {exc}")
+        return 1
+    for name, state in status.items():
+        print(f"{name:16s} {REQUIRED_PROPERTIES[name]:10s} {state}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="neuropilot", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -425,6 +444,9 @@ def build_parser() -> argparse.ArgumentParser:
     cs.add_argument("--config", help="ops_config.yaml (default $NEUROPILOT_CONFIG or config/ops_config.yaml)")
     cs.add_argument("--minutes", type=int, default=60, help="look-back for the query checks")
     cs.set_defaults(func=cmd_check_sources)
+
+    ns = sub.add_parser("notion-setup", help="check the Notion database's properties and add the missing ones")
+    ns.set_defaults(func=cmd_notion_setup)
 
     rb = common(sub.add_parser("rollback", help="restore the thresholds of an earlier decision (a new commit)"))
     rb.add_argument("--to", help="decision partition, e.g. 2026-11-03-06:00 (default: undo the latest decision)")

@@ -7,6 +7,7 @@ import dagster as dg
 import pandas as pd
 
 from ..core.notify import SlackWebhook, report_blocks
+from ..core.notion import NotionError, NotionPublisher, make_client
 from ..core.prometheus import QueryLedger
 from ..resources.neuropilot import NeuroPilotResource
 from .partitions import daily_partitions
@@ -36,9 +37,13 @@ def slack_webhook(cfg) -> SlackWebhook | None:
     kinds={"slack"},
     deps=["daily_report"],
     check_specs=[dg.AssetCheckSpec("slack_delivered", asset="report_delivery",
-                                   description="The day's report reached Slack (when SLACK_WEBHOOK_URL is set).")],
+                                   description="The day's report reached Slack (when SLACK_WEBHOOK_URL is set)."),
+                 dg.AssetCheckSpec("notion_delivered", asset="report_delivery",
+                                   description="The day's report is its Notion page (when NOTION_API_KEY is set).")],
     description="Posts the day's report to Slack as a Block Kit card (SLACK_WEBHOOK_URL), at most once per date unless "
-                "re-sent with config resend: true. A failed delivery is recorded and never loses the report.",
+                "re-sent with config resend: true, and writes it as the date's page of the Notion database "
+                "(NOTION_API_KEY, NOTION_DATABASE_ID; updated, not duplicated). A failed delivery is recorded and never "
+                "loses the report.",
 )
 def report_delivery(context: dg.AssetExecutionContext, config: DeliveryConfig,
                     neuropilot: NeuroPilotResource) -> dg.MaterializeResult:
@@ -65,8 +70,33 @@ def report_delivery(context: dg.AssetExecutionContext, config: DeliveryConfig,
         else:
             context.log.warning(f"Slack delivery of the {day} report failed: {status}. The report is saved at {path}; "
                                 "the next materialization of report_delivery retries.")
+    notion_status, notion_ok = publish_to_notion(report)
+    if not notion_ok:
+        context.log.warning(f"Notion publication of the {day} report failed: {notion_status}")
     return dg.MaterializeResult(
-        metadata={"slack": status, "report": dg.MetadataValue.path(str(path))},
-        check_results=[dg.AssetCheckResult(check_name="slack_delivered", passed=ok,
-                                           severity=dg.AssetCheckSeverity.WARN, metadata={"status": status})],
+        metadata={"slack": status, "notion": notion_status, "report": dg.MetadataValue.path(str(path))},
+        check_results=[
+            dg.AssetCheckResult(check_name="slack_delivered", passed=ok, severity=dg.AssetCheckSeverity.WARN,
+                                metadata={"status": status}),
+            dg.AssetCheckResult(check_name="notion_delivered", passed=notion_ok, severity=dg.AssetCheckSeverity.WARN,
+                                metadata={"status": notion_status}),
+        ],
     )
+
+
+def notion_publisher() -> NotionPublisher | None:
+    key, database = os.environ.get("NOTION_API_KEY"), os.environ.get("NOTION_DATABASE_ID")
+    if not key or not database:
+        return None
+    return NotionPublisher(make_client(key, os.environ.get("NOTION_BASE_URL") or None), database)
+
+
+def publish_to_notion(report) -> tuple[str, bool]:
+    publisher = notion_publisher()
+    if publisher is None:
+        return "not configured (set NOTION_API_KEY and NOTION_DATABASE_ID)", True
+    try:
+        page_id, action = publisher.publish(report)
+    except NotionError as exc:
+        return str(exc), False
+    return f"{action} page {page_id}", True
