@@ -4,6 +4,8 @@ and sensors for what must not wait."""
 
 import dagster as dg
 
+import os
+
 import pandas as pd
 
 from .assets.partitions import WINDOW_HOURS, WINDOW_KEY_FORMAT
@@ -101,6 +103,28 @@ def human_override_sensor(context: dg.SensorEvaluationContext):
                          tags={"neuropilot/overrides": ",".join(f"{s}:{c['var']}" for s, cs in found.items() for c in cs)})
 
 
+@dg.run_failure_sensor(monitored_jobs=[ops_cycle_job, training_job, report_job, critical_alert_job],
+                       default_status=dg.DefaultSensorStatus.STOPPED, minimum_interval_seconds=30,
+                       description="Posts failed runs of the pipeline's jobs to Slack (within the hourly limit).")
+def run_failure_to_slack(context: dg.RunFailureSensorContext):
+    from .assets.deliver import slack_webhook
+    from .core.config import load_ops_config
+
+    webhook = slack_webhook(load_ops_config())
+    if webhook is None:
+        return dg.SkipReason("SLACK_WEBHOOK_URL is not set")
+    run = context.dagster_run
+    partition = run.tags.get("dagster/partition", "-")
+    message = context.failure_event.message or "run failed"
+    base = os.environ.get("DAGSTER_WEBSERVER_URL", "http://localhost:3000").rstrip("/")
+    delivery = webhook.post({"text": f":x: NeuroPilot {run.job_name} failed for {partition}",
+                             "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text":
+                                         f"*:x: {run.job_name} failed* for `{partition}`\n{message[:500]}\n"
+                                         f"<{base}/runs/{run.run_id}|Open the run>"}}]}, f"failure of {run.run_id}")
+    if not delivery.ok:
+        return dg.SkipReason(f"could not post the failure to Slack: {delivery.status}")
+
+
 JOBS = [ops_cycle_job, training_job, report_job, critical_alert_job, human_override_job]
 SCHEDULES = [ops_cycle_schedule, training_schedule, report_schedule]
-SENSORS = [critical_anomaly_sensor, human_override_sensor]
+SENSORS = [critical_anomaly_sensor, human_override_sensor, run_failure_to_slack]

@@ -139,3 +139,21 @@ def test_hourly_notification_limit_holds(home, slack, monkeypatch):
     assert status(deliver()) == "delivered"
     result = deliver(resend=True)
     assert "slack_notifications_per_hour" in status(result) and len(slack.posts) == 1
+
+
+def test_failed_pipeline_runs_are_posted(home, slack, monkeypatch):
+    from neuropilot_pipeline.automation import run_failure_to_slack
+    from neuropilot_pipeline.definitions import defs
+
+    monkeypatch.setenv("NEUROPILOT_SOURCE__KIND", "prometheus")  # no PROMETHEUS_URL: the cycle fails
+    with dg.instance_for_test() as instance:
+        result = defs.resolve_job_def("ops_cycle").execute_in_process(partition_key="2026-11-02-06:00",
+                                                                      instance=instance, raise_on_error=False)
+        assert not result.success
+        failure = next(e for e in result.all_events if e.event_type_value == "PIPELINE_FAILURE")
+        context = dg.build_run_status_sensor_context(sensor_name="run_failure_to_slack", dagster_event=failure,
+                                                     dagster_instance=instance, dagster_run=result.dagster_run)
+        run_failure_to_slack(context.for_run_failure())
+    (_, payload), = slack.posts
+    text = payload["blocks"][0]["text"]["text"]
+    assert "ops_cycle failed" in text and "2026-11-02-06:00" in text and "/runs/" in text
