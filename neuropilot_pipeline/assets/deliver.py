@@ -28,7 +28,7 @@ def slack_webhook(cfg) -> SlackWebhook | None:
                          unit="notifications", setting="rate_limits.slack_notifications_per_hour")
     delivery = cfg.raw.get("delivery") if isinstance(cfg.raw.get("delivery"), dict) else {}
     return SlackWebhook(url, ledger=ledger, backoff_s=float(delivery.get("backoff_seconds", 1.0)),
-                        retries=int(delivery.get("retries", 4)))
+                        retries=int(delivery.get("retries", 4)), timeout_s=float(delivery.get("timeout_seconds", 10.0)))
 
 
 @dg.asset(

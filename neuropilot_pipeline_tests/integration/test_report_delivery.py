@@ -40,6 +40,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
         srv: SlackServer = self.server
         code = srv.script.pop(0) if srv.script else 200
+        if code == "hang":
+            time.sleep(2)
+            code = 200
         if self.path != f"/services/{SECRET}":
             code = 404
         if code == 200:
@@ -157,3 +160,9 @@ def test_failed_pipeline_runs_are_posted(home, slack, monkeypatch):
     (_, payload), = slack.posts
     text = payload["blocks"][0]["text"]["text"]
     assert "ops_cycle failed" in text and "2026-11-02-06:00" in text and "/runs/" in text
+
+
+def test_a_hanging_slack_times_out_and_is_retried(home, slack):
+    update_yaml_values(home / "ops_config.yaml", {"delivery.timeout_seconds": 0.5})
+    slack.script = ["hang"]
+    assert status(deliver()) == "delivered"  # the first attempt timed out, the retry went through
