@@ -12,7 +12,7 @@ from .assets.partitions import WINDOW_HOURS, WINDOW_KEY_FORMAT
 
 ops_cycle_job = dg.define_asset_job(
     "ops_cycle",
-    selection=dg.AssetSelection.assets("raw_metrics", "metric_features", "anomalies", "reward",
+    selection=dg.AssetSelection.assets("raw_metrics", "metric_features", "anomalies", "forecast_alerts", "reward",
                                        "threshold_decision", "terraform_vars"),
     description="Collect the window that just ended, detect, score the reward, decide and apply thresholds.",
 )

@@ -162,3 +162,51 @@ def critical_alerts(context: dg.AssetExecutionContext, neuropilot: NeuroPilotRes
         status = delivery.status
     return dg.MaterializeResult(metadata={"path": dg.MetadataValue.path(str(path)), "critical_count": len(critical),
                                           "slack": status})
+
+
+FORECAST_TABLE = "forecast_alerts"
+# What a forecast is compared with: the autoscaler's own trigger, the SLO, the seed's error line.
+FORECAST_LIMITS = {"cpu_percent": "cpu_scale_up_threshold", "p95_latency_ms": "slo_p95_ms", "error_rate_percent": 2.0}
+
+
+@dg.asset(
+    partitions_def=six_hourly_partitions,
+    group_name="detect",
+    kinds={"statsmodels"},
+    pool=WAREHOUSE_POOL,
+    deps=["raw_metrics"],
+    description="Predictive alerts: a Holt-Winters forecast (24 h seasonality) of the next 6 h of CPU, p95 latency "
+                "and error rate per service, and when it will cross the scale-up threshold, the SLO or 2 % errors.",
+)
+def forecast_alerts(context: dg.AssetExecutionContext, neuropilot: NeuroPilotResource) -> dg.MaterializeResult:
+    from ..core.forecast import first_crossing, forecast_next
+    from ..resources.sources import thresholds_in_force
+
+    cfg = neuropilot.cfg()
+    key = context.partition_key
+    start, end = window_bounds(key)
+    wh = neuropilot.warehouse(cfg)
+    raw = wh.read_window(RAW_TABLE, end - pd.Timedelta(days=3), end, services=list(cfg.services),
+                         columns=["service", "ts", *FORECAST_LIMITS])
+    rows = []
+    for service, g in raw.groupby("service", sort=True):
+        in_force, _ = thresholds_in_force(cfg, service)
+        for metric, limit in FORECAST_LIMITS.items():
+            threshold = float(getattr(in_force, limit) if limit == "cpu_scale_up_threshold"
+                              else cfg.slo_p95_ms if limit == "slo_p95_ms" else limit)
+            f = forecast_next(g.set_index("ts")[metric], horizon_minutes=360)
+            if f is None:
+                continue
+            hit = first_crossing(f, threshold)
+            rows.append({"partition": key, "service": service, "metric": metric, "threshold": threshold,
+                         "forecast_max": float(np.max(f.values)), "crosses_at": hit[0] if hit else None,
+                         "forecast_at_crossing": hit[1] if hit else None})
+    table = pd.DataFrame(rows, columns=["partition", "service", "metric", "threshold", "forecast_max", "crosses_at",
+                                        "forecast_at_crossing"])
+    info = wh.write_partition(FORECAST_TABLE, key, table)
+    alerts = table[table["crosses_at"].notna()] if not table.empty else table
+    return dg.MaterializeResult(metadata={
+        **table_metadata(info, table),
+        "alerts": len(alerts),
+        "forecast": "needs two days of history" if table.empty else "next 6 h",
+    })

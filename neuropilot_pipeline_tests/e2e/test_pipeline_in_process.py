@@ -134,3 +134,13 @@ def test_html_report_renders_with_every_chart_in_a_real_browser(pipeline_run, tm
     assert shot.stat().st_size > 50_000
     report = pipeline_run["results"][("report_job", DAY2)].asset_materializations_for_node("daily_report")[-1]
     assert report.metadata["report"].value.startswith("# NeuroPilot daily report — 2026-11-02")
+
+
+def test_forecast_alerts_start_once_two_days_of_history_exist(pipeline_run):
+    results = pipeline_run["results"]
+    early = materialization(results[("ops_cycle", windows_of_day(DAY1)[0])], "forecast_alerts")
+    assert early.metadata["forecast"].value == "needs two days of history"
+    late = materialization(results[("ops_cycle", windows_of_day(DAY2)[3])], "forecast_alerts")
+    assert late.metadata["forecast"].value == "next 6 h"
+    table = Warehouse(pipeline_run["home"] / "warehouse").read_partitions("forecast_alerts", [windows_of_day(DAY2)[3]])
+    assert set(table["metric"]) == {"cpu_percent", "p95_latency_ms", "error_rate_percent"}
