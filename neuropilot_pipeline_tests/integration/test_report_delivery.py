@@ -166,3 +166,22 @@ def test_a_hanging_slack_times_out_and_is_retried(home, slack):
     update_yaml_values(home / "ops_config.yaml", {"delivery.timeout_seconds": 0.5})
     slack.script = ["hang"]
     assert status(deliver()) == "delivered"  # the first attempt timed out, the retry went through
+
+
+def test_critical_anomalies_are_posted_at_once_with_their_explanation(home, slack):
+    from neuropilot_pipeline.definitions import defs
+    from neuropilot_pipeline.storage.warehouse import Warehouse
+
+    key = "2026-11-02-06:00"
+    Warehouse(home / "warehouse").write_partition("anomalies", key, pd.DataFrame({
+        "partition": [key, key], "service": ["web", "web"], "metric": ["p95_latency_ms", "cpu_percent"],
+        "ts": pd.to_datetime(["2026-11-02 07:15", "2026-11-02 07:16"], utc=True), "severity": ["critical", "medium"],
+        "explanation": ["zscore 9.1: value 2400 vs baseline 150 ± 12", "seasonal 3.4"]}))
+    result = dg.materialize([defs.get_assets_def("critical_alerts")], partition_key=key,
+                            resources={"neuropilot": defs.resources["neuropilot"]},
+                            instance=dg.DagsterInstance.ephemeral())
+    assert result.asset_materializations_for_node("critical_alerts")[-1].metadata["slack"].value == "delivered"
+    (_, payload), = slack.posts
+    text = payload["blocks"][0]["text"]["text"]
+    assert "1 critical anomalies in 2026-11-02-06:00" in text and "zscore 9.1: value 2400 vs baseline 150" in text
+    assert "seasonal 3.4" not in text  # only the critical ones
