@@ -44,15 +44,17 @@ def reward(context: dg.AssetExecutionContext, neuropilot: NeuroPilotResource) ->
     cfg = neuropilot.cfg()
     start, end = window_bounds(context.partition_key)
     wh = neuropilot.warehouse(cfg)
-    raw = wh.read_window(RAW_TABLE, start, end, columns=["service", "ts", "p95_latency_ms", "cost_usd"],
-                         services=list(cfg.services))
+    raw = wh.read_window(RAW_TABLE, start, end, columns=["service", "ts", "p95_latency_ms", "cost_usd",
+                                                         "error_rate_percent"], services=list(cfg.services))
     if raw.empty:
         raise dg.Failure(f"raw_metrics has no rows for {context.partition_key}: materialize raw_metrics for it first.")
     rows = []
     for service, g in raw.groupby("service", sort=True):
         good = g["p95_latency_ms"] <= cfg.slo_p95_ms
         r = window_reward(sla_pct=100.0 * good.mean(), sla_target=cfg.sla_target, window_cost=float(g["cost_usd"].sum()),
-                          monthly_budget=cfg.cost_budget, window_minutes=len(g))
+                          monthly_budget=cfg.cost_budget, window_minutes=len(g), weights=cfg.reward_weights or None,
+                          latency_p95_ms=float(g["p95_latency_ms"].median()), slo_p95_ms=cfg.slo_p95_ms,
+                          availability_pct=100.0 - float(g["error_rate_percent"].mean()))
         rows.append({"partition": context.partition_key, "service": service, "minutes": len(g),
                      "good_minutes": int(good.sum()), **_reward_fields(r)})
     table = pd.DataFrame(rows)

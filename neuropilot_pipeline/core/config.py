@@ -81,6 +81,7 @@ class OpsConfig:
     monitor_days: int = 7
     human_hold_hours: float = 24.0
     gitops: dict[str, Any] = field(default_factory=dict)
+    reward_weights: dict[str, float] = field(default_factory=dict)
     config_path: Path | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -182,7 +183,7 @@ def apply_env_overrides(data: dict[str, Any], env: Mapping[str, str]) -> dict[st
 
 _KNOWN_TOP_LEVEL = {
     "sla_target", "slo_p95_ms", "cost_budget", "anomaly_sensitivity", "learning_rate", "mode",
-    "policy", "services", "partitions", "paths", "source", "model", "rate_limits", "thresholds", "rollout", "gitops", "delivery",
+    "policy", "services", "partitions", "paths", "source", "model", "rate_limits", "thresholds", "rollout", "gitops", "delivery", "reward",
 }
 
 
@@ -288,10 +289,23 @@ def parse_config(data: dict[str, Any], home: Path, config_path: Path | None = No
         thresholds=thresholds,
         monitor_days=int(_number({"monitor_days": 7, **(data.get("rollout") or {})}, "monitor_days", where, 0)),
         gitops={"branch": "main", "remote": "", **(data.get("gitops") or {})},
+        reward_weights=_reward_weights(data, where),
         human_hold_hours=_number({"human_hold_hours": 24, **(data.get("rollout") or {})}, "human_hold_hours", where, 0),
         config_path=config_path,
         raw=data,
     )
+
+
+def _reward_weights(data: dict[str, Any], where: str) -> dict[str, float]:
+    from .reward import RewardConfigError, validate_weights
+
+    weights = (data.get("reward") or {}).get("weights") or {}
+    if not weights:
+        return {}
+    try:
+        return validate_weights(weights)
+    except RewardConfigError as exc:
+        raise ConfigError(f"{where}: reward.weights: {exc}") from None
 
 
 def load_ops_config(

@@ -64,3 +64,11 @@ def test_missing_or_broken_file_is_actionable(tmp_path):
     bad.write_text("sla_target: [1,\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_ops_config(bad, env={})
+
+
+def test_reward_weights_are_validated_and_optional(tmp_path):
+    assert load_ops_config(default_config_path(), env={}).reward_weights == {}
+    cfg = load_ops_config(write(tmp_path, "reward:\n  weights: {sla: 0.5, cost: 0.5}\n"), env={})
+    assert cfg.reward_weights == {"sla": 0.5, "cost": 0.5, "latency": 0.0, "availability": 0.0}
+    with pytest.raises(ConfigError, match="reward.weights: .*sum to 1"):
+        load_ops_config(write(tmp_path, "reward:\n  weights: {sla: 0.5, cost: 0.4}\n"), env={})

@@ -76,3 +76,11 @@ def test_same_state_and_inputs_give_the_same_decision():
     a = make_policy("rule").decide({"x": 1}, observe(m))
     b = make_policy("rule").decide({"x": 1}, observe(m))
     assert a.thresholds == b.thresholds and a.reason == b.reason and a.new_state == b.new_state
+
+
+def test_weighted_reward_mixes_objectives_in_zero_one():
+    r = window_reward(99.99, 99.95, 0.5, 50.0, 360, weights={"sla": 0.5, "cost": 0.3, "latency": 0.1,
+                                                               "availability": 0.1},
+                      latency_p95_ms=300.0, slo_p95_ms=250.0, availability_pct=99.0)
+    # sla 1, cost 1 - 0.2, latency 1 - 50/250, availability 0.99
+    assert r.reward == pytest.approx(0.5 * 1 + 0.3 * 0.8 + 0.1 * 0.8 + 0.1 * 0.99)
