@@ -408,6 +408,20 @@ def cmd_notion_setup(args) -> int:
     return 0
 
 
+def cmd_explain(args) -> int:
+    """The chain a threshold decision came from, as the instance recorded it."""
+    from .lineage import explain, format_chain
+
+    _use_home(_home(args), Path(args.config) if args.config else None)
+    try:
+        chain = explain(_instance(), args.partition)
+    except LookupError as exc:
+        print(exc)
+        return 2
+    print(format_chain(chain))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="neuropilot", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -444,6 +458,11 @@ def build_parser() -> argparse.ArgumentParser:
     cs.add_argument("--config", help="ops_config.yaml (default $NEUROPILOT_CONFIG or config/ops_config.yaml)")
     cs.add_argument("--minutes", type=int, default=60, help="look-back for the query checks")
     cs.set_defaults(func=cmd_check_sources)
+
+    ex = common(sub.add_parser("explain", help="the chain a threshold decision came from (from the Dagster instance)"))
+    ex.add_argument("partition", help="decision partition, e.g. 2026-11-03-06:00")
+    ex.add_argument("--config", help="ops_config.yaml (default $NEUROPILOT_CONFIG or config/ops_config.yaml)")
+    ex.set_defaults(func=cmd_explain)
 
     ns = sub.add_parser("notion-setup", help="check the Notion database's properties and add the missing ones")
     ns.set_defaults(func=cmd_notion_setup)

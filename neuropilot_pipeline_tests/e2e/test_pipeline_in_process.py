@@ -144,3 +144,19 @@ def test_forecast_alerts_start_once_two_days_of_history_exist(pipeline_run):
     assert late.metadata["forecast"].value == "next 6 h"
     table = Warehouse(pipeline_run["home"] / "warehouse").read_partitions("forecast_alerts", [windows_of_day(DAY2)[3]])
     assert set(table["metric"]) == {"cpu_percent", "p95_latency_ms", "error_rate_percent"}
+
+
+def test_explain_prints_the_chain_from_the_instance(pipeline_run):
+    from neuropilot_pipeline.lineage import explain, format_chain
+
+    window = windows_of_day(DAY2)[1]
+    chain = explain(pipeline_run["instance"], window)
+    assets = [link.asset for link in chain]
+    assert assets == ["terraform_vars", "threshold_decision", "reward", "anomalies", "anomaly_model",
+                      "metric_features", "raw_metrics"]
+    run_id = pipeline_run["results"][("ops_cycle", window)].run_id
+    assert all(link.run_id == run_id for link in chain if link.asset != "anomaly_model")
+    model = next(link for link in chain if link.asset == "anomaly_model")
+    assert model.partition == DAY1 and model.run_id == pipeline_run["results"][("train_model", DAY1)].run_id
+    text = format_chain(chain)
+    assert f"anomaly_model [{DAY1}]" in text and "training_window" in text and "sla_percent" in text
