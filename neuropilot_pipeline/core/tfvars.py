@@ -91,6 +91,19 @@ def _skip_heredoc(text: str, i: int) -> int:
     return end.end()
 
 
+def _skip_comment(text: str, i: int) -> int | None:
+    """If a comment starts at i, the index just past it (a line comment stops at its newline)."""
+    if text.startswith("#", i) or text.startswith("//", i):
+        j = text.find("\n", i)
+        return len(text) if j < 0 else j
+    if text.startswith("/*", i):
+        j = text.find("*/", i + 2)
+        if j < 0:
+            raise TfvarsParseError("unterminated /* comment", *_line_col(text, i))
+        return j + 2
+    return None
+
+
 def _line_col(text: str, i: int) -> tuple[int, int]:
     line = text.count("\n", 0, i) + 1
     return line, i - (text.rfind("\n", 0, i) + 1) + 1
@@ -111,15 +124,9 @@ def top_level_assignments(text: str) -> list[Assignment]:
         if c in " \t\r":
             i += 1
             continue
-        if c == "#" or text.startswith("//", i):
-            j = text.find("\n", i)
-            i = n if j < 0 else j
-            continue
-        if text.startswith("/*", i):
-            j = text.find("*/", i + 2)
-            if j < 0:
-                raise TfvarsParseError("unterminated /* comment", *_line_col(text, i))
-            i = j + 2
+        end = _skip_comment(text, i)
+        if end is not None:
+            i = end
             continue
         if c == '"':
             i = _skip_string(text, i)
@@ -165,13 +172,9 @@ def _value_end(text: str, k: int) -> int:
             if c == '"':
                 i = _skip_string(text, i)
                 continue
-            if c == "#" or text.startswith("//", i):
-                j = text.find("\n", i)
-                i = n if j < 0 else j
-                continue
-            if text.startswith("/*", i):
-                j = text.find("*/", i + 2)
-                i = n if j < 0 else j + 2
+            end = _skip_comment(text, i)
+            if end is not None:
+                i = end
                 continue
             if c in "{[":
                 depth += 1
