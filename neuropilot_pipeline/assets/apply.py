@@ -1,12 +1,14 @@
 """terraform_vars: apply a decision to the infrastructure repository (or show what it would do)."""
 
 
+import contextlib
+
 import dagster as dg
 import pandas as pd
 
 from ..core.config import MANAGED_THRESHOLDS, INTEGER_THRESHOLDS
 from ..core.gitops import decision_commit_subject
-from ..core.tfvars import apply_tfvars_updates, preview_tfvars_updates, read_tfvars
+from ..core.tfvars import preview_tfvars_updates, read_tfvars, update_tfvars_text
 from ..core.yaml_edit import update_yaml_values
 from ..resources.neuropilot import NeuroPilotResource
 from .common import WAREHOUSE_POOL, table_metadata
@@ -38,10 +40,30 @@ def terraform_vars(context: dg.AssetExecutionContext, neuropilot: NeuroPilotReso
     decisions = wh.read_partitions(DECISIONS_TABLE, [key], services=list(cfg.services))
     if decisions.empty:
         raise dg.Failure(f"No threshold_decision for {key}: materialize threshold_decision for it first.")
+    repo = cfg.infra() if cfg.mode == "apply" else None
+    git_repo = repo if repo is not None and (cfg.infra_repo / ".git").exists() else None
+    with git_repo.locked() if git_repo is not None else contextlib.nullcontext():
+        recovered = git_repo.recover_interrupted_apply() if git_repo is not None else None
+        if recovered:
+            context.log.warning(f"Recovered an interrupted apply: {recovered}.")
+        rows, diffs, commits = _apply_decisions(context, cfg, key, decisions, repo, wh, state)
+    table = pd.DataFrame(rows)
+    info = wh.write_partition(APPLIED_TABLE, key, table)
+    return dg.MaterializeResult(metadata={
+        **table_metadata(info, table),
+        "mode": cfg.mode,
+        "applied": int(table["applied"].sum()),
+        "recovered": recovered or "nothing to recover",
+        "status": dg.MetadataValue.json({r["service"]: r["status"] for r in rows}),
+        "commits": dg.MetadataValue.json(commits),
+        "diff": dg.MetadataValue.md("\n\n".join(f"**{s}**\n```diff\n{d}\n```" for s, d in diffs.items()) or "_no change_"),
+    })
+
+
+def _apply_decisions(context, cfg, key, decisions, repo, wh, state):
     earlier_today = [k for k in windows_of_day(key[:10]) if k < key]
     applied_today = wh.read_partitions(APPLIED_TABLE, earlier_today)
     limit = cfg.rate_limits["max_applied_changes_per_day"]
-    repo = cfg.infra() if cfg.mode == "apply" else None
     rows, diffs, commits = [], {}, {}
     for _, d in decisions.iterrows():
         service = d["service"]
@@ -72,16 +94,18 @@ def terraform_vars(context: dg.AssetExecutionContext, neuropilot: NeuroPilotReso
                 status = f"held: {used} changes applied today, max_applied_changes_per_day is {limit}"
             else:
                 repo.assert_no_foreign_changes([path])
-                change = apply_tfvars_updates(path, new)
-                diff = change.diff
-                if len(cfg.services) == 1 and cfg.config_path is not None:
-                    update_yaml_values(cfg.config_path, {f"thresholds.{n}.value": v for n, v in new.items()})
+                diff = preview_tfvars_updates(path, new).diff
+                new_text = update_tfvars_text(path.read_text(encoding="utf-8") if path.exists() else "", new,
+                                              source=str(path))
                 subject = decision_commit_subject(old, new, reward=float(d["reward"]), sla=float(d["sla_percent"]),
                                                   model_version=d.get("model_version") or "none")
-                commit = repo.commit_decision(
-                    [path], subject, body=str(d["reason"]),
+                # Journaled write + commit: a crash anywhere in between is finished by the next run.
+                commit = repo.apply_file_change(
+                    path, new_text, subject, body=str(d["reason"]),
                     trailers={"NeuroPilot-Run-Id": context.run.run_id, "NeuroPilot-Partition": f"{key}/{service}"},
                 )
+                if len(cfg.services) == 1 and cfg.config_path is not None:
+                    update_yaml_values(cfg.config_path, {f"thresholds.{n}.value": v for n, v in new.items()})
                 status, in_force = "applied", new
         state.write_json(f"{APPLIED_STATE}-{service}", key, {"thresholds": in_force, "status": status, "commit": commit})
         rows.append({"partition": key, "service": service, "status": status, "applied": status == "applied",
@@ -90,13 +114,4 @@ def terraform_vars(context: dg.AssetExecutionContext, neuropilot: NeuroPilotReso
             diffs[service] = diff
         if commit:
             commits[service] = commit
-    table = pd.DataFrame(rows)
-    info = wh.write_partition(APPLIED_TABLE, key, table)
-    return dg.MaterializeResult(metadata={
-        **table_metadata(info, table),
-        "mode": cfg.mode,
-        "applied": int(table["applied"].sum()),
-        "status": dg.MetadataValue.json({r["service"]: r["status"] for r in rows}),
-        "commits": dg.MetadataValue.json(commits),
-        "diff": dg.MetadataValue.md("\n\n".join(f"**{s}**\n```diff\n{d}\n```" for s, d in diffs.items()) or "_no change_"),
-    })
+    return rows, diffs, commits

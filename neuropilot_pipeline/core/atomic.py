@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -39,7 +40,10 @@ def atomic_path(target: str | os.PathLike, mode: int = DEFAULT_FILE_MODE) -> Ite
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    _remove_abandoned_temps(target)
+    # The writer's pid is in the name, so a later writer can tell an abandoned temp file
+    # (its process is gone, e.g. killed mid-write) from one still being written.
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -73,15 +77,46 @@ def atomic_write_with(target: str | os.PathLike, writer: Callable[[Path], None],
         writer(tmp)
 
 
+ABANDONED_AFTER_S = 3600.0
+
+
+def _is_abandoned(tmp: Path, now: float) -> bool:
+    parts = tmp.name.rsplit(".", 3)  # .<target name>.<pid>.<random>.tmp
+    try:
+        pid = int(parts[1])
+    except (IndexError, ValueError):
+        pid = None
+    if pid is not None and pid != os.getpid():
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            pass
+    try:
+        return now - tmp.stat().st_mtime > ABANDONED_AFTER_S
+    except FileNotFoundError:
+        return False
+
+
+def _remove_abandoned_temps(target: Path) -> None:
+    now = time.time()
+    for tmp in target.parent.glob(f".{target.name}.*.tmp"):
+        if _is_abandoned(tmp, now):
+            tmp.unlink(missing_ok=True)
+
+
 def remove_stale_temp_files(directory: str | os.PathLike) -> list[Path]:
-    """Delete temp files left by a writer that was killed mid-write; return what was removed."""
+    """Delete temp files abandoned by writers that were killed mid-write (their process is
+    gone, or they are over an hour old); files being written right now are left alone."""
     directory = Path(directory)
     if not directory.exists():
         return []
-    removed = []
+    removed, now = [], time.time()
     for tmp in directory.rglob(".*.tmp"):
-        tmp.unlink(missing_ok=True)
-        removed.append(tmp)
+        if _is_abandoned(tmp, now):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
     return removed
 
 

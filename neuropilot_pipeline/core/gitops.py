@@ -6,13 +6,18 @@ action NeuroPilot takes can be read, reverted and audited with the usual tools.
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
+import json
 import os
 import subprocess
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable, Iterator, Mapping, Sequence
 
-from .atomic import atomic_write_text
+from .atomic import atomic_write_json, atomic_write_text
 
 PARTITION_TRAILER = "NeuroPilot-Partition"
 RUN_TRAILER = "NeuroPilot-Run-Id"
@@ -28,6 +33,29 @@ class ForeignChangesError(GitOpsError):
 
 class PushRejectedError(GitOpsError):
     pass
+
+
+class RepoBusyError(GitOpsError):
+    pass
+
+
+def file_digest(path: Path) -> str | None:
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else None
+
+
+def _git_running_in(repo: Path) -> list[int]:
+    """PIDs of git processes working in `repo` (Linux /proc; empty elsewhere)."""
+    pids, root = [], str(repo.resolve())
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if (proc / "comm").read_text().strip() != "git":
+                continue
+            cwd = os.readlink(proc / "cwd")
+        except OSError:
+            continue
+        if cwd == root or cwd.startswith(root + os.sep):
+            pids.append(int(proc.name))
+    return pids
 
 
 @dataclass
@@ -79,6 +107,50 @@ class InfraRepo:
                             "GIT_COMMITTER_NAME": "Platform Team", "GIT_COMMITTER_EMAIL": "platform@example.com"})
         return repo
 
+    # ---- crash safety -----------------------------------------------------------------------
+    @property
+    def control_dir(self) -> Path:
+        # Inside .git: never committed, never shown by `git status`, travels with the clone.
+        return self.path / ".git" / "neuropilot"
+
+    @property
+    def journal_path(self) -> Path:
+        return self.control_dir / "apply-journal.json"
+
+    @contextmanager
+    def locked(self, timeout_s: float = 300.0) -> Iterator[None]:
+        """One NeuroPilot writer at a time per repository, across processes (CLI, daemon runs, backfills)."""
+        self.ensure_repository()
+        self.control_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.control_dir / "lock", "a+") as fh:
+            deadline = time.monotonic() + timeout_s
+            while True:
+                try:
+                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise RepoBusyError(
+                            f"another NeuroPilot process has held {self.control_dir / 'lock'} for {timeout_s:g} s; "
+                            "wait for it to finish (or find it with `fuser` on that file) and re-run.") from None
+                    time.sleep(0.1)
+            try:
+                self._clear_stale_index_lock()
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def _clear_stale_index_lock(self) -> None:
+        """A git killed mid-commit leaves .git/index.lock behind and every later git command fails.
+        Under our lock, with no git process working in the repository, the lock file is stale."""
+        lock = self.path / ".git" / "index.lock"
+        if not lock.exists():
+            return
+        busy = _git_running_in(self.path)
+        if busy:
+            raise RepoBusyError(f"git is running in {self.path} (pids {busy}) and holds {lock}; re-run when it is done.")
+        lock.unlink(missing_ok=True)
+
     # ---- checks -----------------------------------------------------------------------------
     def uncommitted(self, files: Iterable[str | Path]) -> list[str]:
         rels = [self._rel(f) for f in files]
@@ -114,6 +186,77 @@ class InfraRepo:
         sha = self.git("rev-parse", "HEAD").stdout.strip()
         if self.remote:
             self.push()
+        return sha
+
+    def pending_apply(self) -> dict | None:
+        if not self.journal_path.exists():
+            return None
+        try:
+            journal = json.loads(self.journal_path.read_text())
+            journal["file"], journal["after"], journal["trailers"]  # noqa: B018 - shape check
+        except (ValueError, KeyError, TypeError) as exc:
+            raise GitOpsError(
+                f"the apply journal {self.journal_path} is unreadable ({exc}). Check `git -C {self.path} status`: "
+                "commit or discard the tfvars change it describes, then delete the journal.") from exc
+        return journal
+
+    def is_our_pending_write(self, path: str | Path) -> bool:
+        """True when `path` holds exactly what an interrupted NeuroPilot apply wrote (not a human's edit)."""
+        try:
+            journal = self.pending_apply()
+        except GitOpsError:
+            return False
+        return bool(journal) and journal["file"] == self._rel(path) and file_digest(self.path / journal["file"]) == journal["after"]
+
+    def recover_interrupted_apply(self) -> str | None:
+        """Finish or discard an apply a crash interrupted. Call under `locked()`.
+
+        The journal is written before the tfvars file and removed after the commit, so a
+        crash leaves one of: the file unchanged (nothing to do), the file written but not
+        committed (commit it now, with the original decision's message), or the commit made
+        (nothing to do). Anything else means someone edited the file since: left for a human.
+        Returns a description of what was done, or None when there was nothing to recover."""
+        journal = self.pending_apply()
+        if journal is None:
+            return None
+        path = self.path / journal["file"]
+        partition = journal["trailers"].get(PARTITION_TRAILER, "")
+        current = file_digest(path)
+        if current == journal["after"] and self.uncommitted([path]):
+            self.git("add", "--", journal["file"])
+            self.git("commit", "-q", "-m", journal["message"] + "NeuroPilot-Recovered: commit completed after an "
+                     "interrupted run\n", "--", journal["file"])
+            done = f"completed the interrupted commit of {journal['file']} for {partition}"
+            if self.remote:
+                self.push()
+        elif current in (journal["before"], journal["after"]):
+            done = f"nothing to recover for {journal['file']} ({partition}): the change was {'committed' if current == journal['after'] else 'never written'}"
+        else:
+            raise ForeignChangesError(
+                f"{journal['file']} in {self.path} was changed after an interrupted NeuroPilot apply ({partition}). "
+                f"Commit or discard that change, then delete {self.journal_path}; NeuroPilot wrote nothing.")
+        self.journal_path.unlink()
+        return done
+
+    def apply_file_change(self, path: str | Path, new_text: str, subject: str, body: str,
+                          trailers: Mapping[str, str]) -> str | None:
+        """Write `new_text` to `path` and commit it, crash-safely. Call under `locked()`.
+        Returns the commit (an earlier identical commit for the same partition when the
+        file already holds `new_text`), or None when nothing changed."""
+        path = Path(path)
+        self.assert_no_foreign_changes([path])
+        old = path.read_bytes() if path.exists() else b""
+        data = new_text.encode("utf-8")
+        partition = trailers.get(PARTITION_TRAILER)
+        if data == old:
+            return self.find_commit_for_partition(partition) if partition else None
+        message = subject + "\n\n" + body.strip() + "\n\n" + "\n".join(f"{k}: {v}" for k, v in trailers.items()) + "\n"
+        atomic_write_json(self.journal_path, {
+            "file": self._rel(path), "before": file_digest(path), "after": hashlib.sha256(data).hexdigest(),
+            "message": message, "trailers": dict(trailers)})
+        atomic_write_text(path, new_text, mode=0o644)
+        sha = self.commit_decision([path], subject, body, trailers)
+        self.journal_path.unlink()
         return sha
 
     def push(self) -> None:
@@ -165,6 +308,8 @@ def human_changes(repo: InfraRepo, path: str | Path, managed: Sequence[str]) -> 
     from .tfvars import read_tfvars
 
     repo.ensure_repository()
+    if repo.is_our_pending_write(path):
+        return []  # NeuroPilot's own write, interrupted before its commit: recovery commits it
     rel = repo._rel(path)
     ours = repo.git("log", "-1", "--format=%H", f"--author={repo.author_name}", "--", rel).stdout.strip()
     if not ours:
