@@ -26,6 +26,9 @@ from .atomic import atomic_write_json
 
 MAX_POINTS_PER_SERIES = 11_000
 STEP_SECONDS = 60
+# One query_range answer for a few services over <= 11,000 points is a few MB; far more means
+# the query matches far more series than intended (e.g. a missing `sum by (service)`).
+MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 
 # Defaults for common exporters (node_exporter / cAdvisor / an HTTP histogram); every query
 # returns one series per `service`. Override per metric in ops_config.yaml source.queries.
@@ -135,6 +138,7 @@ class PrometheusClient:
     retries: int = 4
     backoff_s: float = 1.0
     ledger: QueryLedger | None = None
+    max_response_bytes: int = MAX_RESPONSE_BYTES
     session: requests.Session = field(default_factory=requests.Session)
     sleep: Callable[[float], None] = time.sleep
 
@@ -143,11 +147,16 @@ class PrometheusClient:
         last = ""
         for attempt in range(self.retries + 1):
             try:
-                resp = self.session.get(url, params=params, timeout=self.timeout_s, **self.endpoint.auth())
+                resp = self.session.get(url, params=params, timeout=self.timeout_s, stream=True,
+                                        **self.endpoint.auth())
+                body = self._read_capped(resp, params.get("query"))
             except requests.Timeout:
                 last = f"no answer within {self.timeout_s:g} s"
             except requests.ConnectionError as exc:
                 last = f"cannot connect ({type(exc).__name__})"
+            except requests.RequestException as exc:
+                # e.g. the connection closed before Content-Length bytes arrived
+                last = f"truncated response ({type(exc).__name__})"
             else:
                 if self.ledger:
                     self.ledger.record()
@@ -161,19 +170,42 @@ class PrometheusClient:
                         self.sleep(min(float(retry_after), 300.0))
                         continue
                 else:
-                    return self._parse(resp, result)
+                    return self._parse(resp, body, result)
             if attempt < self.retries:
                 self.sleep(self.backoff_s * 2 ** attempt)
         raise SourceError(f"{self.endpoint.label} at {self.endpoint.base_url} failed after {self.retries + 1} "
                           f"attempts: {last}. Check that the server is up and reachable.")
 
-    def _parse(self, resp: requests.Response, result: bool = True) -> dict[str, Any]:
+    def _read_capped(self, resp: requests.Response, query: str | None) -> bytes:
+        declared = resp.headers.get("Content-Length")
+        too_big = SourceError(
+            f"{self.endpoint.label} sent more than {self.max_response_bytes // 2**20} MiB for one query"
+            + (f" ({query!r})" if query else "") + ". The query matches far more series than one per service: "
+            "aggregate it, e.g. `sum by (service) (...)`.")
+        if declared and declared.isdigit() and int(declared) > self.max_response_bytes:
+            resp.close()
+            raise too_big
+        chunks, size = [], 0
+        for chunk in resp.iter_content(chunk_size=1 << 16):
+            size += len(chunk)
+            if size > self.max_response_bytes:
+                resp.close()
+                raise too_big
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _parse(self, resp: requests.Response, raw: bytes, result: bool = True) -> dict[str, Any]:
+        kind = resp.headers.get("Content-Type", "no Content-Type")
         try:
-            body = resp.json()
-        except ValueError:
-            kind = resp.headers.get("Content-Type", "?")
+            body = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            if "json" in kind.lower():
+                raise SourceError(f"{self.endpoint.label} answered HTTP {resp.status_code} with malformed or truncated "
+                                  f"JSON ({len(raw)} bytes; {exc}). A proxy between NeuroPilot and the server may be "
+                                  "cutting responses; check its size and time limits.") from None
+            text = raw[:80].decode("utf-8", "replace")
             raise SourceError(f"{self.endpoint.label} answered HTTP {resp.status_code} with {kind}, not JSON "
-                              f"(first bytes: {resp.text[:80]!r}). Is the URL the Prometheus API root?") from None
+                              f"(first bytes: {text!r}). Is the URL the Prometheus API root?") from None
         if not isinstance(body, dict):
             raise SourceError(f"{self.endpoint.label} answered JSON that is not an object.")
         if resp.status_code >= 400 or body.get("status") != "success":

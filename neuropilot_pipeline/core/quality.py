@@ -40,3 +40,62 @@ def window_quality(frame: pd.DataFrame, metrics: Sequence[str], start: pd.Timest
               ("missing_minutes", "duplicate_timestamps", "nan_values", "inf_values")}
     absent = [s for s in services if per_service[s]["missing_minutes"] == expected_minutes]
     return {"expected_minutes": expected_minutes, **totals, "absent_services": absent, "per_service": per_service}
+
+
+class MetricRangeError(ValueError):
+    """Values no real service can have: the query returns the wrong thing (or the wrong unit)."""
+
+
+# Physically possible ranges. Values outside are refused, never stored: a negative CPU or a
+# latency in seconds would silently teach the model and the policy a wrong world.
+PERCENT_METRICS = ("cpu_percent", "memory_percent", "error_rate_percent")
+NON_NEGATIVE_METRICS = ("p95_latency_ms", "db_query_p95_ms", "request_rate_per_s", "instance_count", "cost_usd")
+LATENCY_METRICS = ("p95_latency_ms", "db_query_p95_ms")
+# A p95 below one millisecond for a whole window is what seconds look like when read as ms.
+SECONDS_AS_MS_MEDIAN = 1.0
+PERCENT_TOLERANCE = 0.5  # rounding in exporters
+
+
+def check_metric_ranges(frame: pd.DataFrame, queries: dict[str, str] | None = None) -> None:
+    """Raise MetricRangeError naming every impossible metric, the service, an example and the fix."""
+    problems = []
+    queries = queries or {}
+
+    def where(metric: str, mask: np.ndarray) -> str:
+        rows = frame.loc[mask, ["service", "ts", metric]].head(1)
+        r = rows.iloc[0]
+        return (f"{int(mask.sum())} value(s), e.g. {r[metric]:g} for service {r['service']!r} at "
+                f"{pd.Timestamp(r['ts']).isoformat()}")
+
+    for metric in PERCENT_METRICS:
+        if metric not in frame:
+            continue
+        v = frame[metric].to_numpy(dtype=float)
+        bad = np.isfinite(v) & ((v < -PERCENT_TOLERANCE) | (v > 100 + PERCENT_TOLERANCE))
+        if bad.any():
+            problems.append(f"{metric} must be a percentage in 0–100: {where(metric, bad)}. Make the query "
+                            f"return percent (a 0–1 ratio needs `100 *`, per-core CPU needs dividing by the cores)"
+                            + (f"; query: {queries[metric]}" if metric in queries else ""))
+    for metric in NON_NEGATIVE_METRICS:
+        if metric not in frame:
+            continue
+        v = frame[metric].to_numpy(dtype=float)
+        bad = np.isfinite(v) & (v < 0)
+        if bad.any():
+            problems.append(f"{metric} cannot be negative: {where(metric, bad)}. Check the query"
+                            + (f" ({queries[metric]})" if metric in queries else "")
+                            + "; a rate() over a counter that is not monotonic, or a subtraction, gives this")
+    for metric in LATENCY_METRICS:
+        if metric not in frame:
+            continue
+        for service, g in frame.groupby("service"):
+            sv = g[metric].to_numpy(dtype=float)
+            sv = sv[np.isfinite(sv) & (sv > 0)]
+            if len(sv) >= 10 and float(np.median(sv)) < SECONDS_AS_MS_MEDIAN:
+                problems.append(f"{metric} of service {service!r} has a median of {float(np.median(sv)):.4g} ms over "
+                                f"the window: that is seconds read as milliseconds. Multiply the query by 1000 "
+                                f"(e.g. `1000 * histogram_quantile(...)`)")
+                break
+    if problems:
+        raise MetricRangeError("Refused to store impossible metric values (nothing was written):\n- "
+                               + "\n- ".join(problems))

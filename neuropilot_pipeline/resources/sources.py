@@ -12,6 +12,7 @@ import os
 from ..core.config import MANAGED_THRESHOLDS, OpsConfig
 from ..core.prometheus import DEFAULT_COUNTER_RESETS_QUERY, DEFAULT_QUERIES, Endpoint, PrometheusClient, QueryLedger, SourceError, \
     queries_needed, to_frame
+from ..core.quality import MetricRangeError, check_metric_ranges
 from ..core.service_model import Thresholds
 from ..core.telemetry import METRIC_COLUMNS, ServiceProfile, SimulatedService, load_demand_trace
 from ..storage.state import StateStore
@@ -82,6 +83,10 @@ def collect_prometheus(cfg: OpsConfig, kind: str, start: pd.Timestamp, end: pd.T
     client.ledger.reserve(queries_needed(start, end, len(queries)) + 1, f"raw_metrics {partition_key}")
     series = {metric: client.query_range(query, start, end) for metric, query in queries.items()}
     frame = to_frame(series, start, end, list(cfg.services) or None, queries)
+    try:
+        check_metric_ranges(frame, queries)
+    except MetricRangeError as exc:
+        raise SourceError(f"{kind} window {start.isoformat()} – {end.isoformat()}: {exc}") from None
     template = cfg.source.get("counter_resets_query", DEFAULT_COUNTER_RESETS_QUERY)
     resets = client.counter_resets(template, start, end) if template else {}
     notes = {s: f"{kind} at {client.endpoint.base_url}" for s in frame["service"].unique()}

@@ -3,6 +3,7 @@ telemetry (WorldCup98 demand through the reference model), and a small fault pro
 of it for the failures real monitoring produces."""
 
 import http.server
+import json
 import shutil
 import socket
 import subprocess
@@ -94,7 +95,9 @@ def prometheus(tmp_path_factory):
 
 
 class FaultProxy(http.server.ThreadingHTTPServer):
-    """Forwards to Prometheus, or misbehaves as told: `mode` in pass, token, fail_then_pass, hang, html."""
+    """Forwards to Prometheus, or misbehaves as told: `mode` in pass, token, fail_then_pass, hang, html,
+    malformed, truncated, wrong_type, huge, huge_undeclared, or transform (forward, then pass the JSON
+    body through `transform(path, body) -> body`)."""
 
     daemon_threads = True
 
@@ -102,6 +105,7 @@ class FaultProxy(http.server.ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _ProxyHandler)
         self.upstream, self.mode, self.token, self.failures_left, self.requests = upstream, "pass", None, 0, []
         self.uid = "prom-uid"
+        self.transform = None
 
     @property
     def url(self) -> str:
@@ -134,9 +138,39 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
             return self._send(504, b"", "text/plain")
         if srv.mode == "html":
             return self._send(200, b"<html><body>Login</body></html>", "text/html")
+        if srv.mode == "malformed":
+            return self._send(200, b'{"status":"success","data":{"resultType":"matrix","result":[{"metric":', "application/json")
+        if srv.mode == "wrong_type":
+            return self._send(200, bytes(range(256)) * 4, "application/octet-stream")
+        if srv.mode == "truncated":
+            # Promise 10,000 bytes, send 100, hang up: what a proxy cut mid-response looks like.
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", "10000")
+            self.end_headers()
+            self.wfile.write(b'{"status":"success","data":{"resultType":"matrix","result":[' + b" " * 60)
+            self.wfile.flush()
+            self.close_connection = True
+            return None
+        if srv.mode in ("huge", "huge_undeclared"):
+            body = b'{"status":"success","data":{"resultType":"matrix","result":[' + b'{"metric":{},"values":[]},' * 400_000
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            if srv.mode == "huge":
+                self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            try:
+                self.wfile.write(body)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            self.close_connection = True
+            return None
         try:
             with urllib.request.urlopen(srv.upstream + self.path, timeout=30) as resp:
-                return self._send(resp.status, resp.read(), resp.headers.get("Content-Type"))
+                body = resp.read()
+                if srv.mode == "transform" and srv.transform is not None:
+                    body = json.dumps(srv.transform(self.path, json.loads(body))).encode()
+                return self._send(resp.status, body, resp.headers.get("Content-Type"))
         except urllib.error.HTTPError as err:
             return self._send(err.code, err.read(), err.headers.get("Content-Type"))
 
