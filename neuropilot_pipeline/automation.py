@@ -24,6 +24,10 @@ report_job = dg.define_asset_job(
     "report_job", selection=dg.AssetSelection.assets("policy_backtest", "daily_report", "report_delivery"),
     description="Replay the policy on the last two weeks, then build and deliver the daily report.",
 )
+delivery_job = dg.define_asset_job(
+    "deliver_reports", selection=dg.AssetSelection.assets("report_delivery"),
+    description="Deliver the reports Slack or Notion could not take earlier, oldest first.",
+)
 critical_alert_job = dg.define_asset_job(
     "critical_alert", selection=dg.AssetSelection.assets("critical_alerts"),
     description="Write (and deliver) an alert for the critical anomalies of one window.",
@@ -125,6 +129,31 @@ def run_failure_to_slack(context: dg.RunFailureSensorContext):
         return dg.SkipReason(f"could not post the failure to Slack: {delivery.status}")
 
 
-JOBS = [ops_cycle_job, training_job, report_job, critical_alert_job, human_override_job]
+RETRY_DELIVERY_EVERY_S = 1800
+
+
+@dg.sensor(job=delivery_job, minimum_interval_seconds=300, default_status=dg.DefaultSensorStatus.STOPPED,
+           description="When Slack or Notion refused a report, retries every 30 minutes until they take it; "
+                       "the run delivers every owed report oldest first, each once, within the hourly limit.")
+def undelivered_reports_sensor(context: dg.SensorEvaluationContext):
+    from .assets.deliver import notion_publisher, pending_retry, slack_webhook
+    from .core.config import load_ops_config
+    from .storage.state import StateStore
+
+    cfg = load_ops_config()
+    channels = [name for name, configured in (("slack", slack_webhook(cfg) is not None),
+                                              ("notion", notion_publisher() is not None)) if configured]
+    if not channels:
+        return dg.SkipReason("no delivery channel is configured")
+    today = pd.Timestamp.now(tz="UTC").strftime("%Y-%m-%d")
+    date = pending_retry(cfg, StateStore(cfg.state_dir), channels, today)
+    if date is None:
+        return dg.SkipReason("every report was delivered")
+    # One retry per half hour: the run key repeats within the slot, so the daemon launches it once.
+    slot = int(pd.Timestamp.now(tz="UTC").timestamp() // RETRY_DELIVERY_EVERY_S)
+    return dg.RunRequest(run_key=f"redeliver-{date}-{slot}", partition_key=date)
+
+
+JOBS = [ops_cycle_job, training_job, report_job, critical_alert_job, human_override_job, delivery_job]
 SCHEDULES = [ops_cycle_schedule, training_schedule, report_schedule]
-SENSORS = [critical_anomaly_sensor, human_override_sensor, run_failure_to_slack]
+SENSORS = [critical_anomaly_sensor, human_override_sensor, run_failure_to_slack, undelivered_reports_sensor]

@@ -9,6 +9,7 @@ power cut.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import tempfile
@@ -127,3 +128,30 @@ def _json_default(value: Any) -> Any:
     if hasattr(value, "isoformat"):
         return value.isoformat()
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serialisable")
+
+
+class LockTimeout(RuntimeError):
+    pass
+
+
+@contextmanager
+def exclusive_lock(path: str | os.PathLike, timeout_s: float, what: str) -> Iterator[None]:
+    """An flock held across processes (CLI, daemon runs, backfills, sensors); released by the
+    kernel if the holder dies, so a crash never leaves it stuck."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as fh:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise LockTimeout(f"another NeuroPilot process has held {path} ({what}) for {timeout_s:g} s; "
+                                      "wait for it to finish (`fuser` on that file finds it) and re-run.") from None
+                time.sleep(0.1)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)

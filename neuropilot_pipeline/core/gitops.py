@@ -6,18 +6,16 @@ action NeuroPilot takes can be read, reverted and audited with the usual tools.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
 import subprocess
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Mapping, Sequence
 
-from .atomic import atomic_write_json, atomic_write_text
+from .atomic import LockTimeout, atomic_write_json, atomic_write_text, exclusive_lock
 
 PARTITION_TRAILER = "NeuroPilot-Partition"
 RUN_TRAILER = "NeuroPilot-Run-Id"
@@ -121,24 +119,12 @@ class InfraRepo:
     def locked(self, timeout_s: float = 300.0) -> Iterator[None]:
         """One NeuroPilot writer at a time per repository, across processes (CLI, daemon runs, backfills)."""
         self.ensure_repository()
-        self.control_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.control_dir / "lock", "a+") as fh:
-            deadline = time.monotonic() + timeout_s
-            while True:
-                try:
-                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() > deadline:
-                        raise RepoBusyError(
-                            f"another NeuroPilot process has held {self.control_dir / 'lock'} for {timeout_s:g} s; "
-                            "wait for it to finish (or find it with `fuser` on that file) and re-run.") from None
-                    time.sleep(0.1)
-            try:
+        try:
+            with exclusive_lock(self.control_dir / "lock", timeout_s, f"writing {self.path}"):
                 self._clear_stale_index_lock()
                 yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+        except LockTimeout as exc:
+            raise RepoBusyError(str(exc)) from None
 
     def _clear_stale_index_lock(self) -> None:
         """A git killed mid-commit leaves .git/index.lock behind and every later git command fails.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+import httpx
 from notion_client import Client
 from notion_client.errors import APIResponseError, RequestTimeoutError
 
@@ -44,6 +45,10 @@ class NotionPublisher:
             code = getattr(exc, "code", type(exc).__name__)
             raise NotionError(f"Notion {what} failed ({code}): {exc}. Check NOTION_DATABASE_ID and that the "
                               "integration is shared with the database.") from None
+        except httpx.TransportError as exc:
+            # Notion (or the network to it) is down: the delivery is retried later, nothing is lost.
+            raise NotionError(f"Notion {what} failed: cannot reach the API ({type(exc).__name__}) after the "
+                              "client's retries.") from None
 
     def data_source_id(self) -> str:
         db = self._call("database lookup", self.client.databases.retrieve, database_id=self.database_id)

@@ -150,7 +150,8 @@ def test_missing_property_is_named_then_setup_adds_it_and_the_page_is_created_on
     assert page["parent"] == {"type": "data_source_id", "data_source_id": DS}
     n_blocks = len(notion.children[page["id"]])
     assert n_blocks > 10
-    again = deliver()
+    assert notion_status(deliver()).startswith("already delivered at")  # once per date...
+    again = deliver(resend=True)  # ...unless re-sent on purpose: then the page is updated in place
     assert notion_status(again).startswith("updated page") and len(notion.pages) == 1
     assert len(notion.children[page["id"]]) == n_blocks  # replaced, not appended twice
 
