@@ -9,6 +9,7 @@ power cut.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -19,6 +20,10 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 DEFAULT_FILE_MODE = 0o640
+
+
+class DiskFullError(OSError):
+    """ENOSPC/EDQUOT while writing: the previous version of the file is intact."""
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -54,6 +59,13 @@ def atomic_path(target: str | os.PathLike, mode: int = DEFAULT_FILE_MODE) -> Ite
             os.fsync(fh.fileno())
         os.replace(tmp, target)
         _fsync_dir(target.parent)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DiskFullError(exc.errno, f"no space left on the device holding {target.parent} while writing "
+                                f"{target.name}; the previous version is intact. Free space there (or move "
+                                "NEUROPILOT_HOME to a larger volume) and re-run") from exc
+        raise
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+import pandas as pd
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
@@ -201,6 +202,20 @@ def _number(data: Mapping[str, Any], key: str, where: str, low: float | None = N
     return value
 
 
+SECTIONS = ("thresholds", "model", "rate_limits", "paths", "partitions", "source", "rollout", "gitops", "reward",
+            "delivery")
+
+
+def _section(data: Mapping[str, Any], key: str, where: str) -> dict[str, Any]:
+    value = data.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: {key} must be a mapping of settings (key: value lines under it), "
+                          f"got {type(value).__name__} {value!r}.")
+    return value
+
+
 def _check_no_secrets(node: Any, trail: str = "") -> None:
     if isinstance(node, dict):
         for key, value in node.items():
@@ -215,6 +230,11 @@ def _check_no_secrets(node: Any, trail: str = "") -> None:
 def parse_config(data: dict[str, Any], home: Path, config_path: Path | None = None) -> OpsConfig:
     where = str(config_path or "ops_config")
     _check_no_secrets(data)
+    for key in SECTIONS:
+        _section(data, key, where)
+    for key in ("queries", "grafana", "simulated"):
+        _section(_section(data, "source", where), key, f"{where}: source")
+    _section(_section(data, "reward", where), "weights", f"{where}: reward")
     mode = str(data.get("mode", "monitor"))
     if mode not in ("monitor", "apply"):
         raise ConfigError(f"{where}: mode must be 'monitor' or 'apply', got {mode!r}.")
@@ -248,7 +268,11 @@ def parse_config(data: dict[str, Any], home: Path, config_path: Path | None = No
         thresholds[name] = ThresholdSpec(name, value, lo, hi, step)
     model_raw = data.get("model") or {}
     defaults = ModelSettings()
-    model = ModelSettings(**{k: type(getattr(defaults, k))(model_raw.get(k, getattr(defaults, k))) for k in defaults.__dataclass_fields__})
+    try:
+        model = ModelSettings(**{k: _as_type(getattr(defaults, k), model_raw.get(k, getattr(defaults, k)))
+                                 for k in defaults.__dataclass_fields__})
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: model: {exc}") from None
     if not 1 <= model.min_components <= model.n_components <= model.max_components:
         raise ConfigError(f"{where}: model needs 1 <= min_components <= n_components <= max_components.")
     if model.lookback_hours < 1 or model.min_samples < 2:
@@ -271,6 +295,12 @@ def parse_config(data: dict[str, Any], home: Path, config_path: Path | None = No
     if "{service}" not in paths["tfvars"] and len(services) > 1:
         raise ConfigError(f"{where}: paths.tfvars must contain '{{service}}' when several services are watched.")
     partitions = data.get("partitions") or {}
+    start = str(partitions.get("start", "2026-11-01"))
+    try:
+        if pd.Timestamp(start).strftime("%Y-%m-%d") != start:
+            raise ValueError
+    except (ValueError, OverflowError):
+        raise ConfigError(f"{where}: partitions.start must be a date like 2026-11-01, got {start!r}.") from None
     return OpsConfig(
         sla_target=_number(data, "sla_target", where, 0, 100),
         slo_p95_ms=_number({"slo_p95_ms": 250, **data}, "slo_p95_ms", where, 1),
@@ -280,7 +310,7 @@ def parse_config(data: dict[str, Any], home: Path, config_path: Path | None = No
         mode=mode,
         policy=policy,
         services=tuple(services),
-        partitions_start=str(partitions.get("start", "2026-11-01")),
+        partitions_start=start,
         home=home,
         paths=paths,
         source=dict(data.get("source") or {"kind": "simulated"}),
@@ -294,6 +324,15 @@ def parse_config(data: dict[str, Any], home: Path, config_path: Path | None = No
         config_path=config_path,
         raw=data,
     )
+
+
+def _as_type(default: Any, value: Any) -> Any:
+    """A model setting as the type of its default, refusing what does not convert exactly."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        raise ValueError(f"settings must be finite numbers, got {value!r}")
+    if isinstance(default, int) and float(value) != int(value):
+        raise ValueError(f"expected a whole number, got {value!r}")
+    return type(default)(value)
 
 
 def _reward_weights(data: dict[str, Any], where: str) -> dict[str, float]:

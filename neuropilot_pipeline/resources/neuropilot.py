@@ -11,7 +11,7 @@ import dagster as dg
 from ..core.config import OpsConfig, load_ops_config
 from ..storage.models import ModelStore
 from ..storage.state import StateStore
-from ..storage.warehouse import Warehouse
+from ..storage.warehouse import Warehouse, WarehouseMissingError
 
 
 class NeuroPilotResource(dg.ConfigurableResource):
@@ -28,7 +28,18 @@ class NeuroPilotResource(dg.ConfigurableResource):
         return load_ops_config(self.config_path, home=self.home)
 
     def warehouse(self, cfg: OpsConfig | None = None) -> Warehouse:
-        return Warehouse((cfg or self.cfg()).warehouse_dir)
+        cfg = cfg or self.cfg()
+        # The state folder remembers that the warehouse was created: if it vanishes later
+        # (unmounted volume, wrong path), runs stop instead of starting over without history.
+        created = StateStore(cfg.state_dir).read_json("warehouse", "created")
+        try:
+            wh = Warehouse(cfg.warehouse_dir, expect_existing=created is not None)
+        except WarehouseMissingError as exc:
+            raise dg.Failure(str(exc), allow_retries=False) from None  # a retry cannot bring a volume back
+        if created is None:
+            wh.ensure_created()
+            StateStore(cfg.state_dir).write_json("warehouse", "created", {"root": str(cfg.warehouse_dir)})
+        return wh
 
     def models(self, cfg: OpsConfig | None = None) -> ModelStore:
         cfg = cfg or self.cfg()

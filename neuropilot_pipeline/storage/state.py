@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +59,7 @@ class StateStore:
         try:
             with np.load(path, allow_pickle=False) as npz:
                 return {k: npz[k] for k in npz.files}
-        except (ValueError, OSError, EOFError) as exc:
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
             raise StateFileError(
                 f"{kind} state {path} is corrupt ({exc}). Delete it and re-materialize partition {key}."
             ) from exc

@@ -20,13 +20,20 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..core.atomic import atomic_path, remove_stale_temp_files
+from ..core.atomic import DiskFullError, atomic_path, remove_stale_temp_files
 
 _SAFE_KEY = re.compile(r"[^0-9A-Za-z_.-]")
 
 
 class WarehouseError(RuntimeError):
     pass
+
+
+class WarehouseMissingError(WarehouseError):
+    pass
+
+
+MARKER = ".neuropilot-warehouse"
 
 
 @dataclass(frozen=True)
@@ -46,8 +53,18 @@ def _quote(path: Path) -> str:
 
 
 class Warehouse:
-    def __init__(self, root: str | os.PathLike):
+    def __init__(self, root: str | os.PathLike, expect_existing: bool = False):
+        """`expect_existing`: earlier runs wrote here, so a missing folder is an error (an
+        unmounted volume, a wrong path), not a fresh start that would silently lose history."""
         self.root = Path(root)
+        if expect_existing and not (self.root / MARKER).exists():
+            if self.tables():  # a warehouse written before the marker existed
+                self.ensure_created()
+                return
+            raise WarehouseMissingError(
+                f"The warehouse folder {self.root} is missing (or lost its {MARKER} marker), but earlier runs wrote "
+                "to it. Mount or restore it, or point paths.warehouse at it. To start over on purpose, also move "
+                "the state folder away (it records that the warehouse existed).")
 
     # ---- layout -----------------------------------------------------------------------
     def table_dir(self, table: str) -> Path:
@@ -74,6 +91,7 @@ class Warehouse:
     def write_partition(self, table: str, partition_key: str, df: pd.DataFrame) -> WriteInfo:
         """Replace one partition atomically. An empty frame still writes (with its schema)."""
         path = self.partition_path(table, partition_key)
+        self.ensure_created()
         try:
             arrow = pa.Table.from_pandas(df, preserve_index=False)
         except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
@@ -81,12 +99,19 @@ class Warehouse:
         try:
             with atomic_path(path) as tmp:
                 pq.write_table(arrow, tmp, compression="zstd")
+        except DiskFullError as exc:
+            raise WarehouseError(f"could not write {table}[{partition_key}]: {exc.strerror}.") from exc
         except OSError as exc:
             raise WarehouseError(
                 f"could not write {path}: {exc.strerror or exc}. The previous version of the partition "
                 "(if any) is intact; free disk space or fix permissions on the warehouse folder, then re-run."
             ) from exc
         return WriteInfo(path, len(df), path.stat().st_size)
+
+    def ensure_created(self) -> None:
+        if not (self.root / MARKER).exists():
+            self.root.mkdir(parents=True, exist_ok=True)
+            (self.root / MARKER).write_text("NeuroPilot warehouse: one Parquet file per table partition.\n")
 
     def delete_partition(self, table: str, partition_key: str) -> None:
         self.partition_path(table, partition_key).unlink(missing_ok=True)
@@ -105,8 +130,11 @@ class Warehouse:
         return con
 
     def query(self, sql: str, params: Sequence | None = None) -> pd.DataFrame:
-        with self.connect() as con:
-            return con.execute(sql, params or []).df()
+        try:
+            with self.connect() as con:
+                return con.execute(sql, params or []).df()
+        except duckdb.Error as exc:
+            raise WarehouseError(_read_failure(exc)) from exc
 
     def read_partitions(
         self, table: str, partition_keys: Iterable[str], columns: Sequence[str] | None = None,
@@ -154,9 +182,14 @@ class Warehouse:
                 con.execute("SET TimeZone='UTC'")
                 df = con.execute(sql, params).df()
         except duckdb.Error as exc:
-            raise WarehouseError(f"reading {[f.name for f in files][:3]}…: {exc}") from exc
+            raise WarehouseError(_read_failure(exc)) from exc
         order = [c for c in ("service", ts_column) if c in df.columns]
         return df.sort_values(order, kind="stable", ignore_index=True) if order else df
+
+
+def _read_failure(exc: Exception) -> str:
+    return (f"the warehouse could not be read: {exc}. A partition file named above is damaged: delete it and "
+            "re-materialize that partition (its other partitions are unaffected).")
 
 
 def window_partition_keys(start: datetime, end: datetime, partition_hours: int = 6) -> list[str]:

@@ -138,16 +138,18 @@ def test_kill_between_tfvars_write_and_commit_is_finished_by_the_next_run(infra)
     assert commits_by_partition(infra) == ["g7/web"]
 
 
-def test_kill_inside_git_commit_leaves_no_stale_lock_behind(infra):
+def test_kill_inside_git_commit_leaves_no_stale_lock_behind(infra, tmp_path):
     # A pre-commit hook that sleeps keeps git inside `commit`, holding .git/index.lock.
+    started = tmp_path / "hook-started"
     hook = infra.path / ".git" / "hooks" / "pre-commit"
-    hook.write_text("#!/bin/sh\nsleep 30\n")
+    hook.write_text(f"#!/bin/sh\ntouch {started}\nsleep 30\n")
     hook.chmod(0o755)
     proc = start("apply-once", infra.path, "3")
     deadline = time.monotonic() + 30
-    while not (infra.path / ".git" / "index.lock").exists():
+    while not started.exists():  # (git status also takes index.lock for a moment: wait for the commit itself)
         assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.poll() is not None else "timeout"
         time.sleep(0.02)
+    assert (infra.path / ".git" / "index.lock").exists()
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     hook.unlink()
@@ -181,13 +183,15 @@ def test_a_live_git_in_the_repository_is_waited_for_not_broken(infra):
     hook.chmod(0o755)
     (infra.path / "README").write_text("a human's file\n")
     infra.git("add", "README")
+    started = infra.path.parent / "human-hook-started"
+    hook.write_text(f"#!/bin/sh\ntouch {started}\nsleep 30\n")
     human = subprocess.Popen(["git", "-C", str(infra.path), "commit", "-q", "-m", "human", "--", "README"],
                              start_new_session=True,
                              env={**os.environ, "GIT_AUTHOR_NAME": "A Human", "GIT_AUTHOR_EMAIL": "human@example.com",
                                   "GIT_COMMITTER_NAME": "A Human", "GIT_COMMITTER_EMAIL": "human@example.com"})
     try:
         deadline = time.monotonic() + 30
-        while not lock.exists():
+        while not started.exists():
             assert human.poll() is None and time.monotonic() < deadline, "the human's git commit did not start"
             time.sleep(0.02)
         from neuropilot_pipeline.core.gitops import RepoBusyError

@@ -44,7 +44,7 @@ def test_failed_write_keeps_previous_partition_and_leaves_no_temp_file(tmp_path,
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(pq, "write_table", disk_full)
-    with pytest.raises(WarehouseError, match="No space left on device.*previous version"):
+    with pytest.raises(WarehouseError, match="no space left on the device.*previous version is intact"):
         wh.write_partition("raw_metrics", "2026-11-01-00:00", frame("2026-11-01", 5))
     assert len(wh.read_partition("raw_metrics", "2026-11-01-00:00")) == 360
     assert not [p for p in os.listdir(tmp_path / "raw_metrics") if p.endswith(".tmp")]
