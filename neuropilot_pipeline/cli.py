@@ -360,7 +360,7 @@ def cmd_check_sources(args) -> int:
     try:
         info = client.check()
         rows.append(("connection + auth", "ok", f"{client.endpoint.label} {info.get('version', '?')} at "
-                                                f"{client.endpoint.base_url}"))
+                                                f"{client.endpoint.display_url}"))
     except SourceError as exc:
         rows.append(("connection + auth", "FAIL", str(exc)))
         failed += 1

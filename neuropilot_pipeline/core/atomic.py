@@ -152,7 +152,7 @@ def exclusive_lock(path: str | os.PathLike, timeout_s: float, what: str) -> Iter
     kernel if the holder dies, so a crash never leaves it stuck."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as fh:
+    with os.fdopen(os.open(path, os.O_RDWR | os.O_CREAT, DEFAULT_FILE_MODE), "r+") as fh:
         deadline = time.monotonic() + timeout_s
         while True:
             try:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import urllib.parse
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,10 +67,21 @@ class Endpoint:
     """Where to send queries and how to authenticate (values from the environment)."""
 
     base_url: str  # e.g. http://prometheus:9090 or {GRAFANA_URL}/api/datasources/proxy/uid/{uid}
-    bearer_token: str | None = None
-    username: str | None = None
-    password: str | None = None
+    bearer_token: str | None = field(default=None, repr=False)
+    username: str | None = field(default=None, repr=False)
+    password: str | None = field(default=None, repr=False)
     label: str = "prometheus"
+
+    def __repr__(self) -> str:  # credentials (fields or user:password@ in the URL) stay out of reprs
+        return f"Endpoint({self.display_url!r}, label={self.label!r})"
+
+    @property
+    def display_url(self) -> str:
+        """base_url without any user:password@ part, for messages and metadata."""
+        parts = urllib.parse.urlsplit(self.base_url)
+        if "@" not in parts.netloc:
+            return self.base_url
+        return urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
 
     @classmethod
     def from_env(cls, kind: str, env: Mapping[str, str], datasource_uid: str | None = None) -> "Endpoint":
@@ -161,7 +173,7 @@ class PrometheusClient:
                 if self.ledger:
                     self.ledger.record()
                 if resp.status_code in (401, 403):
-                    raise SourceError(f"{self.endpoint.label} at {self.endpoint.base_url} refused the credentials "
+                    raise SourceError(f"{self.endpoint.label} at {self.endpoint.display_url} refused the credentials "
                                       f"(HTTP {resp.status_code}). Check the token/username in the environment.")
                 if resp.status_code == 429 or resp.status_code >= 500:
                     last = f"HTTP {resp.status_code}"
@@ -173,7 +185,7 @@ class PrometheusClient:
                     return self._parse(resp, body, result)
             if attempt < self.retries:
                 self.sleep(self.backoff_s * 2 ** attempt)
-        raise SourceError(f"{self.endpoint.label} at {self.endpoint.base_url} failed after {self.retries + 1} "
+        raise SourceError(f"{self.endpoint.label} at {self.endpoint.display_url} failed after {self.retries + 1} "
                           f"attempts: {last}. Check that the server is up and reachable.")
 
     def _read_capped(self, resp: requests.Response, query: str | None) -> bytes:

@@ -31,7 +31,7 @@ METRIC_LABELS = {
 
 
 def _save(fig, path: Path) -> None:
-    with atomic_path(path, mode=0o644) as tmp:
+    with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=90, bbox_inches="tight")
     plt.close(fig)
 
@@ -172,7 +172,7 @@ def to_html(report: Mapping[str, Any], charts: Mapping[str, Mapping[str, str]]) 
 
 
 def write_html_report(path: Path, report: Mapping[str, Any], charts: Mapping[str, Mapping[str, str]]) -> None:
-    atomic_write_text(path, to_html(report, charts), mode=0o644)
+    atomic_write_text(path, to_html(report, charts))
 
 
 def _fmt(v: Any) -> str:

@@ -89,7 +89,7 @@ def collect_prometheus(cfg: OpsConfig, kind: str, start: pd.Timestamp, end: pd.T
         raise SourceError(f"{kind} window {start.isoformat()} – {end.isoformat()}: {exc}") from None
     template = cfg.source.get("counter_resets_query", DEFAULT_COUNTER_RESETS_QUERY)
     resets = client.counter_resets(template, start, end) if template else {}
-    notes = {s: f"{kind} at {client.endpoint.base_url}" for s in frame["service"].unique()}
+    notes = {s: f"{kind} at {client.endpoint.display_url}" for s in frame["service"].unique()}
     return Collected(frame, notes, counter_resets={s: resets.get(s, 0) for s in frame["service"].unique()})
 
 

@@ -20,7 +20,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..core.atomic import DiskFullError, atomic_path, remove_stale_temp_files
+from ..core.atomic import DiskFullError, atomic_path, atomic_write_text, remove_stale_temp_files
 
 _SAFE_KEY = re.compile(r"[^0-9A-Za-z_.-]")
 
@@ -111,7 +111,7 @@ class Warehouse:
     def ensure_created(self) -> None:
         if not (self.root / MARKER).exists():
             self.root.mkdir(parents=True, exist_ok=True)
-            (self.root / MARKER).write_text("NeuroPilot warehouse: one Parquet file per table partition.\n")
+            atomic_write_text(self.root / MARKER, "NeuroPilot warehouse: one Parquet file per table partition.\n")
 
     def delete_partition(self, table: str, partition_key: str) -> None:
         self.partition_path(table, partition_key).unlink(missing_ok=True)
