@@ -39,6 +39,9 @@ DEFAULT_BOUNDS: dict[str, Bounds] = {
 }
 
 
+REWARD_FLOOR = 1e6
+
+
 def _finite(x: Any, fallback: float) -> float:
     try:
         v = float(x)
@@ -47,28 +50,75 @@ def _finite(x: Any, fallback: float) -> float:
     return v if math.isfinite(v) else fallback
 
 
+def _within(v: float, lo: float, hi: float, integer: bool) -> float:
+    """Round (to a whole number, or to 3 decimals) without leaving [lo, hi]."""
+    if integer:
+        r = float(round(v))
+        return r if lo <= r <= hi else float(math.ceil(lo)) if r < lo else float(math.floor(hi))
+    r = round(v, 3)
+    return r if lo <= r <= hi else math.ceil(lo * 1000) / 1000 if r < lo else math.floor(hi * 1000) / 1000
+
+
 def apply_guardrails(current: Thresholds, proposed: Thresholds | Mapping[str, Any],
                      bounds: Mapping[str, Bounds] = DEFAULT_BOUNDS) -> Thresholds:
-    """Clamp to bounds, limit each change to max_step, keep down < up - gap and min <= max.
-    Anything non-numeric or non-finite in `proposed` means "keep the current value"."""
+    """Clamp to bounds, limit each change to max_step, keep down <= up - gap and min <= max.
+    Anything non-numeric or non-finite in `proposed` means "keep the current value". Bounds and
+    the step limit always hold; the two pair constraints are met as far as one step allows."""
     prop = proposed.to_dict() if isinstance(proposed, Thresholds) else dict(proposed)
     cur = current.to_dict()
-    out = {}
+    lo, hi, out = {}, {}, {}
     for name in NAMES:
         b = bounds[name]
         c = min(max(_finite(cur[name], b.min), b.min), b.max)
+        lo[name], hi[name] = max(b.min, c - b.max_step), min(b.max, c + b.max_step)
         v = _finite(prop.get(name, c), c)
-        v = min(max(v, c - b.max_step), c + b.max_step)
-        v = min(max(v, b.min), b.max)
-        out[name] = float(round(v)) if name in INTEGER else round(v, 3)
-    up_b, down_b = bounds["cpu_scale_up_threshold"], bounds["cpu_scale_down_threshold"]
-    if out["cpu_scale_down_threshold"] > out["cpu_scale_up_threshold"] - MIN_UP_DOWN_GAP:
-        out["cpu_scale_down_threshold"] = max(down_b.min, out["cpu_scale_up_threshold"] - MIN_UP_DOWN_GAP)
-        if out["cpu_scale_down_threshold"] > out["cpu_scale_up_threshold"] - MIN_UP_DOWN_GAP:
-            out["cpu_scale_up_threshold"] = min(up_b.max, out["cpu_scale_down_threshold"] + MIN_UP_DOWN_GAP)
+        out[name] = _within(min(max(v, lo[name]), hi[name]), lo[name], hi[name], name in INTEGER)
+
+    def pull(name: str, target: float) -> None:
+        out[name] = _within(min(max(target, lo[name]), hi[name]), lo[name], hi[name], name in INTEGER)
+
+    up, down = "cpu_scale_up_threshold", "cpu_scale_down_threshold"
+    if out[down] > out[up] - MIN_UP_DOWN_GAP:
+        pull(down, out[up] - MIN_UP_DOWN_GAP)
+        if out[down] > out[up] - MIN_UP_DOWN_GAP:
+            pull(up, out[down] + MIN_UP_DOWN_GAP)
     if out["min_instances"] > out["max_instances"]:
-        out["min_instances"] = out["max_instances"]
+        pull("min_instances", out["max_instances"])
+        if out["min_instances"] > out["max_instances"]:
+            pull("max_instances", out["min_instances"])
     return Thresholds.from_dict(out)
+
+
+class PolicyStateError(ValueError):
+    """The carried policy state is not what a policy wrote: refused, never trusted."""
+
+
+def _state_number(state: Mapping[str, Any], key: str, default: float, low: float, high: float) -> float:
+    value = state.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or not low <= value <= high:
+        raise PolicyStateError(f"policy state key {key!r} holds {value!r}, expected a number in [{low:g}, {high:g}]. "
+                               "Delete the policy state file named in the error above it and re-materialize "
+                               "threshold_decision from that window on.")
+    return float(value)
+
+
+def _state_demand(state: Mapping[str, Any]) -> list[float]:
+    demand = state.get("demand", [])
+    if not isinstance(demand, list) or not all(
+            not isinstance(x, bool) and isinstance(x, (int, float)) and math.isfinite(x) and x >= 0 for x in demand):
+        raise PolicyStateError("policy state key 'demand' must be a list of finite demands >= 0. Delete the policy "
+                               "state file and re-materialize threshold_decision from that window on.")
+    return [float(x) for x in demand]
+
+
+def observed_demand(minutes: pd.DataFrame) -> list[float]:
+    """Requests per minute seen in a window; a missing or impossible sample counts as no demand
+    (the source checks refuse impossible values first; this keeps the replay sane regardless)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        rate = pd.to_numeric(minutes["request_rate_per_s"], errors="coerce").to_numpy(dtype=float) * 60.0
+    rate = np.where(np.isfinite(rate) & (rate >= 0), rate, 0.0)
+    return [float(x) for x in np.round(np.minimum(rate, 1e12), 3)]
 
 
 @dataclass
@@ -104,9 +154,13 @@ def _actions(old: Thresholds, new: Thresholds) -> dict[str, str]:
 
 def _window_reward(obs: Observation) -> tuple[float, float, bool]:
     m = obs.minutes
-    sla = 100.0 * float(np.mean(m["good"])) if len(m) else float("nan")
-    r = window_reward(sla, obs.sla_target, float(m["cost_usd"].sum()), obs.monthly_budget, max(1, len(m)))
-    return r.reward, sla, r.sla_met
+    sla = 100.0 * float(np.mean(m["good"].astype(bool))) if len(m) else float("nan")
+    cost = pd.to_numeric(m["cost_usd"], errors="coerce").to_numpy(dtype=float)
+    cost = float(np.sum(np.where(np.isfinite(cost) & (cost >= 0), np.minimum(cost, 1e12), 0.0)))
+    r = window_reward(sla, obs.sla_target, cost, obs.monthly_budget, max(1, len(m)))
+    # Bounded, so one absurd window cannot poison the running average the state carries.
+    reward = min(max(r.reward, -REWARD_FLOOR), 1.0) if math.isfinite(r.reward) else -REWARD_FLOOR
+    return reward, sla, r.sla_met
 
 
 class FixedPolicy:
@@ -231,13 +285,24 @@ class LearningPolicy:
         state = dict(state or {})
         reward, sla, met = _window_reward(obs)
         m = obs.minutes
-        demand = list(state.get("demand", [])) + [float(x) for x in np.round(m["request_rate_per_s"].to_numpy() * 60.0, 3)]
-        demand = demand[-self.history_minutes:]
-        decisions = int(state.get("decisions", 0))
-        minutes_seen = int(state.get("minutes_seen", 0)) + len(m)
+        # Demand beyond ten times what the largest allowed fleet can serve cannot be planned for
+        # anyway; capping it keeps a corrupt sample from making the replay search for millions of instances.
+        cap = 10.0 * self.bounds["max_instances"].max * self.params.slots_per_instance * self.params.mu * 60.0
+        demand = [min(x, cap) for x in (_state_demand(state) + observed_demand(m))[-self.history_minutes:]]
+        decisions = int(_state_number(state, "decisions", 0, 0, 1e12))
+        minutes_seen = int(_state_number(state, "minutes_seen", 0, 0, 1e15)) + len(m)
         day = minutes_seen // 1440
         phase = self.phase_for(day)
-        risk = float(state.get("risk", self.initial_risk))
+        risk = _state_number(state, "risk", self.initial_risk, 0.0, 1.0)
+        if "avg_reward" in state:
+            _state_number(state, "avg_reward", 0.0, -1e9, 1e9)
+        if state.get("last_target") is not None:
+            try:
+                Thresholds.from_dict({**obs.thresholds.to_dict(), **state["last_target"]})
+            except (TypeError, ValueError, KeyError) as exc:
+                raise PolicyStateError(f"policy state key 'last_target' is not a set of thresholds ({exc}). Delete "
+                                       "the policy state file and re-materialize threshold_decision from that "
+                                       "window on.") from None
         current = obs.thresholds
         if not met:
             risk = risk + (1.0 - risk) * 0.5
