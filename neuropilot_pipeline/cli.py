@@ -490,6 +490,13 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args) or 0
     except KeyboardInterrupt:
         return 130
+    except (ValueError, OSError, RuntimeError) as exc:
+        # Bad input or a broken environment: the message names the cause and the fix; a
+        # traceback would only bury it. (Set NEUROPILOT_DEBUG=1 to see the traceback.)
+        if os.environ.get("NEUROPILOT_DEBUG"):
+            raise
+        print(f"neuropilot {args.command}: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

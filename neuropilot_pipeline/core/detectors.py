@@ -365,7 +365,10 @@ def detect_csv(input_path: str | Path, output_path: str | Path, timestamp_col: s
                value_col: str | None = None, config: DetectorConfig = DetectorConfig()) -> dict[str, Any]:
     from .atomic import atomic_write_text
 
-    df = pd.read_csv(input_path)
+    try:
+        df = pd.read_csv(input_path)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{input_path} is not a CSV with a header row and a timestamp and a value column ({exc}).") from None
     out = detect_dataframe(df, timestamp_col, value_col, config)
     atomic_write_text(output_path, out.to_csv(index=False), mode=0o644)
     ts = pd.to_datetime(out[_guess_columns(df, timestamp_col, value_col)[0]], utc=True)

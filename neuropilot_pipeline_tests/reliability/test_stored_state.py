@@ -171,3 +171,29 @@ def test_fuzzed_ops_config_is_loaded_or_refused_by_name_never_crashes(tmp_path_f
     for name, spec in cfg.thresholds.items():
         assert spec.min <= spec.value <= spec.max, name
     assert 0 < cfg.anomaly_sensitivity < 1
+
+
+@pytest.mark.parametrize("content, message", [
+    ("", "is not a CSV with a header row"),
+    ("timestamp,value\nyesterday,1\n", "row 0: timestamp 'yesterday'"),
+    ("timestamp,value\n2026-11-01T00:00:00+02:00,high\n", "no numeric value column"),
+])
+def test_detect_refuses_bad_csv_with_one_line_and_writes_nothing(tmp_path, capsys, content, message):
+    from neuropilot_pipeline.cli import main
+
+    (tmp_path / "in.csv").write_text(content)
+    assert main(["detect", str(tmp_path / "in.csv"), "--output", str(tmp_path / "out.csv")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_detect_verdicts_do_not_depend_on_the_time_zone_the_timestamps_are_written_in(tmp_path):
+    from neuropilot_pipeline.core.detectors import detect_dataframe
+
+    ts = pd.date_range("2026-11-01", periods=2000, freq="1min", tz="Europe/Berlin")
+    values = np.sin(np.arange(2000) / 60.0) + 2.0
+    values[1500] = 12.0
+    local = detect_dataframe(pd.DataFrame({"timestamp": [t.isoformat() for t in ts], "value": values}))
+    utc = detect_dataframe(pd.DataFrame({"timestamp": [t.tz_convert("UTC").isoformat() for t in ts], "value": values}))
+    assert local["is_anomaly"].tolist() == utc["is_anomaly"].tolist() and local["is_anomaly"].iloc[1500]
