@@ -474,6 +474,27 @@ def test_pool_steps_never_overlap_across_runs_and_executors(production):
     assert waits[0]["n"] >= 1
 
 
+def test_neuropilot_explain_follows_the_outage_decision_back_through_postgresql(production):
+    """`neuropilot explain` on the production instance: the chain of the outage window's decision."""
+    import sys
+
+    stack, db = production.stack, production.db
+    env = {k: v for k, v in stack.env().items() if not k.startswith(("LD_PRELOAD", "FAKETIME"))}
+    proc = subprocess.run([sys.executable, "-m", "neuropilot_pipeline.cli", "explain", INCIDENT_WINDOW,
+                           "--home", str(stack.neuropilot_home)], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    heads = [line.split("  run ")[0] for line in proc.stdout.splitlines() if "  run " in line]
+    assert heads == [f"terraform_vars [{INCIDENT_WINDOW}]", f"threshold_decision [{INCIDENT_WINDOW}]",
+                     f"reward [{INCIDENT_WINDOW}]", f"anomalies [{INCIDENT_WINDOW}]", f"anomaly_model [{YESTERDAY}]",
+                     f"metric_features [{INCIDENT_WINDOW}]", f"raw_metrics [{INCIDENT_WINDOW}]"], proc.stdout
+    by_job = {(r["job"], r["partition"]): r["run_id"][:8] for r in runs(db)}
+    assert f"anomaly_model [{YESTERDAY}]  run {by_job[('train_model', YESTERDAY)]}" in proc.stdout
+    assert f"raw_metrics [{INCIDENT_WINDOW}]  run {by_job[('ops_cycle', INCIDENT_WINDOW)]}" in proc.stdout
+    anomalies = next(m for m in materializations(db) if m["asset"] == "anomalies" and m["partition"] == INCIDENT_WINDOW)
+    assert f"'critical': {metadata(anomalies)['critical_count']}" in proc.stdout
+
+
 # ---- the UI in a real browser --------------------------------------------------------------------
 def test_ui_shows_a_decisions_lineage_and_the_assets_in_a_real_browser(production):
     ui = production.ui
