@@ -221,7 +221,7 @@ class FakeClock:
 # ---- Dagster -----------------------------------------------------------------------------------
 class DagsterStack:
     """dagster-webserver and dagster-daemon on the repository's dagster.yaml, workspace.yaml and a
-    fresh PostgreSQL database, under the faked clock."""
+    fresh PostgreSQL database, under the faked clock, with a NeuroPilot home of their own."""
 
     def __init__(self, root: Path, db: Database, clock: FakeClock, extra_env: dict[str, str]):
         self.root, self.db, self.clock = root, db, clock
@@ -231,6 +231,7 @@ class DagsterStack:
         shutil.copyfile(REPO / "dagster.yaml", self.dagster_home / "dagster.yaml")
         self.logs = root / "logs"
         self.logs.mkdir()
+        self.neuropilot_home = root / "neuropilot_home"
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.extra_env = extra_env
@@ -245,6 +246,7 @@ class DagsterStack:
             "DAGSTER_PG_HOST": PG["host"], "DAGSTER_PG_PORT": str(PG["port"]),
             "DAGSTER_PG_USERNAME": PG["user"], "DAGSTER_PG_PASSWORD": "", "DAGSTER_PG_DB": self.db.name,
             "DAGSTER_WEBSERVER_URL": self.url,
+            "NEUROPILOT_HOME": str(self.neuropilot_home),
             **self.extra_env, **self.clock.env(),
         })
         return env

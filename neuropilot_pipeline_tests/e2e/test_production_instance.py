@@ -170,15 +170,22 @@ class Scenario:
 
         # 1. Turn the automation on and launch the backfill, as an operator would from the UI.
         t0 = time.monotonic()
-        for name in SCHEDULES:
+        # Every schedule and every sensor of the code location, as the README's operator does.
+        repo = self.stack.gql("""{ repositoriesOrError { ... on RepositoryConnection {
+            nodes { schedules { name } sensors { name } } } } }""")["repositoriesOrError"]["nodes"][0]
+        self.facts["schedules"] = [s["name"] for s in repo["schedules"]]
+        self.facts["sensors"] = [s["name"] for s in repo["sensors"]]
+        assert set(SCHEDULES) <= set(self.facts["schedules"]) and "critical_anomaly_sensor" in self.facts["sensors"]
+        for name in self.facts["schedules"]:
             data = self.stack.gql("""mutation($s: ScheduleSelector!) { startSchedule(scheduleSelector: $s) {
                 __typename ... on ScheduleStateResult { scheduleState { status } } ... on PythonError { message } } }""",
                                   {"s": {**LOCATION, "scheduleName": name}})
             assert data["startSchedule"].get("scheduleState", {}).get("status") == "RUNNING", data
-        data = self.stack.gql("""mutation($s: SensorSelector!) { startSensor(sensorSelector: $s) {
-            __typename ... on Sensor { sensorState { status } } ... on PythonError { message } } }""",
-                              {"s": {**LOCATION, "sensorName": "critical_anomaly_sensor"}})
-        assert data["startSensor"].get("sensorState", {}).get("status") == "RUNNING", data
+        for name in self.facts["sensors"]:
+            data = self.stack.gql("""mutation($s: SensorSelector!) { startSensor(sensorSelector: $s) {
+                __typename ... on Sensor { sensorState { status } } ... on PythonError { message } } }""",
+                                  {"s": {**LOCATION, "sensorName": name}})
+            assert data["startSensor"].get("sensorState", {}).get("status") == "RUNNING", data
         data = self.stack.gql("""mutation($p: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $p) {
             __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message }
             ... on PartitionSetNotFoundError { message } ... on InvalidSubsetError { message } } }""", {"p": {
@@ -298,17 +305,15 @@ def production(tmp_path_factory, slack):
     keep = os.environ.get("NEUROPILOT_E2E_KEEP") == "1"  # debugging: keep the database and print its name
     try:
         clock = FakeClock(root)
-        home = root / "neuropilot_home"
-        stack = DagsterStack(root, db, clock, {
-            "NEUROPILOT_HOME": str(home), "NEUROPILOT_PARTITIONS_START": PARTITIONS_START,
-            "SLACK_WEBHOOK_URL": slack.url,
-        })
-        stack.neuropilot_home = home
+        stack = DagsterStack(root, db, clock, {"NEUROPILOT_PARTITIONS_START": PARTITIONS_START,
+                                                "SLACK_WEBHOOK_URL": slack.url})
         scenario = Scenario(stack, db, clock)
         try:
             scenario.run()
         except StackError as exc:
             pytest.fail(f"the production stack scenario failed: {exc}", pytrace=False)
+        except Exception as exc:  # an unexpected answer: show what the stack was doing
+            pytest.fail(f"the production stack scenario failed: {exc!r}\n{scenario.details()}", pytrace=True)
         print(f"\nproduction instance scenario timings (s): {scenario.timings}")
         yield scenario
     finally:
@@ -436,6 +441,19 @@ def test_critical_anomaly_sensor_alerts_the_outage_at_once(production, slack):
     # The outage is what the simulated source measured under the capped autoscaling group.
     raw = next(m for m in materializations(db) if m["asset"] == "raw_metrics" and m["partition"] == INCIDENT_WINDOW)
     assert "infra/web/terraform.tfvars" in json.dumps(metadata(raw)["source_notes"])
+
+
+def test_every_sensor_evaluated_without_error_and_only_the_critical_one_had_cause_to_act(production, slack):
+    db, facts = production.db, production.facts
+    sensor_ticks = [t for t in ticks(db) if t["type"] == "SENSOR"]
+    assert {t["name"] for t in sensor_ticks} == set(facts["sensors"])  # each one ran
+    assert all(t["status"] in ("SUCCESS", "SKIPPED") for t in sensor_ticks), \
+        [(t["name"], t["status"]) for t in sensor_ticks if t["status"] not in ("SUCCESS", "SKIPPED")]
+    # No run failed (run_failure_to_slack), nobody committed to the infra repository
+    # (human_override_sensor), every report went out: only the critical sensor launched runs.
+    launched = {t["name"] for t in sensor_ticks if t["run_ids"]}
+    assert launched == {"critical_anomaly_sensor"}
+    assert not [p for _, p in slack.posts if "failed for" in json.dumps(p)]
 
 
 def test_the_report_tick_delivered_yesterdays_report(production, slack):
