@@ -386,10 +386,11 @@ def test_backfill_survived_the_daemon_crash_with_every_window_materialized_exact
     assert all(starts[r["run_id"]] == 1 for r in mine)
     # Each asset of the ops cycle materialized exactly once per window, by that window's run.
     run_of = {r["partition"]: r["run_id"] for r in mine}
-    backfilled = [m for m in materializations(db) if m["partition"] in run_of]
+    # (A window's critical_alerts may be there too: the sensor sometimes catches a backfilled window.)
+    backfilled = [m for m in materializations(db) if m["partition"] in run_of and m["asset"] in OPS_ASSETS]
     assert Counter((m["asset"], m["partition"]) for m in backfilled) == \
         Counter({(a, p): 1 for a in OPS_ASSETS for p in BACKFILL})
-    assert all(m["run_id"] == run_of[m["partition"]] for m in backfilled if m["asset"] in OPS_ASSETS)
+    assert all(m["run_id"] == run_of[m["partition"]] for m in backfilled)
 
 
 def test_the_daemon_ticked_each_schedule_once_for_the_window_that_had_closed(production):
@@ -460,8 +461,8 @@ def test_the_report_tick_delivered_yesterdays_report(production, slack):
     db = production.db
     delivery = next(m for m in materializations(db) if m["asset"] == "report_delivery" and m["partition"] == YESTERDAY)
     assert metadata(delivery)["slack"] == "delivered"
-    cards = [p for _, p in slack.posts if "2026-11-04" in json.dumps(p.get("blocks", [])[:1])]
-    assert len(cards) == 1
+    headers = [p["blocks"][0] for _, p in slack.posts if p.get("blocks") and p["blocks"][0]["type"] == "header"]
+    assert len(headers) == 1 and "2026-11-04" in headers[0]["text"]["text"], headers
     assert (production.stack.neuropilot_home / "reports" / "daily_report_20261104.html").exists()
 
 
@@ -479,17 +480,20 @@ def test_pool_steps_never_overlap_across_runs_and_executors(production):
     assert len(pooled) >= len(OPS_ASSETS) * (len(BACKFILL) + 1) and all(end for _, end, _, _ in pooled)
     for (s1, e1, r1, k1), (s2, e2, r2, k2) in zip(pooled, pooled[1:]):
         assert s2 >= e1, f"{k1} of run {r1[:8]} ({s1} – {e1}) overlaps {k2} of run {r2[:8]} ({s2} – {e2})"
-    # The check had something to check: runs overlapped in time, both executors were used (the
-    # backfill in process, the scheduled runs with a subprocess per step), and steps did wait for
-    # the pool.
-    rs = [r for r in runs(db) if r["start_time"]]
-    assert any(a["start_time"] < b["end_time"] and b["start_time"] < a["end_time"]
-               for i, a in enumerate(rs) for b in rs[i + 1:])
-    step_workers = db.query("SELECT count(*) AS n FROM event_logs WHERE dagster_event_type = 'STEP_WORKER_STARTED'")
-    assert step_workers[0]["n"] >= len(OPS_ASSETS)
-    waits = db.query("SELECT count(*) AS n FROM event_logs WHERE dagster_event_type = 'ENGINE_EVENT' "
-                     "AND event LIKE %s", ("%blocked by limit for pool warehouse_writer%",))
-    assert waits[0]["n"] >= 1
+    # The check had something to check. The scheduled ops cycle ran with the default executor, one
+    # subprocess per step, two at a time (2 cores): after raw_metrics, metric_features,
+    # forecast_alerts and reward were ready together, and the pool made them wait for each other.
+    ops = next(r for r in runs(db) if r["tags"].get("dagster/schedule_name") == "ops_cycle_schedule")
+    workers = db.query("SELECT step_key FROM event_logs WHERE run_id = %s AND dagster_event_type = 'STEP_WORKER_STARTED'",
+                       (ops["run_id"],))
+    assert {w["step_key"] for w in workers} == set(OPS_ASSETS)
+    waits = db.query("SELECT step_key FROM event_logs WHERE run_id = %s AND dagster_event_type = 'ENGINE_EVENT' "
+                     "AND event LIKE %s", (ops["run_id"], "%blocked by limit for pool warehouse_writer%"))
+    assert waits, "no step of the multiprocess ops cycle ever waited for the pool"
+    # The backfill's runs executed in process (no step subprocess) under the same pool.
+    backfill = {r["run_id"] for r in runs(db) if r["tags"].get("dagster/backfill") == production.facts["backfill_id"]}
+    in_subprocess = db.query("SELECT DISTINCT run_id FROM event_logs WHERE dagster_event_type = 'STEP_WORKER_STARTED'")
+    assert not backfill & {r["run_id"] for r in in_subprocess}
 
 
 def test_neuropilot_explain_follows_the_outage_decision_back_through_postgresql(production):
