@@ -292,6 +292,11 @@ def parse_config(data: dict[str, Any], home: Path, config_path: Path | None = No
         "infra_repo": "infra", "tfvars": "{service}/terraform.tfvars",
         **{k: str(v) for k, v in (data.get("paths") or {}).items()},
     }
+    for key, value in paths.items():
+        if "://" in value:
+            # pathlib would quietly turn s3://bucket into a local folder named "s3:".
+            raise ConfigError(f"{where}: paths.{key} = {value!r} is a URL; NeuroPilot's folders must be local or "
+                              "mounted paths (object storage is not supported yet; see docs/operations.md).")
     if "{service}" not in paths["tfvars"] and len(services) > 1:
         raise ConfigError(f"{where}: paths.tfvars must contain '{{service}}' when several services are watched.")
     partitions = data.get("partitions") or {}

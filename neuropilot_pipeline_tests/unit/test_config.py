@@ -72,3 +72,10 @@ def test_reward_weights_are_validated_and_optional(tmp_path):
     assert cfg.reward_weights == {"sla": 0.5, "cost": 0.5, "latency": 0.0, "availability": 0.0}
     with pytest.raises(ConfigError, match="reward.weights: .*sum to 1"):
         load_ops_config(write(tmp_path, "reward:\n  weights: {sla: 0.5, cost: 0.4}\n"), env={})
+
+
+def test_a_url_as_a_folder_is_refused_not_turned_into_a_local_folder(tmp_path):
+    from neuropilot_pipeline.core.config import ConfigError, load_ops_config
+
+    with pytest.raises(ConfigError, match=r"paths.warehouse = 's3://bucket/wh' is a URL"):
+        load_ops_config(env={"NEUROPILOT_PATHS__WAREHOUSE": "s3://bucket/wh"}, home=tmp_path)
