@@ -66,22 +66,31 @@ def report_schedule(context: dg.ScheduleEvaluationContext):
     return dg.RunRequest(run_key=key, partition_key=key)
 
 
-@dg.asset_sensor(asset_key=dg.AssetKey("anomalies"), job=critical_alert_job, minimum_interval_seconds=30,
-                 default_status=dg.DefaultSensorStatus.STOPPED,
-                 description="Reacts at once to a window with critical anomalies: launches the critical alert.")
-def critical_anomaly_sensor(context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry):
-    materialization = asset_event.asset_materialization
-    if materialization is None or materialization.partition is None:
-        return dg.SkipReason("materialization without partition")
-    critical = materialization.metadata.get("critical_count")
-    count = int(critical.value) if critical is not None else 0
-    if count <= 0:
-        return dg.SkipReason(f"no critical anomaly in {materialization.partition}")
-    return dg.RunRequest(
-        run_key=f"critical-{materialization.partition}-{asset_event.timestamp}",
-        partition_key=materialization.partition,
-        tags={"neuropilot/critical_count": str(count)},
-    )
+@dg.sensor(job=critical_alert_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.STOPPED,
+           description="Reacts at once to windows with critical anomalies: launches the critical alert for each.")
+def critical_anomaly_sensor(context: dg.SensorEvaluationContext):
+    # A plain sensor walking every `anomalies` materialization after its cursor: an asset
+    # sensor sees only the newest one per tick, so a backfill that scores several windows
+    # between two ticks would lose the alerts of all but the last.
+    after = int(context.cursor) if context.cursor else None
+    records = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey("anomalies"), after_storage_id=after), limit=500,
+        ascending=True).records
+    if not records:
+        return dg.SkipReason("no new anomalies materialization")
+    requests = []
+    for record in records:
+        mat = record.asset_materialization
+        critical = mat.metadata.get("critical_count") if mat is not None else None
+        count = int(critical.value) if critical is not None else 0
+        if mat is not None and mat.partition is not None and count > 0:
+            requests.append(dg.RunRequest(run_key=f"critical-{mat.partition}-{record.storage_id}",
+                                          partition_key=mat.partition,
+                                          tags={"neuropilot/critical_count": str(count)}))
+    cursor = str(records[-1].storage_id)
+    if not requests:
+        return dg.SensorResult(skip_reason=f"no critical anomaly in {len(records)} new window(s)", cursor=cursor)
+    return dg.SensorResult(run_requests=requests, cursor=cursor)
 
 
 human_override_job = dg.define_asset_job(

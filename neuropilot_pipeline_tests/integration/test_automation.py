@@ -46,3 +46,18 @@ def test_critical_sensor_launches_an_alert_for_critical_windows_only():
         result = _evaluate(instance)
         assert [r.partition_key for r in result.run_requests] == ["2026-11-02-12:00"]
         assert result.run_requests[0].tags["neuropilot/critical_count"] == "3"
+
+
+def test_several_critical_windows_between_two_ticks_each_get_their_alert():
+    # A backfill scores many windows between two sensor ticks: none may be dropped.
+    with dg.instance_for_test() as instance:
+        for window, count in (("2026-11-02-00:00", 2), ("2026-11-02-06:00", 0), ("2026-11-02-12:00", 1)):
+            instance.report_runless_asset_event(dg.AssetMaterialization(
+                "anomalies", partition=window, metadata={"critical_count": count}))
+        context = dg.build_sensor_context(instance=instance, definitions=defs)
+        result = critical_anomaly_sensor.evaluate_tick(context)
+        assert [r.partition_key for r in result.run_requests] == ["2026-11-02-00:00", "2026-11-02-12:00"]
+        # The cursor moves past them: the next tick asks for nothing again.
+        again = critical_anomaly_sensor.evaluate_tick(
+            dg.build_sensor_context(instance=instance, definitions=defs, cursor=result.cursor))
+        assert not again.run_requests
