@@ -8,7 +8,7 @@ import pandas as pd
 
 from ..core.config import MANAGED_THRESHOLDS, INTEGER_THRESHOLDS
 from ..core.gitops import decision_commit_subject
-from ..core.tfvars import preview_tfvars_updates, read_tfvars, update_tfvars_text
+from ..core.tfvars import preview_tfvars_updates, read_tfvars
 from ..core.yaml_edit import update_yaml_values
 from ..resources.neuropilot import NeuroPilotResource
 from .common import WAREHOUSE_POOL, table_metadata
@@ -94,14 +94,13 @@ def _apply_decisions(context, cfg, key, decisions, repo, wh, state):
                 status = f"held: {used} changes applied today, max_applied_changes_per_day is {limit}"
             else:
                 repo.assert_no_foreign_changes([path])
-                diff = preview_tfvars_updates(path, new).diff
-                new_text = update_tfvars_text(path.read_text(encoding="utf-8") if path.exists() else "", new,
-                                              source=str(path))
+                change = preview_tfvars_updates(path, new)
+                diff = change.diff
                 subject = decision_commit_subject(old, new, reward=float(d["reward"]), sla=float(d["sla_percent"]),
                                                   model_version=d.get("model_version") or "none")
                 # Journaled write + commit: a crash anywhere in between is finished by the next run.
                 commit = repo.apply_file_change(
-                    path, new_text, subject, body=str(d["reason"]),
+                    path, change.new_text, subject, body=str(d["reason"]),
                     trailers={"NeuroPilot-Run-Id": context.run.run_id, "NeuroPilot-Partition": f"{key}/{service}"},
                 )
                 if len(cfg.services) == 1 and cfg.config_path is not None:

@@ -37,6 +37,10 @@ class RepoBusyError(GitOpsError):
     pass
 
 
+def commit_message(subject: str, body: str, trailers: Mapping[str, str]) -> str:
+    return subject + "\n\n" + body.strip() + "\n\n" + "\n".join(f"{k}: {v}" for k, v in trailers.items()) + "\n"
+
+
 def file_digest(path: Path) -> str | None:
     return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else None
 
@@ -167,7 +171,7 @@ class InfraRepo:
         self.git("add", "--", *rels)
         if not self.git("diff", "--cached", "--name-only", "--", *rels).stdout.strip():
             return None
-        message = subject + "\n\n" + body.strip() + "\n\n" + "\n".join(f"{k}: {v}" for k, v in trailers.items()) + "\n"
+        message = commit_message(subject, body, trailers)
         self.git("commit", "-q", "-m", message, "--", *rels)
         sha = self.git("rev-parse", "HEAD").stdout.strip()
         if self.remote:
@@ -236,7 +240,7 @@ class InfraRepo:
         partition = trailers.get(PARTITION_TRAILER)
         if data == old:
             return self.find_commit_for_partition(partition) if partition else None
-        message = subject + "\n\n" + body.strip() + "\n\n" + "\n".join(f"{k}: {v}" for k, v in trailers.items()) + "\n"
+        message = commit_message(subject, body, trailers)
         atomic_write_json(self.journal_path, {
             "file": self._rel(path), "before": file_digest(path), "after": hashlib.sha256(data).hexdigest(),
             "message": message, "trailers": dict(trailers)})

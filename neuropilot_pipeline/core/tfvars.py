@@ -15,7 +15,7 @@ import difflib
 import json
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -53,6 +53,7 @@ class TfvarsChange:
     new: dict[str, Any]
     changed: bool
     diff: str
+    new_text: str = field(default="", repr=False)  # the whole file after the change
 
 
 # ---- scanning ---------------------------------------------------------------------------------
@@ -294,14 +295,11 @@ def preview_tfvars_updates(path: str | Path, updates: Mapping[str, Any]) -> Tfva
     new_text = update_tfvars_text(old_text, updates, source=str(path))
     before = parse_tfvars_text(old_text, str(path))
     return TfvarsChange(path, {k: before.get(k) for k in updates}, dict(updates), new_text != old_text,
-                        _diff(path, old_text, new_text))
+                        _diff(path, old_text, new_text), new_text)
 
 
 def apply_tfvars_updates(path: str | Path, updates: Mapping[str, Any]) -> TfvarsChange:
-    path = Path(path)
-    old_text = path.read_bytes().decode("utf-8") if path.exists() else ""
-    new_text = update_tfvars_text(old_text, updates, source=str(path))
     change = preview_tfvars_updates(path, updates)
-    if new_text != old_text:
-        atomic_write_text(path, new_text, mode=0o644)
+    if change.changed:
+        atomic_write_text(change.path, change.new_text, mode=0o644)
     return change

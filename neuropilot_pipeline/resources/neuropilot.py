@@ -31,14 +31,15 @@ class NeuroPilotResource(dg.ConfigurableResource):
         cfg = cfg or self.cfg()
         # The state folder remembers that the warehouse was created: if it vanishes later
         # (unmounted volume, wrong path), runs stop instead of starting over without history.
-        created = StateStore(cfg.state_dir).read_json("warehouse", "created")
+        state = StateStore(cfg.state_dir)
+        created = state.read_json("warehouse", "created")
         try:
             wh = Warehouse(cfg.warehouse_dir, expect_existing=created is not None)
         except WarehouseMissingError as exc:
             raise dg.Failure(str(exc), allow_retries=False) from None  # a retry cannot bring a volume back
         if created is None:
             wh.ensure_created()
-            StateStore(cfg.state_dir).write_json("warehouse", "created", {"root": str(cfg.warehouse_dir)})
+            state.write_json("warehouse", "created", {"root": str(cfg.warehouse_dir)})
         return wh
 
     def models(self, cfg: OpsConfig | None = None) -> ModelStore:

@@ -6,7 +6,6 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import dagster as dg
 import numpy as np
 import pandas as pd
 import pytest
@@ -20,6 +19,8 @@ from neuropilot_pipeline.core.gmm import AnomalyModel, ModelFileError, train_mod
 from neuropilot_pipeline.storage.models import REGISTRY_TABLE, ModelStore
 from neuropilot_pipeline.storage.state import StateFileError, StateStore
 from neuropilot_pipeline.storage.warehouse import Warehouse, WarehouseError
+from neuropilot_pipeline_tests.integration.test_prometheus_faults import failure_text
+from neuropilot_pipeline_tests.integration.test_prometheus_source import materialize
 
 WINDOW = "2026-11-01-00:00"
 
@@ -75,19 +76,6 @@ def test_damaged_detector_arrays_are_refused_and_never_unpickled(tmp_path):
         store.read_arrays("detectors-web", WINDOW)
 
 
-def _materialize_raw(key):
-    from neuropilot_pipeline.definitions import defs
-
-    return dg.materialize([defs.get_assets_def("raw_metrics")], partition_key=key,
-                          resources={"neuropilot": defs.resources["neuropilot"],
-                                     "metrics_source": defs.resources["metrics_source"]},
-                          instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
-
-
-def _failure(result):
-    return " ".join(e.step_failure_data.error.message for e in result.all_events if e.is_step_failure)
-
-
 @pytest.fixture
 def home(tmp_path, monkeypatch):
     config = prepare_demo_home(tmp_path, fresh=True)
@@ -97,11 +85,11 @@ def home(tmp_path, monkeypatch):
 
 
 def test_a_vanished_warehouse_stops_the_pipeline_instead_of_starting_over(home):
-    assert _materialize_raw(WINDOW).success
+    assert materialize(WINDOW).success
     shutil.rmtree(home / "warehouse")  # e.g. the volume is not mounted
-    result = _materialize_raw("2026-11-01-06:00")
+    result = materialize("2026-11-01-06:00")
     assert not result.success
-    assert "warehouse folder" in _failure(result) and "is missing" in _failure(result)
+    assert "warehouse folder" in failure_text(result) and "is missing" in failure_text(result)
     assert not (home / "warehouse").exists()  # nothing was recreated behind the user's back
 
 
