@@ -125,21 +125,25 @@ class InfraRepo:
         self.ensure_repository()
         try:
             with exclusive_lock(self.control_dir / "lock", timeout_s, f"writing {self.path}"):
-                self._clear_stale_index_lock()
+                self._clear_stale_git_locks()
                 yield
         except LockTimeout as exc:
             raise RepoBusyError(str(exc)) from None
 
-    def _clear_stale_index_lock(self) -> None:
-        """A git killed mid-commit leaves .git/index.lock behind and every later git command fails.
-        Under our lock, with no git process working in the repository, the lock file is stale."""
-        lock = self.path / ".git" / "index.lock"
-        if not lock.exists():
+    def _clear_stale_git_locks(self) -> None:
+        """A git killed mid-commit leaves its lock files behind (index.lock, HEAD.lock,
+        refs/heads/<branch>.lock, ...) and every later git command fails. Under our lock, with
+        no git process working in the repository, they are stale."""
+        git_dir = self.path / ".git"
+        locks = [p for p in git_dir.rglob("*.lock") if self.control_dir not in p.parents]
+        if not locks:
             return
         busy = _git_running_in(self.path)
         if busy:
-            raise RepoBusyError(f"git is running in {self.path} (pids {busy}) and holds {lock}; re-run when it is done.")
-        lock.unlink(missing_ok=True)
+            raise RepoBusyError(f"git is running in {self.path} (pids {busy}) and holds "
+                                f"{', '.join(str(p.relative_to(git_dir)) for p in locks)}; re-run when it is done.")
+        for lock in locks:
+            lock.unlink(missing_ok=True)
 
     # ---- checks -----------------------------------------------------------------------------
     def uncommitted(self, files: Iterable[str | Path]) -> list[str]:
