@@ -275,11 +275,12 @@ class LearningPolicy:
                                           current.max_instances))
         return out
 
-    def replay(self, demand: np.ndarray, thresholds: Thresholds) -> tuple[int, float]:
-        from .service_model import AutoscaledService
+    def replay(self, demand: np.ndarray, candidates: list[Thresholds]) -> list[tuple[int, float]]:
+        """Bad minutes and cost of the demand replayed under each candidate (one compiled pass)."""
+        from .service_model import replay_totals
 
-        out = AutoscaledService(self.params).run(demand, thresholds)
-        return int(np.sum(~out["good"])), float(np.sum(out["cost_usd"]))
+        bad, cost = replay_totals(demand, candidates, self.params)
+        return [(int(b), float(c)) for b, c in zip(bad, cost)]
 
     def decide(self, state: dict | None, obs: Observation) -> Decision:
         state = dict(state or {})
@@ -324,10 +325,9 @@ class LearningPolicy:
             risk = risk * (1.0 - self.learning_rate)
             history = np.asarray(demand, dtype=float)
             allowed_bad = int(math.floor(len(history) * (1.0 - obs.sla_target / 100.0) * (1.0 - risk)))
-            evaluated = []
-            for cand in self.candidates(current):
-                bad, cost = self.replay(history, cand)
-                evaluated.append((bad <= allowed_bad, cost, bad, cand))
+            candidates = self.candidates(current)
+            evaluated = [(bad <= allowed_bad, cost, bad, cand)
+                         for cand, (bad, cost) in zip(candidates, self.replay(history, candidates))]
             feasible = [e for e in evaluated if e[0]]
             if feasible:
                 _, cost, bad, target = min(feasible, key=lambda e: (e[1], e[2]))

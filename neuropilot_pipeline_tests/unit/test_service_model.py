@@ -104,3 +104,27 @@ def test_scale_factor_makes_the_peak_need_exactly_the_peak_instances():
     f = scale_factor_for_peak(demand, 40, params)
     assert oracle_instances(f * 5000 / 60, params) == 40
     assert oracle_instances(f * (1 + 1e-8) * 5000 / 60, params) == 41
+
+
+def test_compiled_replay_gives_the_same_bad_minutes_and_cost_as_run():
+    # The learning policy decides from replay_totals; it must be `run` exactly, including
+    # minutes whose p95 lies within a microsecond of the SLO or latency threshold, overloads
+    # with backlog, scale-in holds and booting cancellations.
+    from neuropilot_pipeline.core.service_model import replay_totals
+    from neuropilot_pipeline.core.telemetry import load_demand_trace
+
+    trace = load_demand_trace()
+    factor = scale_factor_for_peak(trace, 40)
+    rng = np.random.default_rng(7)
+    candidates = [Thresholds(up, down, lat, lo, hi) for up, down, lat, lo, hi in
+                  [(80, 30, 250, 2, 200), (90, 70, 250, 1, 30), (60, 20, 120, 3, 200), (85, 40, 400, 1, 12),
+                   (70, 60, 250.0001, 2, 50), (95, 10, 1000, 20, 500)]]
+    for _ in range(4):
+        start = int(rng.integers(0, len(trace) - 1440))
+        demand = trace[start:start + 1440] * factor * float(rng.uniform(0.3, 2.0))
+        demand[rng.integers(0, len(demand), 20)] *= 3.0  # spikes into overload
+        bad, cost = replay_totals(demand, candidates)
+        for cand, b, c in zip(candidates, bad, cost):
+            out = AutoscaledService().run(demand, cand)
+            assert b == int(np.sum(~out["good"])), cand
+            assert c == pytest.approx(float(np.sum(out["cost_usd"])), rel=1e-12), cand
