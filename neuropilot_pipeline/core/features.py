@@ -26,55 +26,79 @@ HISTORY_DAYS = 8  # 24 h baseline + 7 days of seasonal profile
 def compute_features(raw: pd.DataFrame, metrics: Sequence[str], start: pd.Timestamp, end: pd.Timestamp,
                      baseline_minutes: int = 1440, ewma_span: int = 20, season_days: int = 7) -> pd.DataFrame:
     """Long table (service, metric, ts, features...) for start <= ts < end, from raw rows that
-    also cover the history before `start`."""
-    frames = []
-    for service, g in raw.groupby("service", sort=True):
-        g = g.set_index("ts").sort_index()
-        # A regular minute grid: gaps stay NaN instead of shifting the windows.
-        grid = pd.date_range(g.index.min().floor("min"), end - pd.Timedelta(minutes=1), freq="1min")
-        g = g[~g.index.duplicated(keep="last")].reindex(grid)
-        for metric in metrics:
-            x = g[metric].astype(float).replace([np.inf, -np.inf], np.nan)
-            prev = x.shift(1)
-            minp = max(30, baseline_minutes // 8)
-            mean = prev.rolling(baseline_minutes, min_periods=minp).mean()
-            std = prev.rolling(baseline_minutes, min_periods=minp).std()
-            std_floor = np.maximum(std, 1e-3 * mean.abs() + 1e-9)
-            ewma = prev.ewm(span=ewma_span, adjust=False, ignore_na=True).mean()
-            detrended = x - mean
-            seasonal = _seasonal_profile(detrended.to_numpy(), season_days)
-            out = pd.DataFrame({
-                "service": service, "metric": metric, "ts": grid,
-                "value": x.to_numpy(), "baseline_mean": mean.to_numpy(), "baseline_std": std.to_numpy(),
-                "ewma": ewma.to_numpy(), "zscore": ((x - mean) / std_floor).to_numpy(),
-                "trend": mean.to_numpy(), "seasonal": seasonal, "residual": (detrended - seasonal).to_numpy(),
-            })
-            frames.append(out[(out["ts"] >= start) & (out["ts"] < end)])
-    if not frames:
+    also cover the history before `start`.
+
+    Every (service, metric) series is one column of a (minutes x series) frame on a common
+    minute grid, so pandas' rolling and EWM run over all series at once: a series' features
+    are the same computed alone or beside others (its column never meets another's)."""
+    if raw.empty:
         return pd.DataFrame(columns=["service", "metric", "ts", *FEATURE_COLUMNS])
-    return pd.concat(frames, ignore_index=True)
+    services = sorted(raw["service"].unique())
+    # A regular minute grid: gaps stay NaN instead of shifting the windows.
+    grid = pd.date_range(raw["ts"].min().floor("min"), end - pd.Timedelta(minutes=1), freq="1min")
+    values = _series_grid(raw, services, metrics, grid)  # (series x minutes)
+    x = pd.DataFrame(values.T)
+    prev = x.shift(1)
+    minp = max(30, baseline_minutes // 8)
+    mean = prev.rolling(baseline_minutes, min_periods=minp).mean().to_numpy().T
+    # The std is only reported for the output minutes: roll over just the day before them.
+    from_ = max(0, int(np.searchsorted(grid, start)) - baseline_minutes - 1)
+    std = np.full(mean.shape, np.nan)
+    std[:, from_:] = prev.iloc[from_:].rolling(baseline_minutes, min_periods=minp).std().to_numpy().T
+    ewma = prev.ewm(span=ewma_span, adjust=False, ignore_na=True).mean().to_numpy().T
+    std_floor = np.maximum(std, 1e-3 * np.abs(mean) + 1e-9)
+    detrended = values - mean
+    first = int(np.searchsorted(grid, start))
+    keep = slice(first, len(grid))
+    seasonal = _seasonal_profile(detrended, season_days, first=first)
+    n_series, n_keep = values.shape[0], len(grid[keep])
+    cut = lambda a: a[:, keep].reshape(-1)  # noqa: E731  series-major, minutes ascending
+    return pd.DataFrame({
+        "service": np.repeat(np.array(services, dtype=object), len(metrics) * n_keep),
+        "metric": np.tile(np.repeat(np.array(list(metrics), dtype=object), n_keep), len(services)),
+        "ts": np.tile(grid[keep], n_series),
+        "value": cut(values), "baseline_mean": cut(mean), "baseline_std": cut(std), "ewma": cut(ewma),
+        "zscore": cut((values - mean) / std_floor), "trend": cut(mean), "seasonal": seasonal.reshape(-1),
+        "residual": (detrended[:, keep] - seasonal).reshape(-1),
+    })
 
 
-def _seasonal_profile(detrended: np.ndarray, season_days: int, smooth: int = 15) -> np.ndarray:
-    """For each minute, the mean detrended value at the same minute of day over up to
-    `season_days` earlier days (+-`smooth` minutes), using only earlier days."""
-    n = len(detrended)
-    result = np.full(n, np.nan)
+def _series_grid(raw: pd.DataFrame, services: list[str], metrics: Sequence[str], grid: pd.DatetimeIndex) -> np.ndarray:
+    """(services x metrics, minutes) values on the grid; the last sample of a minute wins,
+    samples off the minute grid are ignored, non-finite values are NaN."""
+    rows = raw.drop_duplicates(["service", "ts"], keep="last")
+    offset = (rows["ts"] - grid[0]) / pd.Timedelta(minutes=1)
+    on_grid = (offset == np.floor(offset)) & (offset >= 0) & (offset < len(grid))
+    rows, minute = rows[on_grid.to_numpy()], offset[on_grid].to_numpy().astype(np.int64)
+    s = pd.Categorical(rows["service"], categories=services).codes
+    cube = np.full((len(services), len(metrics), len(grid)), np.nan)
+    for j, metric in enumerate(metrics):
+        cube[s, j, minute] = pd.to_numeric(rows[metric], errors="coerce").to_numpy(dtype=float)
+    cube = cube.reshape(len(services) * len(metrics), len(grid))
+    return np.where(np.isfinite(cube), cube, np.nan)
+
+
+def _seasonal_profile(detrended: np.ndarray, season_days: int, smooth: int = 15, first: int = 0) -> np.ndarray:
+    """For each series (row) and minute from `first` on, the mean detrended value at the same
+    minute of day over up to `season_days` earlier days (+-`smooth` minutes), using only
+    earlier days."""
+    n = detrended.shape[1]
+    # Only the days the output minutes look back on (and `smooth` minutes around them).
+    lo = max(0, first - season_days * 1440 - smooth)
     # Smooth over +-smooth minutes first (a centred window inside *earlier* days is causal).
-    s = pd.Series(detrended).rolling(2 * smooth + 1, center=True, min_periods=1).mean().to_numpy()
-    acc = np.zeros(n)
-    cnt = np.zeros(n)
+    s = pd.DataFrame(detrended[:, lo:].T).rolling(2 * smooth + 1, center=True, min_periods=1).mean().to_numpy().T
+    acc = np.zeros((detrended.shape[0], n - first))
+    cnt = np.zeros(acc.shape)
     for d in range(1, season_days + 1):
         lag = 1440 * d
         if lag >= n:
             break
-        shifted = np.full(n, np.nan)
-        # The smoothing window of an earlier day may reach `smooth` minutes past that slot;
-        # that is still at least a day before t, so no future leaks in.
-        shifted[lag:] = s[:-lag]
-        ok = np.isfinite(shifted)
-        acc[ok] += shifted[ok]
-        cnt[ok] += 1
-    has = cnt > 0
-    result[has] = acc[has] / cnt[has]
-    return np.where(has, result, 0.0)
+        # Minutes t >= max(first, lag) take the smoothed value at t - lag. Its smoothing window
+        # may reach `smooth` minutes past that slot: still at least a day before t.
+        t0 = max(first, lag)
+        earlier = s[:, t0 - lag - lo: n - lag - lo]
+        ok = np.isfinite(earlier)
+        acc[:, t0 - first:] += np.where(ok, earlier, 0.0)
+        cnt[:, t0 - first:] += ok
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(cnt > 0, acc / np.maximum(cnt, 1), 0.0)

@@ -324,6 +324,24 @@ def human_changes(repo: InfraRepo, path: str | Path, managed: Sequence[str]) -> 
     return changes
 
 
+def files_to_check_for_human_changes(repo: InfraRepo, paths: Sequence[str | Path]) -> set[str]:
+    """Of `paths` (as repository-relative names), the ones `human_changes` could find something
+    in: newest commit not NeuroPilot's, or edits not committed. Two git calls for all files, so
+    a cycle over many services does not run four per service when nobody touched anything."""
+    repo.ensure_repository()
+    rels = [repo._rel(p) for p in paths]
+    if not rels:
+        return set()
+    log = repo.git("log", "--format=%x1e%an", "--name-only", "--", *rels).stdout
+    newest_author: dict[str, str] = {}
+    for record in log.split("\x1e"):
+        lines = [line.strip() for line in record.strip().splitlines() if line.strip()]
+        for name in lines[1:]:
+            newest_author.setdefault(name, lines[0])
+    dirty = set(repo.uncommitted(rels))
+    return {rel for rel in rels if rel in dirty or newest_author.get(rel, repo.author_name) != repo.author_name}
+
+
 def thresholds_at_partition(repo: InfraRepo, path: str | Path, partition: str) -> dict | None:
     """The file's values in the commit NeuroPilot made for `partition` (for rollback)."""
     sha = repo.find_commit_for_partition(partition)

@@ -127,14 +127,15 @@ def p95_seconds(lam: float, servers: int, params: ServiceParams) -> float:
 
 
 def oracle_instances(lam: float, params: ServiceParams) -> int:
-    """The smallest n >= 1 whose p95 at arrival rate lam (per second) is within the SLO.
+    """The smallest n >= 1 whose p95 at arrival rate lam (per second) is within the SLO."""
+    return int(_oracle_instances_nb(float(lam), params.mu, params.slots_per_instance, params.slo_p95_ms / 1000.0))
 
-    Erlang B is carried incrementally over the servers, so the search costs one pass up to
-    the answer's server count rather than one recursion per candidate.
-    """
-    mu, k = params.mu, params.slots_per_instance
+
+@njit(cache=True)
+def _oracle_instances_nb(lam, mu, k, slo):
+    # Erlang B is carried incrementally over the servers, so the search costs one pass up to
+    # the answer's server count rather than one recursion per candidate.
     a = lam / mu
-    slo = params.slo_p95_ms / 1000.0
     b = 1.0
     servers = 0
     n = 0
@@ -145,7 +146,7 @@ def oracle_instances(lam: float, params: ServiceParams) -> int:
         servers = n * k
         if a < servers:
             c_wait = servers * b / (servers - a * (1.0 - b))
-            if tail_probability(slo, lam, servers, params, c_wait) <= 0.05:
+            if _tail_nb(slo, lam, servers, mu, c_wait) <= 0.05:
                 return n
 
 
@@ -281,74 +282,87 @@ def _p95_over_nb(limit_ms, lam, servers, mu, c_wait):
 @njit(cache=True)
 def _replay_kernel(req, ups, downs, latency_ms, min_inst, max_inst, first_ready, slots, mu, slo_ms,
                    delay, scale_in_window, price_per_hour):
+    # Minute by minute, all candidates together: candidates without backlog see the same
+    # arrival rate, so one Erlang B recursion up to the largest server count serves them all
+    # (the recursion is what costs; per candidate it would be redone ~30 times a minute).
     n_cand = ups.shape[0]
-    bad_out = np.zeros(n_cand, dtype=np.int64)
-    cost_out = np.zeros(n_cand)
     idle_p95_ms = -math.log(0.05) / mu * 1000.0
-    for c in range(n_cand):
-        up, down, lat = ups[c], downs[c], latency_ms[c]
-        lo_i, hi_i = min_inst[c], max_inst[c]
-        ready = first_ready
-        boot = np.empty(hi_i + 1, dtype=np.int64)  # ready-at minutes, oldest first
-        boot_head, boot_n = 0, 0
-        cap = hi_i + 1
-        history = np.zeros(scale_in_window, dtype=np.int64)
-        hist_n = 0
-        backlog = 0.0
-        bad, cost = 0, 0.0
-        for t in range(req.shape[0]):
-            while boot_n > 0 and boot[boot_head] <= t:
-                boot_head = (boot_head + 1) % cap
-                boot_n -= 1
-                ready += 1
-            started_with_backlog = backlog > 0
-            lam = (req[t] + backlog) / 60.0
-            servers = ready * slots
+    cap = max_inst.max() + 1
+    ready = np.full(n_cand, first_ready, dtype=np.int64)
+    boot = np.empty((n_cand, cap), dtype=np.int64)  # ready-at minutes, oldest first (ring)
+    boot_head = np.zeros(n_cand, dtype=np.int64)
+    boot_n = np.zeros(n_cand, dtype=np.int64)
+    history = np.zeros((n_cand, scale_in_window), dtype=np.int64)
+    backlog = np.zeros(n_cand)
+    bad = np.zeros(n_cand, dtype=np.int64)
+    cost = np.zeros(n_cand)
+    max_servers = max(first_ready, max_inst.max()) * slots + 1
+    erlang_b = np.empty(max_servers + 1)
+    for t in range(req.shape[0]):
+        shared_lam = req[t] / 60.0
+        a = shared_lam / mu
+        b_upto = 0  # erlang_b[1..b_upto] are computed for this minute's shared load
+        b = 1.0
+        for c in range(n_cand):
+            while boot_n[c] > 0 and boot[c, boot_head[c]] <= t:
+                boot_head[c] = (boot_head[c] + 1) % cap
+                boot_n[c] -= 1
+                ready[c] += 1
+            started_with_backlog = backlog[c] > 0
+            lam = (req[t] + backlog[c]) / 60.0
+            servers = ready[c] * slots
             capacity = servers * mu
+            lat = latency_ms[c]
             if lam >= capacity:
                 overloaded = True
-                backlog = (lam - capacity) * 60.0
+                backlog[c] = (lam - capacity) * 60.0
                 over_slo, over_lat = True, True
             else:
                 overloaded = False
-                backlog = 0.0
+                backlog[c] = 0.0
                 if lam <= 0:
                     over_slo, over_lat = idle_p95_ms > slo_ms, idle_p95_ms > lat
                 else:
-                    c_wait = _erlang_c_nb(servers, lam / mu)
+                    if started_with_backlog:
+                        c_wait = _erlang_c_nb(servers, lam / mu)
+                    else:
+                        while b_upto < servers:
+                            b_upto += 1
+                            b = a * b / (b_upto + a * b)
+                            erlang_b[b_upto] = b
+                        bs = erlang_b[servers]
+                        c_wait = servers * bs / (servers - a * (1.0 - bs))
                     over_slo = _p95_over_nb(slo_ms, lam, servers, mu, c_wait)
                     over_lat = over_slo if lat == slo_ms else _p95_over_nb(lat, lam, servers, mu, c_wait)
             if started_with_backlog or over_slo:
-                bad += 1
+                bad[c] += 1
             if capacity > 0:
                 u = min(1.0, lam / capacity) * 100.0
             else:
                 u = 100.0
-            provisioned = ready + boot_n
+            provisioned = ready[c] + boot_n[c]
+            up = ups[c]
             if u > up or over_lat or overloaded:
-                desired = max(provisioned + 1, math.ceil(ready * u / up))
-            elif u < down:
-                desired = math.ceil(ready * u / up)
+                desired = max(provisioned + 1, math.ceil(ready[c] * u / up))
+            elif u < downs[c]:
+                desired = math.ceil(ready[c] * u / up)
             else:
                 desired = provisioned
-            desired = min(max(desired, lo_i), hi_i)
-            history[hist_n % scale_in_window] = desired
-            hist_n += 1
+            desired = min(max(desired, min_inst[c]), max_inst[c])
+            history[c, t % scale_in_window] = desired
             if desired < provisioned:
-                desired = history[:min(hist_n, scale_in_window)].max()
-            cost += provisioned * price_per_hour / 60.0
+                desired = history[c, :min(t + 1, scale_in_window)].max()
+            cost[c] += provisioned * price_per_hour / 60.0
             if desired > provisioned:
                 for _ in range(desired - provisioned):
-                    boot[(boot_head + boot_n) % cap] = t + 1 + delay
-                    boot_n += 1
+                    boot[c, (boot_head[c] + boot_n[c]) % cap] = t + 1 + delay
+                    boot_n[c] += 1
             elif desired < provisioned:
                 surplus = provisioned - desired
-                cancel = min(surplus, boot_n)
-                boot_n -= cancel  # newest first
-                ready -= surplus - cancel
-        bad_out[c] = bad
-        cost_out[c] = cost
-    return bad_out, cost_out
+                cancel = min(surplus, boot_n[c])
+                boot_n[c] -= cancel  # newest first
+                ready[c] -= surplus - cancel
+    return bad, cost
 
 
 def replay_totals(requests_per_min: np.ndarray, candidates: list[Thresholds],

@@ -11,6 +11,9 @@ the error says where.
 
 from __future__ import annotations
 
+import copy
+from functools import lru_cache
+
 import difflib
 import json
 import math
@@ -213,7 +216,7 @@ def _normalise(value: Any) -> Any:
 
 def parse_tfvars_text(text: str, source: str = "terraform.tfvars") -> dict[str, Any]:
     try:
-        data = hcl2.loads(text)
+        return copy.deepcopy(_parse_cached(text))
     except Exception as exc:  # lark raises several exception types; all mean "does not parse"
         line, col = getattr(exc, "line", None), getattr(exc, "column", None)
         where = f"line {line}, column {col}" if line else "an unknown position"
@@ -221,7 +224,14 @@ def parse_tfvars_text(text: str, source: str = "terraform.tfvars") -> dict[str, 
             f"{source} does not parse as HCL at {where}: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}. "
             "Fix the file (or restore it from git); NeuroPilot wrote nothing.", line, col,
         ) from exc
-    return _normalise(data)
+
+
+@lru_cache(maxsize=1024)
+def _parse_cached(text: str) -> dict[str, Any]:
+    # A cycle parses each service's tfvars several times (simulator, forecast, decision, apply's
+    # preview and edit), many services share one text, and HCL parsing costs ~10 ms: parse
+    # each distinct text once per process (errors are not cached).
+    return _normalise(hcl2.loads(text))
 
 
 def read_tfvars(path: str | Path) -> dict[str, Any]:

@@ -29,17 +29,16 @@ class ModelStore:
     def registry(self, services: list[str] | None = None) -> pd.DataFrame:
         if not self.warehouse.partition_files(REGISTRY_TABLE):
             return pd.DataFrame(columns=["partition", "service", "version"])
-        sql = f"SELECT * FROM {REGISTRY_TABLE}"
-        df = self.warehouse.query(sql)
-        if services:
-            df = df[df["service"].isin(services)]
+        df = self.warehouse.read_table(REGISTRY_TABLE, services=services or None)
         return df.sort_values(["service", "partition"]).reset_index(drop=True)
 
-    def version_for(self, service: str, day_partition: str) -> tuple[str, str] | None:
-        """The model version in force on a day: the newest registered at or before that day."""
-        reg = self.registry([service])
+    def versions_for(self, services: list[str], day_partition: str) -> dict[str, tuple[str, str]]:
+        """Per service, the model version in force on a day: the newest registered at or before
+        that day, as (version, partition). Services with no model yet are absent. One read."""
+        reg = self.registry(services)
         reg = reg[reg["partition"] <= day_partition]
-        if reg.empty:
-            return None
-        row = reg.iloc[-1]
-        return str(row["version"]), str(row["partition"])
+        newest = reg.groupby("service", sort=False).tail(1)
+        return {str(r.service): (str(r.version), str(r.partition)) for r in newest.itertuples(index=False)}
+
+    def version_for(self, service: str, day_partition: str) -> tuple[str, str] | None:
+        return self.versions_for([service], day_partition).get(service)

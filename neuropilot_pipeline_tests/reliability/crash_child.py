@@ -71,6 +71,9 @@ def main() -> None:
         from neuropilot_pipeline.core.gmm import train_model
 
         rng = np.random.default_rng(0)
+        # One fit before READY: the first pays for sklearn's lazy imports, which on a loaded
+        # machine could outlast the kill delay and leave no save to check.
+        train_model(np.vstack([rng.normal(0, 1, (300, 3)), rng.normal(5, 1, (300, 3))]), ["a", "b", "c"])
         print("READY", flush=True)
         g = 0
         while True:
