@@ -103,13 +103,16 @@ human_override_job = dg.define_asset_job(
            description="Notices a managed threshold changed by someone other than NeuroPilot (a commit or an edit) "
                        "and records it, so the next decision adopts the human's value and holds it.")
 def human_override_sensor(context: dg.SensorEvaluationContext):
+    from .assets.common import latest_services
     from .assets.overrides import changes_fingerprint, pending_changes
     from .core.config import load_ops_config
     from .storage.state import StateStore
+    from .storage.warehouse import Warehouse
 
     cfg = load_ops_config()
     state = StateStore(cfg.state_dir)
-    found = {s: c for s in cfg.services if (c := pending_changes(cfg, state, s))}
+    services = latest_services(cfg, Warehouse(cfg.warehouse_dir)) if not cfg.services else list(cfg.services)
+    found = {s: c for s in services if (c := pending_changes(cfg, state, s))}
     if not found:
         return dg.SkipReason("no managed value changed by a human")
     return dg.RunRequest(run_key=changes_fingerprint(found),

@@ -50,7 +50,7 @@ class PartitionError(SystemExit):
     pass
 
 
-def run_job(job_name: str, partition_key: str, instance, quiet: bool = True):
+def run_job(job_name: str, partition_key: str, instance, quiet: bool = True, services: list[str] | None = None):
     job = _defs().resolve_job_def(job_name)
     partitions = job.partitions_def
     if partitions is not None and not partitions.has_partition_key(partition_key):
@@ -58,8 +58,10 @@ def run_job(job_name: str, partition_key: str, instance, quiet: bool = True):
         first, last = (keys[0], keys[-1]) if keys else ("?", "?")
         raise PartitionError(f"{job_name}: no partition {partition_key!r}; partitions run from {first} to {last} "
                              "(set partitions.start in ops_config.yaml to move the first one).")
-    return job.execute_in_process(partition_key=partition_key, instance=instance, raise_on_error=False,
-                                  tags={"neuropilot/launched_by": "cli"},
+    from .assets.common import SERVICES_TAG
+
+    tags = {"neuropilot/launched_by": "cli", **({SERVICES_TAG: ",".join(services)} if services else {})}
+    return job.execute_in_process(partition_key=partition_key, instance=instance, raise_on_error=False, tags=tags,
                                   run_config={"loggers": {"console": {"config": {"log_level": "ERROR" if quiet else "INFO"}}}})
 
 
@@ -227,8 +229,9 @@ def _run_modes(args, jobs: list[tuple[str, str]]) -> int:
     _use_home(_home(args), Path(args.config) if args.config else None)
     instance = _instance()
     status = 0
+    services = [s for v in (getattr(args, "service", None) or []) for s in v.split(",") if s.strip()] or None
     for job, key in jobs:
-        result = run_job(job, key, instance)
+        result = run_job(job, key, instance, services=services if job != "report_job" else None)
         print(f"{job} [{key}]: {'ok' if result.success else 'FAILED — ' + _failure_message(result)}")
         status |= 0 if result.success else 1
     return status
@@ -414,7 +417,7 @@ def cmd_explain(args) -> int:
 
     _use_home(_home(args), Path(args.config) if args.config else None)
     try:
-        chain = explain(_instance(), args.partition)
+        chain = explain(_instance(), args.partition, args.service)
     except LookupError as exc:
         print(exc)
         return 2
@@ -443,6 +446,9 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--config", help="ops_config.yaml (default $NEUROPILOT_CONFIG or config/ops_config.yaml)")
         sp.add_argument("--partition", help="partition key, e.g. 2026-11-01-06:00 or 2026-11-01")
         sp.add_argument("--at", help="pretend the current time is this (UTC)")
+        if name != "report":
+            sp.add_argument("--service", action="append", metavar="NAME",
+                            help="only this service (repeat, or a,b); the others' data is left as it was")
         if name == "train":
             sp.add_argument("--lookback-hours", type=int)
         sp.set_defaults(func=func)
@@ -461,6 +467,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ex = common(sub.add_parser("explain", help="the chain a threshold decision came from (from the Dagster instance)"))
     ex.add_argument("partition", help="decision partition, e.g. 2026-11-03-06:00")
+    ex.add_argument("--service", help="follow this service's rows only (with many services)")
     ex.add_argument("--config", help="ops_config.yaml (default $NEUROPILOT_CONFIG or config/ops_config.yaml)")
     ex.set_defaults(func=cmd_explain)
 

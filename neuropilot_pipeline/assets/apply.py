@@ -7,11 +7,11 @@ import dagster as dg
 import pandas as pd
 
 from ..core.config import MANAGED_THRESHOLDS, INTEGER_THRESHOLDS
-from ..core.gitops import decision_commit_subject
+from ..core.gitops import decision_commit_subject, files_to_check_for_human_changes
 from ..core.tfvars import preview_tfvars_updates, read_tfvars
 from ..core.yaml_edit import update_yaml_values
 from ..resources.neuropilot import NeuroPilotResource
-from .common import WAREHOUSE_POOL, table_metadata
+from .common import WAREHOUSE_POOL, rows_to_replace, run_services, table_metadata
 from .decide import APPLIED_STATE, DECISIONS_TABLE
 from .overrides import record_overrides
 from .partitions import six_hourly_partitions, window_bounds, windows_of_day
@@ -37,7 +37,8 @@ def terraform_vars(context: dg.AssetExecutionContext, neuropilot: NeuroPilotReso
     cfg = neuropilot.cfg()
     key = context.partition_key
     wh, state = neuropilot.warehouse(cfg), neuropilot.state(cfg)
-    decisions = wh.read_partitions(DECISIONS_TABLE, [key], services=list(cfg.services))
+    services = run_services(context, cfg, wh, [key])
+    decisions = wh.read_partitions(DECISIONS_TABLE, [key], services=services)
     if decisions.empty:
         raise dg.Failure(f"No threshold_decision for {key}: materialize threshold_decision for it first.")
     repo = cfg.infra() if cfg.mode == "apply" else None
@@ -48,9 +49,9 @@ def terraform_vars(context: dg.AssetExecutionContext, neuropilot: NeuroPilotReso
             context.log.warning(f"Recovered an interrupted apply: {recovered}.")
         rows, diffs, commits = _apply_decisions(context, cfg, key, decisions, repo, wh, state)
     table = pd.DataFrame(rows)
-    info = wh.write_partition(APPLIED_TABLE, key, table)
+    info = wh.write_partition(APPLIED_TABLE, key, table, replace_services=rows_to_replace(context, services))
     return dg.MaterializeResult(metadata={
-        **table_metadata(info, table),
+        **table_metadata(info, table, services),
         "mode": cfg.mode,
         "applied": int(table["applied"].sum()),
         "recovered": recovered or "nothing to recover",
@@ -65,6 +66,9 @@ def _apply_decisions(context, cfg, key, decisions, repo, wh, state):
     applied_today = wh.read_partitions(APPLIED_TABLE, earlier_today)
     limit = cfg.rate_limits["max_applied_changes_per_day"]
     rows, diffs, commits = [], {}, {}
+    # Which tfvars a human may have touched, in two git calls; only those get the full check.
+    suspects = files_to_check_for_human_changes(repo, [cfg.tfvars_path(s) for s in decisions["service"]]) \
+        if repo is not None and (cfg.infra_repo / ".git").exists() else set()
     for _, d in decisions.iterrows():
         service = d["service"]
         old = {n: _value(n, d[f"old_{n}"]) for n in MANAGED_THRESHOLDS}
@@ -76,9 +80,10 @@ def _apply_decisions(context, cfg, key, decisions, repo, wh, state):
         in_force = old
         # Never write over a human's edit the sensor has not recorded yet: record it, hold.
         # Stamped with the decision's time (the window's end), so backfills replay the same way.
+        suspect = repo is not None and repo._rel(path) in suspects
         fresh = record_overrides(cfg, state, wh, service, window_bounds(key)[1], source="terraform_vars") \
-            if repo is not None else []
-        dirty = repo is not None and path.exists() and (cfg.infra_repo / ".git").exists() and bool(repo.uncommitted([path]))
+            if suspect else []
+        dirty = suspect and path.exists() and bool(repo.uncommitted([path]))
         if fresh or dirty:
             status = ("held: human override of " + ", ".join(r["var"] for r in fresh) if fresh else
                       "held: the file has uncommitted edits; commit or discard them")

@@ -11,11 +11,67 @@ from ..storage.warehouse import WriteInfo
 WAREHOUSE_POOL = "warehouse_writer"
 
 
-def table_metadata(info: WriteInfo, frame: pd.DataFrame, preview_rows: int = 10) -> dict[str, Any]:
+def table_metadata(info: WriteInfo, frame: pd.DataFrame, services: list[str] | None = None,
+                   preview_rows: int = 10) -> dict[str, Any]:
+    """Row count, file and preview; with `services`, which services this materialization covered
+    (so lineage can find, per service, the materialization that computed its rows)."""
     preview = frame.head(preview_rows)
     return {
+        **({"services": dg.MetadataValue.json(list(services))} if services is not None else {}),
         "dagster/row_count": info.rows,
         "path": dg.MetadataValue.path(str(info.path)),
         "bytes": info.bytes,
         "preview": dg.MetadataValue.md(preview.to_markdown(index=False) if not preview.empty else "_empty_"),
     }
+
+
+# ---- services: the second dimension ---------------------------------------------------------
+# Services live inside each time partition (one row set per service in every table, one state
+# file, model and tfvars per service), so a cycle handles every service in one vectorised pass.
+# A run tagged `neuropilot/services=api,web` (launchpad, backfill dialog, CLI) works on those
+# services only and leaves the other services' rows of each partition as they were.
+RAW_TABLE = "raw_metrics"
+SERVICES_TAG = "neuropilot/services"
+
+
+def selected_services(context: dg.AssetExecutionContext) -> list[str] | None:
+    """The services named by the run's `neuropilot/services` tag; None when the run is for all."""
+    tag = (context.run.tags or {}).get(SERVICES_TAG, "")
+    wanted = [s.strip() for s in tag.split(",") if s.strip()]
+    return wanted or None
+
+
+def watched_services(cfg, wh, partition_keys: list[str]) -> list[str]:
+    """The configured services; with none configured, those the source reported in these windows
+    (discovered from its `service` label by raw_metrics)."""
+    if cfg.services:
+        return list(cfg.services)
+    raw = wh.read_partitions(RAW_TABLE, partition_keys, columns=["service"])
+    return sorted(raw["service"].unique()) if not raw.empty else []
+
+
+def latest_services(cfg, wh) -> list[str]:
+    """The configured services; with none configured, those of the newest raw_metrics partition."""
+    if cfg.services:
+        return list(cfg.services)
+    files = wh.partition_files(RAW_TABLE)
+    return watched_services(cfg, wh, [files[-1].stem]) if files else []
+
+
+def run_services(context: dg.AssetExecutionContext, cfg, wh, partition_keys: list[str]) -> list[str]:
+    """The services this run works on: the watched ones, narrowed by the run's services tag."""
+    services = watched_services(cfg, wh, partition_keys)
+    wanted = selected_services(context)
+    if wanted is None:
+        return services
+    unknown = sorted(set(wanted) - set(services))
+    if unknown:
+        raise dg.Failure(f"run tag {SERVICES_TAG}={','.join(wanted)} names services this pipeline does not watch: "
+                         f"{', '.join(unknown)} (watched: {', '.join(services) or 'none yet'}). Fix the tag, or add "
+                         "them to `services` in ops_config.yaml.", allow_retries=False)
+    return [s for s in services if s in wanted]
+
+
+def rows_to_replace(context: dg.AssetExecutionContext, services: list[str]) -> list[str] | None:
+    """For write_partition: the services whose rows this run replaces (None: the whole partition)."""
+    return services if selected_services(context) is not None else None

@@ -16,13 +16,12 @@ from ..core.telemetry import METRIC_COLUMNS
 from ..resources.neuropilot import NeuroPilotResource
 from ..resources.sources import thresholds_in_force
 from ..storage.state import StateStore
-from .common import WAREHOUSE_POOL, table_metadata
+from .common import RAW_TABLE, WAREHOUSE_POOL, rows_to_replace, run_services, table_metadata
 from .detect import ANOMALIES_TABLE
-from .ingest import RAW_TABLE
 from .overrides import active_overrides
 from .partitions import (
     daily_partitions, day_bounds, previous_day, previous_window, previous_window_key, six_hourly_partitions,
-    window_bounds,
+    window_bounds, windows_of_day,
 )
 
 REWARD_TABLE = "reward"
@@ -44,8 +43,9 @@ def reward(context: dg.AssetExecutionContext, neuropilot: NeuroPilotResource) ->
     cfg = neuropilot.cfg()
     start, end = window_bounds(context.partition_key)
     wh = neuropilot.warehouse(cfg)
+    services = run_services(context, cfg, wh, [context.partition_key])
     raw = wh.read_window(RAW_TABLE, start, end, columns=["service", "ts", "p95_latency_ms", "cost_usd",
-                                                         "error_rate_percent"], services=list(cfg.services))
+                                                         "error_rate_percent"], services=services)
     if raw.empty:
         raise dg.Failure(f"raw_metrics has no rows for {context.partition_key}: materialize raw_metrics for it first.")
     rows = []
@@ -58,10 +58,11 @@ def reward(context: dg.AssetExecutionContext, neuropilot: NeuroPilotResource) ->
         rows.append({"partition": context.partition_key, "service": service, "minutes": len(g),
                      "good_minutes": int(good.sum()), **_reward_fields(r)})
     table = pd.DataFrame(rows)
-    info = wh.write_partition(REWARD_TABLE, context.partition_key, table)
+    info = wh.write_partition(REWARD_TABLE, context.partition_key, table,
+                              replace_services=rows_to_replace(context, services))
     first = rows[0]
     return dg.MaterializeResult(metadata={
-        **table_metadata(info, table),
+        **table_metadata(info, table, services),
         "reward": float(table["reward"].mean()),
         "sla_percent": float(first["sla_percent"]),
         "sla_met": bool(table["sla_met"].all()),
@@ -109,7 +110,7 @@ def threshold_decision(context: dg.AssetExecutionContext, neuropilot: NeuroPilot
     key = context.partition_key
     start, end = window_bounds(key)
     wh, state, models = neuropilot.warehouse(cfg), neuropilot.state(cfg), neuropilot.models(cfg)
-    services = list(cfg.services)
+    services = run_services(context, cfg, wh, [key])
     raw = wh.read_window(RAW_TABLE, start, end, columns=["service", "ts", *METRIC_COLUMNS], services=services)
     rewards = wh.read_partitions(REWARD_TABLE, [key], services=services)
     anomalies = wh.read_partitions(ANOMALIES_TABLE, [key], services=services)
@@ -118,16 +119,23 @@ def threshold_decision(context: dg.AssetExecutionContext, neuropilot: NeuroPilot
     model_day = (start - pd.Timedelta(days=1)).strftime("%Y-%m-%d")
     policy = make_policy(cfg.policy, learning_rate=cfg.learning_rate, bounds=policy_bounds(cfg))
     rows, per_service, would_be = [], {}, {}
+    model_versions = models.versions_for(services, model_day)
+    raw_of = {service: g for service, g in raw.groupby("service", sort=False)}
+    anomalies_of = {service: g for service, g in anomalies.groupby("service", sort=False)} if not anomalies.empty else {}
+    reward_of = {service: g.iloc[0] for service, g in rewards.groupby("service", sort=False)}
     for service in services:
-        g = raw[raw["service"] == service].copy()
+        if service not in raw_of or service not in reward_of:
+            raise dg.Failure(f"threshold_decision for {key}: {service} has no raw_metrics or reward rows in this "
+                             "window; re-materialize raw_metrics and reward for it.")
+        g = raw_of[service].copy()
         g["good"] = g["p95_latency_ms"] <= cfg.slo_p95_ms
         in_force, in_force_origin = thresholds_before(cfg, state, service, key)
         prev_state = state.read_json(f"{POLICY_STATE}-{service}", previous_window_key(key)) or {}
-        mine = anomalies[anomalies["service"] == service] if not anomalies.empty else anomalies
+        mine = anomalies_of.get(service, anomalies.iloc[0:0])
         sev = mine["severity"].value_counts().to_dict() if not mine.empty else {}
         serious_latency = int(((mine["metric"] == "p95_latency_ms") & mine["severity"].isin(["medium", "high", "critical"])).sum()) \
             if not mine.empty else 0
-        model = models.version_for(service, model_day)
+        model = model_versions.get(service)
         obs = Observation(
             window_start=start, minutes=g.reset_index(drop=True), thresholds=in_force,
             anomaly_counts={**{s: int(sev.get(s, 0)) for s in ("low", "medium", "high", "critical")},
@@ -148,7 +156,7 @@ def threshold_decision(context: dg.AssetExecutionContext, neuropilot: NeuroPilot
                 f"{v}={r['value']} by {r['author']} until {r['held_until'][:16]}" for v, r in sorted(held.items()))
         new_state = {"policy": decision.new_state, "in_force": in_force.to_dict(), "proposed": decision.thresholds.to_dict()}
         state.write_json(f"{POLICY_STATE}-{service}", key, new_state)
-        rew = rewards[rewards["service"] == service].iloc[0]
+        rew = reward_of[service]
         row = {
             "partition": key, "service": service, "mode": cfg.mode, "policy": cfg.policy, "phase": decision.phase,
             "reason": decision.reason, "reward": float(rew["reward"]), "sla_percent": float(rew["sla_percent"]),
@@ -170,15 +178,16 @@ def threshold_decision(context: dg.AssetExecutionContext, neuropilot: NeuroPilot
                 n: (int(round(v)) if n in INTEGER_THRESHOLDS else v) for n, v in decision.thresholds.to_dict().items()})
             would_be[service] = preview.diff
         per_service[service] = {
-            "reason": decision.reason, "phase": decision.phase,
+            "reason": decision.reason, "phase": decision.phase, "model_version": row["model_version"],
+            "model_partition": row["model_partition"],
             "changes": {n: f"{row[f'old_{n}']:g} -> {row[f'new_{n}']:g}" for n in MANAGED_THRESHOLDS
                         if row[f"old_{n}"] != row[f"new_{n}"]},
         }
     table = pd.DataFrame(rows)
-    info = wh.write_partition(DECISIONS_TABLE, key, table)
+    info = wh.write_partition(DECISIONS_TABLE, key, table, replace_services=rows_to_replace(context, services))
     first = rows[0]
     return dg.MaterializeResult(metadata={
-        **table_metadata(info, table),
+        **table_metadata(info, table, services),
         "mode": cfg.mode,
         "model_version": first["model_version"] or "none yet (cold start)",
         "model_partition": first["model_partition"] or "none",
@@ -212,8 +221,9 @@ def policy_backtest(context: dg.AssetExecutionContext, neuropilot: NeuroPilotRes
     _, day_end = day_bounds(context.partition_key)
     start = day_end - pd.Timedelta(days=BACKTEST_DAYS)
     wh = neuropilot.warehouse(cfg)
+    services = run_services(context, cfg, wh, windows_of_day(context.partition_key))
     raw = wh.read_window(RAW_TABLE, start, day_end, columns=["service", "ts", "request_rate_per_s"],
-                         services=list(cfg.services))
+                         services=services)
     if raw.empty:
         raise dg.Failure(f"No raw_metrics in the {BACKTEST_DAYS} days before {day_end.date()}: run the ops cycle first.")
     rows = []
@@ -230,10 +240,11 @@ def policy_backtest(context: dg.AssetExecutionContext, neuropilot: NeuroPilotRes
                      "fixed_cost": s["fixed_baseline"]["cost"], "saving_vs_fixed_percent": s["saving_vs_fixed_percent"],
                      "missing_minutes": s["missing_minutes"]})
     table = pd.DataFrame(rows)
-    info = wh.write_partition(BACKTEST_TABLE, context.partition_key, table)
+    info = wh.write_partition(BACKTEST_TABLE, context.partition_key, table,
+                              replace_services=rows_to_replace(context, services))
     first = rows[0]
     return dg.MaterializeResult(metadata={
-        **table_metadata(info, table),
+        **table_metadata(info, table, services),
         "policy_sla": first["sla"], "fixed_sla": first["fixed_sla"],
         "saving_vs_fixed_percent": first["saving_vs_fixed_percent"],
         "cost_over_oracle": first["cost_over_oracle"],

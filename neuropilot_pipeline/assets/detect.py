@@ -12,8 +12,7 @@ from ..core.atomic import atomic_write_json
 from ..core.gmm import ModelFileError
 from ..core.telemetry import METRIC_COLUMNS
 from ..resources.neuropilot import NeuroPilotResource
-from .common import WAREHOUSE_POOL, table_metadata
-from .ingest import RAW_TABLE
+from .common import RAW_TABLE, WAREHOUSE_POOL, rows_to_replace, run_services, table_metadata
 from .model import MODEL_FEATURES
 from .partitions import previous_day, previous_window, previous_window_key, six_hourly_partitions, window_bounds
 
@@ -26,16 +25,22 @@ def detector_config(cfg) -> "detectors.DetectorConfig":
     return detectors.DetectorConfig(sensitivity=cfg.anomaly_sensitivity)
 
 
-def minute_grid(raw: pd.DataFrame, services: list[str], start: pd.Timestamp, end: pd.Timestamp):
-    """(series ids, values[n_series, n_minutes], timestamps): one row per (service, metric)."""
+def minute_grid(raw: pd.DataFrame, services: list[str], start: pd.Timestamp, end: pd.Timestamp,
+                metrics: tuple[str, ...] = METRIC_COLUMNS):
+    """(series ids, values[n_series, n_minutes], timestamps): one row per (service, metric), in
+    service-then-metric order; minutes with no sample (or a non-finite one) are NaN."""
     ts = pd.date_range(start, end - pd.Timedelta(minutes=1), freq="1min")
-    ids, rows = [], []
-    for service in services:
-        g = raw[raw["service"] == service].drop_duplicates("ts", keep="last").set_index("ts").reindex(ts)
-        for metric in METRIC_COLUMNS:
-            ids.append(f"{service}/{metric}")
-            rows.append(g[metric].to_numpy(dtype=float) if metric in g else np.full(len(ts), np.nan))
-    values = np.vstack(rows) if rows else np.empty((0, len(ts)))
+    ids = [f"{service}/{metric}" for service in services for metric in metrics]
+    cube = np.full((len(services), len(metrics), len(ts)), np.nan)
+    if len(raw) and len(services):
+        rows = raw.drop_duplicates(["service", "ts"], keep="last")
+        s = pd.Categorical(rows["service"], categories=services).codes
+        m = ((rows["ts"] - start) // pd.Timedelta(minutes=1)).to_numpy()
+        keep = (s >= 0) & (m >= 0) & (m < len(ts))
+        for j, metric in enumerate(metrics):
+            if metric in rows:
+                cube[s[keep], j, m[keep]] = rows[metric].to_numpy(dtype=float)[keep]
+    values = cube.reshape(len(services) * len(metrics), len(ts))
     return ids, np.where(np.isfinite(values), values, np.nan), ts
 
 
@@ -45,8 +50,9 @@ def gmm_scores(neuropilot: NeuroPilotResource, cfg, raw: pd.DataFrame, services:
     store = neuropilot.models(cfg)
     scores = np.full((len(services), len(ts)), np.nan)
     used = {}
+    in_force = store.versions_for(services, model_day)
     for i, service in enumerate(services):
-        found = store.version_for(service, model_day)
+        found = in_force.get(service)
         if found is None:
             used[service] = "none (no model trained yet)"
             continue
@@ -59,6 +65,21 @@ def gmm_scores(neuropilot: NeuroPilotResource, cfg, raw: pd.DataFrame, services:
         scores[i] = model.anomaly_score(g[list(MODEL_FEATURES)].to_numpy(dtype=float))
         used[service] = f"{version} (trained {partition})"
     return scores, used
+
+
+def _merge_other_services_state(existing, services, state, ids, joint_since, joint_ids):
+    """(state, ids, joint_since, joint_ids) of `services` plus the rows of every other service
+    that `existing` (this window's stored state, or None) holds."""
+    if existing is None:
+        return state, ids, joint_since, joint_ids
+    old_ids = json.loads(str(existing.pop("__series_ids__")))
+    old_joint = json.loads(str(existing.pop("__joint_ids__")))
+    old_since = existing.pop("__joint_since__")
+    keep = [i for i, sid in enumerate(old_ids) if sid.split("/")[0] not in services]
+    keep_joint = [i for i, sid in enumerate(old_joint) if sid.split("/")[0] not in services]
+    merged = {k: np.concatenate([existing[k][keep], v]) for k, v in state.items()}
+    return (merged, [old_ids[i] for i in keep] + list(ids), np.concatenate([old_since[keep_joint], joint_since]),
+            [old_joint[i] for i in keep_joint] + list(joint_ids))
 
 
 @dg.asset(
@@ -80,7 +101,7 @@ def anomalies(context: dg.AssetExecutionContext, neuropilot: NeuroPilotResource)
     key = context.partition_key
     start, end = window_bounds(key)
     wh, store = neuropilot.warehouse(cfg), neuropilot.state(cfg)
-    services = list(cfg.services)
+    services = run_services(context, cfg, wh, [key])
     raw = wh.read_window(RAW_TABLE, start, end, columns=["service", "ts", *METRIC_COLUMNS], services=services)
     if raw.empty:
         raise dg.Failure(f"raw_metrics has no rows for {key}: materialize raw_metrics for it first.")
@@ -103,9 +124,14 @@ def anomalies(context: dg.AssetExecutionContext, neuropilot: NeuroPilotResource)
         state = detectors.align_state(prev_arrays, prev_ids, ids, config)
     result, new_state = detectors.detect_chunk(values, ts, state, config)
     joint_records, joint_since = detectors.joint_alarms(joint, joint_ids, ts, joint_since, config)
+    state_ids, state_joint_ids = ids, joint_ids
+    if rows_to_replace(context, services) is not None:
+        # A run for some services: keep the other services' detector state of this window.
+        new_state, state_ids, joint_since, state_joint_ids = _merge_other_services_state(
+            store.read_arrays(DETECTOR_STATE, key), services, new_state, ids, joint_since, joint_ids)
     store.write_arrays(DETECTOR_STATE, key, {
-        **new_state, "__series_ids__": np.array(json.dumps(ids)),
-        "__joint_ids__": np.array(json.dumps(joint_ids)), "__joint_since__": joint_since,
+        **new_state, "__series_ids__": np.array(json.dumps(state_ids)),
+        "__joint_ids__": np.array(json.dumps(state_joint_ids)), "__joint_since__": joint_since,
     })
 
     records = detectors.anomaly_records(result, ids, ts, config) + joint_records
@@ -117,10 +143,10 @@ def anomalies(context: dg.AssetExecutionContext, neuropilot: NeuroPilotResource)
         table = table.drop(columns=["series"])
     else:
         table = pd.DataFrame(columns=["partition", "service", "metric", *[c for c in detectors.RECORD_COLUMNS if c != "series"]])
-    info = wh.write_partition(ANOMALIES_TABLE, key, table)
+    info = wh.write_partition(ANOMALIES_TABLE, key, table, replace_services=rows_to_replace(context, services))
     counts = {s: int((table["severity"] == s).sum()) for s in SEVERITIES}
     return dg.MaterializeResult(metadata={
-        **table_metadata(info, table),
+        **table_metadata(info, table, services),
         "by_severity": dg.MetadataValue.json(counts),
         "critical_count": counts["critical"],
         "model_versions": dg.MetadataValue.json(models_used),
@@ -179,34 +205,42 @@ FORECAST_LIMITS = {"cpu_percent": "cpu_scale_up_threshold", "p95_latency_ms": "s
                 "and error rate per service, and when it will cross the scale-up threshold, the SLO or 2 % errors.",
 )
 def forecast_alerts(context: dg.AssetExecutionContext, neuropilot: NeuroPilotResource) -> dg.MaterializeResult:
-    from ..core.forecast import first_crossing, forecast_next
+    from ..core.forecast import Forecast, first_crossing, forecast_grid
     from ..resources.sources import thresholds_in_force
 
     cfg = neuropilot.cfg()
     key = context.partition_key
     start, end = window_bounds(key)
     wh = neuropilot.warehouse(cfg)
-    raw = wh.read_window(RAW_TABLE, end - pd.Timedelta(days=3), end, services=list(cfg.services),
-                         columns=["service", "ts", *FORECAST_LIMITS])
+    services = run_services(context, cfg, wh, [key])
+    metrics = tuple(FORECAST_LIMITS)
+    history_start = end - pd.Timedelta(days=3)
+    raw = wh.read_window(RAW_TABLE, history_start, end, services=services, columns=["service", "ts", *metrics])
+    # Every service and metric at once: one (series x minutes) grid, one vectorised forecast.
+    _, grid, _ = minute_grid(raw, services, history_start, end, metrics)
+    present = set(raw["service"].unique()) if not raw.empty else set()
+    forecast = forecast_grid(grid, end, horizon_minutes=360)
     rows = []
-    for service, g in raw.groupby("service", sort=True):
+    for i, service in enumerate(services):
+        if forecast is None or service not in present:
+            continue
         in_force, _ = thresholds_in_force(cfg, service)
-        for metric, limit in FORECAST_LIMITS.items():
+        for j, (metric, limit) in enumerate(FORECAST_LIMITS.items()):
+            values = forecast.values[i * len(metrics) + j]
+            if not np.isfinite(values).all():
+                continue
             threshold = float(getattr(in_force, limit) if limit == "cpu_scale_up_threshold"
                               else cfg.slo_p95_ms if limit == "slo_p95_ms" else limit)
-            f = forecast_next(g.set_index("ts")[metric], horizon_minutes=360)
-            if f is None:
-                continue
-            hit = first_crossing(f, threshold)
+            hit = first_crossing(Forecast(forecast.ts, values), threshold)
             rows.append({"partition": key, "service": service, "metric": metric, "threshold": threshold,
-                         "forecast_max": float(np.max(f.values)), "crosses_at": hit[0] if hit else None,
+                         "forecast_max": float(np.max(values)), "crosses_at": hit[0] if hit else None,
                          "forecast_at_crossing": hit[1] if hit else None})
     table = pd.DataFrame(rows, columns=["partition", "service", "metric", "threshold", "forecast_max", "crosses_at",
                                         "forecast_at_crossing"])
-    info = wh.write_partition(FORECAST_TABLE, key, table)
+    info = wh.write_partition(FORECAST_TABLE, key, table, replace_services=rows_to_replace(context, services))
     alerts = table[table["crosses_at"].notna()] if not table.empty else table
     return dg.MaterializeResult(metadata={
-        **table_metadata(info, table),
+        **table_metadata(info, table, services),
         "alerts": len(alerts),
         "forecast": "needs two days of history" if table.empty else "next 6 h",
     })

@@ -7,8 +7,7 @@ import pandas as pd
 from ..core.features import HISTORY_DAYS, compute_features
 from ..core.telemetry import METRIC_COLUMNS
 from ..resources.neuropilot import NeuroPilotResource
-from .common import WAREHOUSE_POOL, table_metadata
-from .ingest import RAW_TABLE
+from .common import RAW_TABLE, WAREHOUSE_POOL, rows_to_replace, run_services, table_metadata
 from .partitions import six_hourly_partitions, window_bounds
 
 FEATURES_TABLE = "metric_features"
@@ -28,15 +27,17 @@ def metric_features(context: dg.AssetExecutionContext, neuropilot: NeuroPilotRes
     start, end = window_bounds(context.partition_key)
     wh = neuropilot.warehouse(cfg)
     history_start = start - pd.Timedelta(days=HISTORY_DAYS)
+    services = run_services(context, cfg, wh, [context.partition_key])
     raw = wh.read_window(RAW_TABLE, history_start, end, columns=["service", "ts", *METRIC_COLUMNS],
-                         services=list(cfg.services))
+                         services=services)
     if raw.empty or raw["ts"].max() < start:
         raise dg.Failure(f"raw_metrics has no rows for {context.partition_key}: materialize raw_metrics for it first.")
     features = compute_features(raw, METRIC_COLUMNS, start, end)
-    info = wh.write_partition(FEATURES_TABLE, context.partition_key, features)
-    history_minutes = int(raw["ts"].lt(start).sum() / max(1, len(cfg.services)))
+    info = wh.write_partition(FEATURES_TABLE, context.partition_key, features,
+                              replace_services=rows_to_replace(context, services))
+    history_minutes = int(raw["ts"].lt(start).sum() / max(1, len(services)))
     return dg.MaterializeResult(metadata={
-        **table_metadata(info, features),
+        **table_metadata(info, features, services),
         "history_minutes_used": history_minutes,
         "mean_abs_zscore": float(features["zscore"].abs().mean()),
     })

@@ -7,11 +7,8 @@ from ..core.quality import mark_gaps, series_changes, window_quality
 from ..core.telemetry import METRIC_COLUMNS
 from ..resources.neuropilot import NeuroPilotResource
 from ..resources.sources import MetricsSourceResource
-from .common import WAREHOUSE_POOL, table_metadata
+from .common import RAW_TABLE, SERVICES_TAG, WAREHOUSE_POOL, selected_services, table_metadata
 from .partitions import previous_window_key, six_hourly_partitions, window_bounds
-
-RAW_TABLE = "raw_metrics"
-
 
 @dg.asset(
     partitions_def=six_hourly_partitions,
@@ -36,25 +33,32 @@ def raw_metrics(context: dg.AssetExecutionContext, neuropilot: NeuroPilotResourc
                 metrics_source: MetricsSourceResource) -> dg.MaterializeResult:
     cfg = neuropilot.cfg()
     start, end = window_bounds(context.partition_key)
+    only = selected_services(context)
+    if only is not None and cfg.services and set(only) - set(cfg.services):
+        raise dg.Failure(f"run tag {SERVICES_TAG} names services not in ops_config.yaml's services: "
+                         f"{', '.join(sorted(set(only) - set(cfg.services)))}.", allow_retries=False)
     collected = metrics_source.collect(cfg, neuropilot.state(cfg), start, end, context.partition_key,
-                                       previous_window_key(context.partition_key))
+                                       previous_window_key(context.partition_key), only)
     frame = collected.frame
     if frame.empty:
-        raise dg.Failure(f"No metrics returned for any service in window {start} – {end}.")
+        raise dg.Failure(f"No metrics returned for {'any service' if only is None else ', '.join(only)} "
+                         f"in window {start} – {end}.")
     frame = mark_gaps(frame, METRIC_COLUMNS)
-    services = list(cfg.services) or sorted(frame["service"].unique())
+    # Configured services, else discovered from the source's `service` label; narrowed by the run tag.
+    services = [s for s in (list(cfg.services) or sorted(frame["service"].unique())) if only is None or s in only]
     quality = window_quality(frame, METRIC_COLUMNS, start, end, services)
     wh = neuropilot.warehouse(cfg)
     before = wh.read_partitions(RAW_TABLE, [previous_window_key(context.partition_key)], columns=["service"])
+    if only is not None and not before.empty:
+        before = before[before["service"].isin(only)]
     changes = series_changes(sorted(before["service"].unique()) if not before.empty else [],
                              sorted(frame["service"].unique())) if not before.empty else {"appeared": [], "disappeared": []}
-    info = wh.write_partition(RAW_TABLE, context.partition_key, frame)
+    info = wh.write_partition(RAW_TABLE, context.partition_key, frame, replace_services=only)
     missing, bad = quality["missing_minutes"], quality["nan_values"] + quality["inf_values"]
     return dg.MaterializeResult(
         metadata={
-            **table_metadata(info, frame),
+            **table_metadata(info, frame, services),
             "window": f"{start.isoformat()} – {end.isoformat()}",
-            "services": len(cfg.services),
             "missing_minutes": missing,
             "nan_or_inf_values": bad,
             "duplicate_timestamps": quality["duplicate_timestamps"],

@@ -9,9 +9,9 @@ import pandas as pd
 from ..core.gmm import GMMSettings, InsufficientSamplesError, train_model
 from ..resources.neuropilot import NeuroPilotResource
 from ..storage.models import REGISTRY_TABLE
-from .common import WAREHOUSE_POOL
+from .common import WAREHOUSE_POOL, rows_to_replace, run_services
 from .features import FEATURES_TABLE
-from .partitions import daily_partitions, day_bounds
+from .partitions import daily_partitions, day_bounds, windows_of_day
 
 # The joint operating point of a service; cost is left out (it is instance_count times a price).
 MODEL_FEATURES = ("cpu_percent", "memory_percent", "p95_latency_ms", "error_rate_percent",
@@ -44,14 +44,15 @@ def anomaly_model(context: dg.AssetExecutionContext, neuropilot: NeuroPilotResou
     _, window_end = day_bounds(context.partition_key)
     window_start = window_end - pd.Timedelta(hours=cfg.model.lookback_hours)
     wh, store = neuropilot.warehouse(cfg), neuropilot.models(cfg)
+    services = run_services(context, cfg, wh, windows_of_day(context.partition_key))
     features = wh.read_window(FEATURES_TABLE, window_start, window_end, columns=["service", "metric", "ts", "value"],
-                              services=list(cfg.services))
+                              services=services)
     settings = GMMSettings(n_components=cfg.model.n_components, min_components=cfg.model.min_components,
                            max_components=cfg.model.max_components, min_samples=cfg.model.min_samples,
                            max_iter=cfg.model.max_iter, drift_threshold=cfg.model.drift_threshold)
-    registry = store.registry(list(cfg.services))
+    registry = store.registry(services)
     rows, failures, per_service = [], {}, {}
-    for service in cfg.services:
+    for service in services:
         earlier = registry[(registry["service"] == service) & (registry["partition"] < context.partition_key)]
         previous = store.load(service, earlier.iloc[-1]["version"]) if not earlier.empty else None
         X = training_matrix(features, service) if not features.empty else pd.DataFrame(columns=list(MODEL_FEATURES))
@@ -82,7 +83,8 @@ def anomaly_model(context: dg.AssetExecutionContext, neuropilot: NeuroPilotResou
             description="; ".join(failures.values()),
             metadata={"window": f"{window_start.isoformat()} – {window_end.isoformat()}"},
         )
-    wh.write_partition(REGISTRY_TABLE, context.partition_key, pd.DataFrame(rows))
+    wh.write_partition(REGISTRY_TABLE, context.partition_key, pd.DataFrame(rows),
+                       replace_services=rows_to_replace(context, services))
     versions = ",".join(f"{r['service']}={r['version']}" for r in rows)
     data_version = rows[0]["version"] if len(rows) == 1 else hashlib.sha256(versions.encode()).hexdigest()[:16]
     first = rows[0]
@@ -97,6 +99,7 @@ def anomaly_model(context: dg.AssetExecutionContext, neuropilot: NeuroPilotResou
             "components": int(first["n_components"]),
             "mode": first["mode"],
             "per_service": dg.MetadataValue.json(per_service),
+            "services": dg.MetadataValue.json(services),
         },
         check_results=[dg.AssetCheckResult(check_name="every_service_trained", passed=not failures,
                                            severity=dg.AssetCheckSeverity.WARN,

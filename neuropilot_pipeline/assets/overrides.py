@@ -18,7 +18,7 @@ from ..core.gitops import human_changes
 from ..resources.neuropilot import NeuroPilotResource
 from ..storage.state import StateStore
 from ..storage.warehouse import Warehouse
-from .common import WAREHOUSE_POOL
+from .common import WAREHOUSE_POOL, latest_services
 
 OVERRIDES_STATE = "overrides"
 OVERRIDES_TABLE = "human_overrides"
@@ -77,7 +77,7 @@ def human_overrides(context: dg.AssetExecutionContext, neuropilot: NeuroPilotRes
     cfg = neuropilot.cfg()
     state, wh = neuropilot.state(cfg), neuropilot.warehouse(cfg)
     now = pd.Timestamp.now(tz="UTC")
-    recorded = {s: record_overrides(cfg, state, wh, s, now) for s in cfg.services}
+    recorded = {s: record_overrides(cfg, state, wh, s, now) for s in latest_services(cfg, wh)}
     return dg.MaterializeResult(metadata={
         "recorded": sum(len(v) for v in recorded.values()),
         "overrides": dg.MetadataValue.json({s: [f"{r['var']}: {r['old']} -> {r['value']} by {r['author']}" for r in v]

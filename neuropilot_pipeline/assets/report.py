@@ -12,7 +12,7 @@ from ..resources.neuropilot import NeuroPilotResource
 from .apply import APPLIED_TABLE
 from .decide import DECISIONS_TABLE
 from .detect import ANOMALIES_TABLE
-from .ingest import RAW_TABLE
+from .common import RAW_TABLE, watched_services
 from .overrides import OVERRIDES_TABLE
 from .partitions import daily_partitions, day_bounds, windows_of_day
 
@@ -34,7 +34,7 @@ def daily_report(context: dg.AssetExecutionContext, neuropilot: NeuroPilotResour
     day = context.partition_key
     start, end = day_bounds(day)
     wh, models = neuropilot.warehouse(cfg), neuropilot.models(cfg)
-    services = list(cfg.services)
+    services = watched_services(cfg, wh, windows_of_day(day))  # the report always covers every service
     cols = ["service", "ts", *METRIC_COLUMNS]
     raw = wh.read_window(RAW_TABLE, start - pd.Timedelta(days=7), end, columns=cols, services=services)
     if raw.empty or raw["ts"].max() < start:

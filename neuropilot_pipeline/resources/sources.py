@@ -50,15 +50,19 @@ class MetricsSourceResource(dg.ConfigurableResource):
     kind: str = ""
 
     def collect(self, cfg: OpsConfig, state: StateStore, start: pd.Timestamp, end: pd.Timestamp,
-                partition_key: str, previous_partition_key: str) -> Collected:
+                partition_key: str, previous_partition_key: str, only: list[str] | None = None) -> Collected:
+        """One window of every watched service, or of the services in `only`."""
         kind = self.kind or str(cfg.source.get("kind", "simulated"))
         if kind == "simulated":
-            return collect_simulated(cfg, state, start, end, partition_key, previous_partition_key)
+            return collect_simulated(cfg, state, start, end, partition_key, previous_partition_key, only)
         try:
-            return collect_prometheus(cfg, kind, start, end, partition_key)
+            collected = collect_prometheus(cfg, kind, start, end, partition_key)
         except SourceError as exc:
             # The client already retried what a retry can fix; this needs a person.
             raise dg.Failure(str(exc), allow_retries=False) from None
+        if only is not None:
+            collected.frame = collected.frame[collected.frame["service"].isin(only)].reset_index(drop=True)
+        return collected
 
 
 def prometheus_client(cfg: OpsConfig, kind: str, env=None) -> tuple[PrometheusClient, dict[str, str]]:
@@ -94,7 +98,7 @@ def collect_prometheus(cfg: OpsConfig, kind: str, start: pd.Timestamp, end: pd.T
 
 
 def collect_simulated(cfg: OpsConfig, state: StateStore, start: pd.Timestamp, end: pd.Timestamp,
-                      partition_key: str, previous_partition_key: str) -> Collected:
+                      partition_key: str, previous_partition_key: str, only: list[str] | None = None) -> Collected:
     sim_cfg = cfg.source.get("simulated") or {}
     peak = float(sim_cfg.get("peak_instances", 40))
     origin = pd.Timestamp(cfg.partitions_start, tz="UTC")
@@ -102,6 +106,8 @@ def collect_simulated(cfg: OpsConfig, state: StateStore, start: pd.Timestamp, en
     minutes = int((end - start) / pd.Timedelta(minutes=1))
     frames, notes = [], {}
     for index, service in enumerate(cfg.services):
+        if only is not None and service not in only:
+            continue
         profile = ServiceProfile.for_service(service, peak, trace_minutes, index)
         sim = SimulatedService(profile, origin)
         thresholds, where = thresholds_in_force(cfg, service)
@@ -110,4 +116,4 @@ def collect_simulated(cfg: OpsConfig, state: StateStore, start: pd.Timestamp, en
         state.write_json(f"{SIMULATOR_STATE}-{service}", partition_key, new_state)
         frames.append(frame)
         notes[service] = f"thresholds from {where}; state {'carried from ' + previous_partition_key if prev else 'fresh'}"
-    return Collected(pd.concat(frames, ignore_index=True), notes)
+    return Collected(pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["service", "ts"]), notes)

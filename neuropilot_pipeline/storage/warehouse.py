@@ -12,6 +12,7 @@ import os
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -88,10 +89,19 @@ class Warehouse:
         return self.partition_path(table, partition_key).exists()
 
     # ---- writes -----------------------------------------------------------------------
-    def write_partition(self, table: str, partition_key: str, df: pd.DataFrame) -> WriteInfo:
-        """Replace one partition atomically. An empty frame still writes (with its schema)."""
+    def write_partition(self, table: str, partition_key: str, df: pd.DataFrame,
+                        replace_services: Sequence[str] | None = None) -> WriteInfo:
+        """Replace one partition atomically. An empty frame still writes (with its schema).
+
+        With `replace_services`, only those services' rows are replaced: the partition's rows of
+        every other service are kept (a run for some services never drops the others')."""
         path = self.partition_path(table, partition_key)
         self.ensure_created()
+        if replace_services is not None and path.exists():
+            kept = self._read([path], None)
+            if "service" in kept.columns:
+                kept = kept[~kept["service"].isin(list(replace_services))]
+                df = pd.concat([kept, df], ignore_index=True) if len(df) else kept.reset_index(drop=True)
         try:
             arrow = pa.Table.from_pandas(df, preserve_index=False)
         except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
@@ -143,6 +153,11 @@ class Warehouse:
         files = [p for p in (self.partition_path(table, k) for k in partition_keys) if p.exists()]
         return self._read(files, columns, services=services)
 
+    def read_table(self, table: str, columns: Sequence[str] | None = None,
+                   services: Sequence[str] | None = None) -> pd.DataFrame:
+        """Every partition of a (small) table, e.g. the model registry."""
+        return self._read(self.partition_files(table), columns, services=services)
+
     def read_partition(self, table: str, partition_key: str, columns: Sequence[str] | None = None) -> pd.DataFrame:
         path = self.partition_path(table, partition_key)
         if not path.exists():
@@ -178,13 +193,21 @@ class Warehouse:
         if where:
             sql += " WHERE " + " AND ".join(where)
         try:
-            with duckdb.connect(":memory:") as con:
-                con.execute("SET TimeZone='UTC'")
+            with _reader(os.getpid()).cursor() as con:
+                con.execute("SET TimeZone='UTC'")  # per cursor: settings are not inherited
                 df = con.execute(sql, params).df()
         except duckdb.Error as exc:
             raise WarehouseError(_read_failure(exc)) from exc
         order = [c for c in ("service", ts_column) if c in df.columns]
         return df.sort_values(order, kind="stable", ignore_index=True) if order else df
+
+
+@lru_cache(maxsize=1)
+def _reader(pid: int) -> duckdb.DuckDBPyConnection:
+    # One in-memory DuckDB per process (keyed by pid: never shared across a fork), a cursor per
+    # read: opening a connection costs ~20 ms, more than reading a window's partitions, and a
+    # cycle reads dozens of times.
+    return duckdb.connect(":memory:")
 
 
 def _read_failure(exc: Exception) -> str:
