@@ -6,7 +6,7 @@ import pandas as pd
 
 from ..core.atomic import atomic_write_json
 from ..core.report import SCHEMA_VERSION, service_report
-from ..core.report_render import render_charts, to_markdown, write_html_report
+from ..core.report_render import by_attention, render_charts, to_markdown, write_html_report
 from ..core.telemetry import METRIC_COLUMNS
 from ..resources.neuropilot import NeuroPilotResource
 from .apply import APPLIED_TABLE
@@ -15,6 +15,8 @@ from .detect import ANOMALIES_TABLE
 from .common import RAW_TABLE, watched_services
 from .overrides import OVERRIDES_TABLE
 from .partitions import daily_partitions, day_bounds, windows_of_day
+
+CHARTED_SERVICES = 10
 
 
 def report_path(reports_dir, day_key: str):
@@ -71,13 +73,16 @@ def daily_report(context: dg.AssetExecutionContext, neuropilot: NeuroPilotResour
         for service in services:
             mine = overrides[overrides["service"] == service].tail(20)
             report["services"][service]["human_overrides"] = mine.drop(columns=["service"]).to_dict(orient="records")
+    # Charts (11 PNGs a service, ~0.25 s each) for the services needing attention most: with a
+    # hundred services, charting all would take minutes and bury the ones that matter.
+    report["charted_services"] = by_attention(report)[:CHARTED_SERVICES]
     path = report_path(cfg.reports_dir, day)
     atomic_write_json(path, report)
     # For people: PNG charts beside the JSON, an HTML page, and the Markdown as the UI preview.
     week_windows = [w for d in range(7) for w in windows_of_day((start - pd.Timedelta(days=d)).strftime("%Y-%m-%d"))]
     week_decisions = wh.read_partitions(DECISIONS_TABLE, sorted(week_windows), services=services)
     charts = {}
-    for service in services:
+    for service in report["charted_services"]:
         r = raw[raw["service"] == service]
         costs = r.assign(day=r["ts"].dt.floor("D")).groupby("day")["cost_usd"].sum()
         mine = anomalies[anomalies["service"] == service] if not anomalies.empty else anomalies
@@ -87,15 +92,20 @@ def daily_report(context: dg.AssetExecutionContext, neuropilot: NeuroPilotResour
             costs, cfg.cost_budget / 30.0)
     html_path = path.with_suffix(".html")
     write_html_report(html_path, report, charts)
-    first = next(iter(report["services"].values()))
+    # Headline figures: the service needing attention most (the only one, for a single service).
+    worst_name = report["charted_services"][0]
+    worst = report["services"][worst_name]
     return dg.MaterializeResult(metadata={
         "path": dg.MetadataValue.path(str(path)),
         "html": dg.MetadataValue.path(str(html_path)),
         "report": dg.MetadataValue.md(to_markdown(report)),
-        "health_score": first["health"]["score"],
-        "sla_percent": first["sla"]["sla_percent"],
-        "anomalies": first["anomalies"]["total"],
-        "projected_monthly_cost": first["cost"]["projected_monthly"],
-        "learning_status": first["learning"]["status"],
-        "recommendations": dg.MetadataValue.json(first["recommendations"]),
+        "services": len(report["services"]),
+        "needs_attention_most": worst_name,
+        "health_score": worst["health"]["score"],
+        "sla_percent": worst["sla"]["sla_percent"],
+        "services_missing_sla": sum(not r["sla"]["met"] for r in report["services"].values()),
+        "anomalies": int(sum(r["anomalies"]["total"] for r in report["services"].values())),
+        "projected_monthly_cost": float(sum(r["cost"]["projected_monthly"] for r in report["services"].values())),
+        "learning_status": worst["learning"]["status"],
+        "recommendations": dg.MetadataValue.json(worst["recommendations"]),
     })

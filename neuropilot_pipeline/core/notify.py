@@ -29,8 +29,23 @@ class Delivery:
 
 def report_blocks(report: Mapping[str, Any], run_url: str | None = None) -> dict[str, Any]:
     """A phone-sized card: header, key metrics, anomalies, actions, recommendations, run link."""
+    from .report_render import by_attention
+
     blocks: list[dict[str, Any]] = []
-    for service, r in report["services"].items():
+    services = report["services"]
+    order = by_attention(report) if len(services) > 1 else list(services)
+    if len(services) > 1:
+        missed = [s for s in order if not services[s]["sla"]["met"]]
+        changed = sum(len(services[s]["thresholds"]["changes"]) for s in order)
+        blocks.append({"type": "header", "text": {"type": "plain_text", "emoji": True,
+                                                   "text": f"NeuroPilot {report['date']} — {len(services)} services"}})
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": (
+            f"*SLA missed*: {', '.join(missed) or 'none'}\n*Anomalies*: "
+            f"{sum(services[s]['anomalies']['total'] for s in order)}  *Threshold changes*: {changed}\n"
+            "Services needing attention most come first.")}})
+        blocks.append({"type": "divider"})
+    for service in order:
+        r = services[service]
         h, sla, cost = r["health"], r["sla"], r["cost"]
         blocks.append({"type": "header", "text": {"type": "plain_text", "emoji": True,
                                                    "text": f"NeuroPilot {report['date']} — {service}: health {h['score']:.0f}"}})
@@ -59,10 +74,18 @@ def report_blocks(report: Mapping[str, Any], run_url: str | None = None) -> dict
             blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": "*Recommendations*\n" +
                                                        "\n".join(f"• {x}" for x in r["recommendations"])}})
         blocks.append({"type": "divider"})
+    # Slack accepts at most 50 blocks: keep whole service cards, then say what was left out.
+    footer = []
+    if len(blocks) > 48:
+        cut = max(i for i, b in enumerate(blocks[:48]) if b["type"] == "divider") + 1
+        shown = sum(1 for b in blocks[:cut] if b["type"] == "header") - (1 if len(services) > 1 else 0)
+        blocks = blocks[:cut]
+        footer.append({"type": "context", "elements": [{"type": "mrkdwn", "text":
+                       f"{len(services) - shown} more services are in the full report."}]})
     if run_url:
-        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": f"<{run_url}|Dagster run>"}]})
+        footer.append({"type": "context", "elements": [{"type": "mrkdwn", "text": f"<{run_url}|Dagster run>"}]})
     fallback = f"NeuroPilot daily report {report['date']}"
-    return {"text": fallback, "blocks": blocks[:50]}  # Slack accepts at most 50 blocks
+    return {"text": fallback, "blocks": blocks + footer}
 
 
 def _n(v: Any) -> str:

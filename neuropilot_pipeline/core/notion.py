@@ -90,17 +90,27 @@ class NotionPublisher:
         found = self._call("query", self.client.data_sources.query, data_source_id=ds_id,
                            filter={"property": "Date", "date": {"equals": date}})["results"]
         blocks = page_blocks(report)
+        # Notion takes at most 100 children per request: the first hundred go with the page,
+        # the rest are appended a hundred at a time.
         if found:
-            page_id = found[0]["id"]
+            page_id, outcome = found[0]["id"], "updated"
             self._call("page update", self.client.pages.update, page_id=page_id, properties=props)
             children = self._call("content read", self.client.blocks.children.list, block_id=page_id)["results"]
             for child in children:
                 self._call("content update", self.client.blocks.delete, block_id=child["id"])
-            self._call("content update", self.client.blocks.children.append, block_id=page_id, children=blocks)
-            return page_id, "updated"
-        page = self._call("page create", self.client.pages.create,
-                          parent={"type": "data_source_id", "data_source_id": ds_id}, properties=props, children=blocks)
-        return page["id"], "created"
+            rest = blocks
+        else:
+            page = self._call("page create", self.client.pages.create,
+                              parent={"type": "data_source_id", "data_source_id": ds_id}, properties=props,
+                              children=blocks[:NOTION_MAX_CHILDREN])
+            page_id, outcome, rest = page["id"], "created", blocks[NOTION_MAX_CHILDREN:]
+        for i in range(0, len(rest), NOTION_MAX_CHILDREN):
+            self._call("content update", self.client.blocks.children.append, block_id=page_id,
+                       children=rest[i:i + NOTION_MAX_CHILDREN])
+        return page_id, outcome
+
+
+NOTION_MAX_CHILDREN = 100
 
 
 def _text(s: str) -> list[dict[str, Any]]:
@@ -108,8 +118,10 @@ def _text(s: str) -> list[dict[str, Any]]:
 
 
 def page_properties(report: Mapping[str, Any], title_property: str) -> dict[str, Any]:
+    from .report_render import by_attention
+
     services = report["services"]
-    first = next(iter(services.values()))
+    first = services[by_attention(report)[0]]  # the one needing attention most sets the status
     health = min(r["health"]["score"] for r in services.values())
     changes = sum(len(r["thresholds"]["changes"]) for r in services.values())
     return {
@@ -134,7 +146,22 @@ def page_blocks(report: Mapping[str, Any]) -> list[dict[str, Any]]:
     def bullet(t):
         blocks.append({"object": "block", "type": "bulleted_list_item", "bulleted_list_item": {"rich_text": _text(t)}})
 
-    for service, r in report["services"].items():
+    from .report_render import by_attention
+
+    services = report["services"]
+    order = by_attention(report)
+    detailed = order
+    if len(services) > 1:
+        heading(f"Fleet: {len(services)} services, those needing attention first")
+        for name in order:
+            r = services[name]
+            bullet(f"{name}: health {r['health']['score']:.0f}, SLA {r['sla']['sla_percent']} %"
+                   f"{'' if r['sla']['met'] else ' MISSED'}, {r['anomalies']['total']} anomalies, "
+                   f"{len(r['thresholds']['changes'])} threshold changes")
+        # Details for the services the report charts (those needing attention most).
+        detailed = [s for s in order if s in (report.get("charted_services") or order)]
+    for service in detailed:
+        r = services[service]
         heading(f"{service}: health {r['health']['score']:.0f} ({r['health']['status']})")
         bullet(f"SLA {r['sla']['sla_percent']} % (target {r['sla']['target']} %)")
         bullet(f"Cost ${r['cost']['today']:.2f} today, projected ${r['cost']['projected_monthly']:.0f}/month "
@@ -154,4 +181,4 @@ def page_blocks(report: Mapping[str, Any]) -> list[dict[str, Any]]:
         heading("Recommendations")
         for rec in r["recommendations"] or ["none"]:
             bullet(rec)
-    return blocks[:100]  # Notion accepts at most 100 children per request
+    return blocks

@@ -105,9 +105,37 @@ def render_charts(out_dir: Path, stem: str, service: str, day: pd.DataFrame, his
     return charts
 
 
+def by_attention(report: Mapping[str, Any]) -> list[str]:
+    """Services, the ones needing attention first: missed SLA, then lowest health score."""
+    services = report["services"]
+    return sorted(services, key=lambda s: (services[s]["sla"]["met"], services[s]["health"]["score"], s))
+
+
+def fleet_markdown(report: Mapping[str, Any]) -> list[str]:
+    """With several services: one line each, those needing attention first."""
+    services = report["services"]
+    lines = [f"## Fleet: {len(services)} services", "",
+             "| service | health | SLA % | anomalies (high+critical) | threshold changes | projected $/month |",
+             "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for s in by_attention(report):
+        r = services[s]
+        sev = r["anomalies"]["by_severity"]
+        lines.append(f"| {s} | {r['health']['score']:.0f} ({r['health']['status']}) | {r['sla']['sla_percent']}"
+                     f"{'' if r['sla']['met'] else ' MISSED'} | {r['anomalies']['total']} "
+                     f"({sev.get('high', 0) + sev.get('critical', 0)}) | {len(r['thresholds']['changes'])} | "
+                     f"{r['cost']['projected_monthly']:.0f} |")
+    return lines + [""]
+
+
 def to_markdown(report: Mapping[str, Any]) -> str:
     lines = [f"# NeuroPilot daily report — {report['date']}", ""]
-    for service, r in report["services"].items():
+    if len(report["services"]) > 1:
+        lines += fleet_markdown(report)
+    if report.get("charted_services") is not None and len(report["charted_services"]) < len(report["services"]):
+        lines += [f"_Charts below: the {len(report['charted_services'])} services needing attention most "
+                  f"({', '.join(report['charted_services'])})._", ""]
+    for service in by_attention(report) if len(report["services"]) > 1 else report["services"]:
+        r = report["services"][service]
         h, cost, sla, learn = r["health"], r["cost"], r["sla"], r["learning"]
         lines += [
             f"## {service}: health {h['score']:.0f} ({h['status']})", "",

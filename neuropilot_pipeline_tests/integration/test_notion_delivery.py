@@ -12,7 +12,7 @@ import pytest
 from neuropilot_pipeline.cli import main as cli_main
 from neuropilot_pipeline.core.notion import REQUIRED_PROPERTIES, NotionError, NotionPublisher, make_client
 
-from .test_report_delivery import DAY, deliver, home, slack, status  # noqa: F401  (fixtures)
+from .test_report_delivery import DAY, deliver, fleet_home, home, slack, status  # noqa: F401  (fixtures)
 
 KEY = "secret_planted-notion-key-91ab"
 DB, DS = "db-1", "ds-1"
@@ -63,6 +63,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = json.loads(self.rfile.read(length) or b"{}")
         path = self.path.split("?")[0]
+        if len(body.get("children", [])) > 100:  # the documented limit per request
+            return self._error(400, "validation_error", "body.children.length should be ≤ `100`, instead was "
+                                                        f"`{len(body['children'])}`.")
         if method == "GET" and path == f"/v1/databases/{DB}":
             return self._reply(200, {"object": "database", "id": DB, "data_sources": [{"id": DS, "name": "Reports"}]})
         if path == f"/v1/data_sources/{DS}":
@@ -176,3 +179,23 @@ def test_the_key_is_written_nowhere(notion, home):  # noqa: F811
     for path in home.rglob("*"):
         if path.is_file():
             assert KEY.encode() not in path.read_bytes(), path
+
+
+def test_a_fleet_report_is_published_whole_past_the_100_block_limit(fleet_home, monkeypatch):  # noqa: F811
+    srv = server_with(ALL)
+    monkeypatch.setenv("NOTION_API_KEY", KEY)
+    monkeypatch.setenv("NOTION_DATABASE_ID", DB)
+    monkeypatch.setenv("NOTION_BASE_URL", srv.url)
+    try:
+        result = deliver()
+        assert notion_status(result).startswith("created page")
+        (page,) = srv.pages.values()
+        texts = [b[b["type"]]["rich_text"][0]["text"]["content"] for b in srv.children[page["id"]]]
+        assert len(texts) > 100  # more than one request's worth, all there, in order
+        assert texts[0].startswith("Fleet: 40 services")
+        assert texts[1].startswith("svc-07:") and "MISSED" in texts[1]  # the SLA miss first
+        assert sum(t.startswith("svc-") and "threshold changes" in t for t in texts) == 40
+        assert any(t.startswith("svc-07: health") for t in texts[41:])  # and its details
+        assert page["properties"]["Status"]["select"]["name"] == "unhealthy"  # svc-07's, not a calm one's
+    finally:
+        srv.shutdown()

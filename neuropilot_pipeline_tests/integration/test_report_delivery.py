@@ -88,6 +88,24 @@ def home(tmp_path, monkeypatch, slack):
     return tmp_path
 
 
+@pytest.fixture
+def fleet_home(home):
+    """The same home with a 40-service report: svc-07 missed its SLA, the others are calm."""
+    ts = pd.date_range(DAY, periods=60, freq="1min", tz="UTC")
+    calm = pd.DataFrame({"ts": ts, "cpu_percent": 50.0, "memory_percent": 40.0, "p95_latency_ms": 150.0,
+                         "error_rate_percent": 0.1, "request_rate_per_s": 10.0, "db_query_p95_ms": 5.0,
+                         "instance_count": 3.0, "cost_usd": 0.002})
+    services = {}
+    for i in range(40):
+        day = calm.assign(p95_latency_ms=900.0, error_rate_percent=12.0) if i == 7 else calm
+        services[f"svc-{i:02d}"] = service_report(f"svc-{i:02d}", day, calm, calm, pd.DataFrame(), pd.DataFrame(),
+                                                  [1.0], None, 99.95, 250, 250)
+    report = {"schema_version": SCHEMA_VERSION, "date": DAY, "services": services,
+              "charted_services": ["svc-07", "svc-00", "svc-01"]}
+    atomic_write_json(home / "reports" / "daily_report_20261102.json", report)
+    return home
+
+
 def deliver(resend=False):
     from neuropilot_pipeline.definitions import defs
 
@@ -112,6 +130,16 @@ def test_card_is_posted_once_per_date_unless_resent(home, slack):
     assert status(deliver()).startswith("already delivered at")
     assert len(slack.posts) == 1
     assert status(deliver(resend=True)) == "delivered" and len(slack.posts) == 2
+
+
+def test_a_fleet_card_leads_with_the_services_needing_attention_and_fits_slack(fleet_home, slack):
+    assert status(deliver()) == "delivered"
+    (_, payload), = slack.posts
+    blocks = payload["blocks"]
+    assert len(blocks) <= 50  # Slack's limit
+    assert "40 services" in blocks[0]["text"]["text"] and "svc-07" in blocks[1]["text"]["text"]
+    assert "svc-07" in blocks[3]["text"]["text"]  # the first card is the service that missed its SLA
+    assert "more services are in the full report" in json.dumps(blocks[-2:])
 
 
 def test_429_waits_for_retry_after_and_500_backs_off(home, slack):
