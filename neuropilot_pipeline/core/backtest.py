@@ -94,10 +94,14 @@ def _observation(out: dict[str, np.ndarray], start: pd.Timestamp, first_minute: 
 
 def simulate(requests: np.ndarray, policy, params: ServiceParams = ServiceParams(),
              start_thresholds: Thresholds = FIXED_BASELINE, start: pd.Timestamp | None = None,
-             sla_target: float = 99.95, monthly_budget: float = 50.0) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+             sla_target: float = 99.95, monthly_budget: float = 50.0, sim: AutoscaledService | None = None,
+             policy_state: dict | None = None) -> tuple[pd.DataFrame, dict[str, np.ndarray], Thresholds, dict | None]:
+    """Replay `requests` with the policy deciding after every window. Resumable: pass the
+    service (`sim`), thresholds and policy state a previous call ended with. Returns the
+    decisions, the per-minute outputs, and the thresholds and policy state it ends with."""
     start = start if start is not None else pd.Timestamp("2026-01-01", tz="UTC")
-    sim = AutoscaledService(params)
-    thresholds, state = start_thresholds, None
+    sim = sim if sim is not None else AutoscaledService(params)
+    thresholds, state = start_thresholds, policy_state
     rows, outs = [], []
     interval = params.decision_interval_min
     for lo in range(0, len(requests), interval):
@@ -110,7 +114,27 @@ def simulate(requests: np.ndarray, policy, params: ServiceParams = ServiceParams
                      "phase": decision.phase, "reason": decision.reason})
         thresholds, state = decision.thresholds, decision.new_state
     merged = {k: np.concatenate([o[k] for o in outs]) for k in outs[0]} if outs else {}
-    return pd.DataFrame(rows), merged
+    return pd.DataFrame(rows), merged, thresholds, state
+
+
+def shadow_replay(requests: np.ndarray, policy, carried: dict | None, start: pd.Timestamp,
+                  params: ServiceParams = ServiceParams(), sla_target: float = 99.95,
+                  monthly_budget: float = 50.0) -> tuple[dict[str, float], dict]:
+    """One more stretch of demand (e.g. a day) through the policy and, beside it, the fixed
+    80/30 baseline, each continuing from `carried` (what the previous stretch ended with; None
+    starts both fresh at 80/30). Returns that stretch's figures and the state to carry on."""
+    carried = carried or {}
+    sim = AutoscaledService(params, carried.get("sim"))
+    fixed = AutoscaledService(params, carried.get("fixed_sim"))
+    thresholds = Thresholds.from_dict(carried["thresholds"]) if carried.get("thresholds") else FIXED_BASELINE
+    _, out, thresholds, policy_state = simulate(requests, policy, params, thresholds, start, sla_target,
+                                                monthly_budget, sim=sim, policy_state=carried.get("policy"))
+    base = fixed.run(requests, FIXED_BASELINE)
+    figures = {"minutes": int(len(requests)), "good_minutes": int(np.sum(out["good"])) if out else 0,
+               "cost": float(np.sum(out["cost_usd"])) if out else 0.0, "oracle_cost": oracle_cost(requests, params),
+               "fixed_good_minutes": int(np.sum(base["good"])), "fixed_cost": float(np.sum(base["cost_usd"]))}
+    return figures, {"sim": sim.state, "fixed_sim": fixed.state, "thresholds": thresholds.to_dict(),
+                     "policy": policy_state}
 
 
 def _figures(out: dict[str, np.ndarray], oracle_cost: float) -> dict[str, float]:
@@ -132,7 +156,7 @@ def run_backtest(requests_per_min: np.ndarray, policy, params: ServiceParams = S
     raw = np.asarray(requests_per_min, dtype=float)
     factor = float(scale) if scale is not None else scale_factor_for_peak(raw, peak_instances, params)
     requests = raw * factor
-    decisions, out = simulate(requests, policy, params, start_thresholds, start)
+    decisions, out, _, _ = simulate(requests, policy, params, start_thresholds, start)
     oracle = oracle_cost(requests, params)
     fixed = AutoscaledService(params).run(requests, FIXED_BASELINE)
     summary = {**_figures(out, oracle), "missing_minutes": int(missing_minutes), "scale": factor,

@@ -77,3 +77,27 @@ def test_backtest_command_writes_decisions_and_summary(tmp_path):
     written = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert written["sla"] == summary["sla"] and {"minutes", "good_minutes", "cost", "oracle_cost",
                                                   "cost_over_oracle", "fixed_baseline"} <= set(written)
+
+
+def test_shadow_replay_carried_day_by_day_equals_one_replay_of_both_days():
+    # policy_backtest replays one day per day and carries the rest (through JSON state files):
+    # that must be the same replay as both days at once, for the policy and the 80/30 baseline.
+    import json
+
+    from neuropilot_pipeline.core.backtest import shadow_replay, simulate
+    from neuropilot_pipeline.core.policy import make_policy
+    from neuropilot_pipeline.core.service_model import FIXED_BASELINE, AutoscaledService, scale_factor_for_peak
+    from neuropilot_pipeline.core.telemetry import load_demand_trace
+
+    trace = load_demand_trace()
+    demand = trace[3 * 1440:5 * 1440] * scale_factor_for_peak(trace, 40)
+    start = pd.Timestamp("2026-11-01", tz="UTC")
+    first, carried = shadow_replay(demand[:1440], make_policy("learned"), None, start)
+    carried = json.loads(json.dumps(carried))
+    second, _ = shadow_replay(demand[1440:], make_policy("learned"), carried, start + pd.Timedelta(days=1))
+    _, whole, _, _ = simulate(demand, make_policy("learned"), start=start)
+    assert first["good_minutes"] + second["good_minutes"] == int(whole["good"].sum())
+    assert first["cost"] + second["cost"] == pytest.approx(float(whole["cost_usd"].sum()), rel=1e-12)
+    fixed = AutoscaledService().run(demand, FIXED_BASELINE)
+    assert first["fixed_cost"] + second["fixed_cost"] == pytest.approx(float(fixed["cost_usd"].sum()), rel=1e-12)
+    assert first["fixed_good_minutes"] + second["fixed_good_minutes"] == int(fixed["good"].sum())
