@@ -20,10 +20,12 @@ MODEL_FEATURES = ("cpu_percent", "memory_percent", "p95_latency_ms", "error_rate
 LOG_FEATURES = ("p95_latency_ms", "error_rate_percent", "request_rate_per_s", "db_query_p95_ms", "instance_count")
 
 
-def training_matrix(features: pd.DataFrame, service: str) -> pd.DataFrame:
-    g = features[features["service"] == service]
-    wide = g.pivot_table(index="ts", columns="metric", values="value", aggfunc="last")
-    return wide.reindex(columns=list(MODEL_FEATURES))
+def training_matrices(features: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Per service, the (minutes x MODEL_FEATURES) matrix of feature values; one reshape for all."""
+    f = features[features["metric"].isin(MODEL_FEATURES)].dropna(subset=["value"])
+    f = f.drop_duplicates(["service", "ts", "metric"], keep="last")
+    wide = f.set_index(["service", "ts", "metric"])["value"].unstack("metric").reindex(columns=list(MODEL_FEATURES))
+    return {str(service): g.droplevel("service").sort_index() for service, g in wide.groupby(level="service", sort=False)}
 
 
 @dg.asset(
@@ -52,10 +54,12 @@ def anomaly_model(context: dg.AssetExecutionContext, neuropilot: NeuroPilotResou
                            max_iter=cfg.model.max_iter, drift_threshold=cfg.model.drift_threshold)
     registry = store.registry(services)
     rows, failures, per_service = [], {}, {}
+    matrices = training_matrices(features) if not features.empty else {}
+    empty = pd.DataFrame(columns=list(MODEL_FEATURES))
     for service in services:
         earlier = registry[(registry["service"] == service) & (registry["partition"] < context.partition_key)]
         previous = store.load(service, earlier.iloc[-1]["version"]) if not earlier.empty else None
-        X = training_matrix(features, service) if not features.empty else pd.DataFrame(columns=list(MODEL_FEATURES))
+        X = matrices.get(service, empty)
         try:
             model, report = train_model(X.to_numpy(dtype=float), MODEL_FEATURES, settings, previous=previous,
                                         log_features=LOG_FEATURES,

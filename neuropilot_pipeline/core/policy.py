@@ -105,11 +105,18 @@ def _state_number(state: Mapping[str, Any], key: str, default: float, low: float
 
 def _state_demand(state: Mapping[str, Any]) -> list[float]:
     demand = state.get("demand", [])
-    if not isinstance(demand, list) or not all(
-            not isinstance(x, bool) and isinstance(x, (int, float)) and math.isfinite(x) and x >= 0 for x in demand):
+    # type() rather than isinstance: bool is an int subclass and must not pass. This runs over
+    # days of minutes for every service at every decision, so the checks are vectorised.
+    arr = None
+    if isinstance(demand, list) and all(type(x) is float or type(x) is int for x in demand):
+        try:
+            arr = np.asarray(demand, dtype=float)
+        except OverflowError:  # an int too large for a float
+            arr = None
+    if arr is None or not np.isfinite(arr).all() or (arr < 0).any():
         raise PolicyStateError("policy state key 'demand' must be a list of finite demands >= 0. Delete the policy "
                                "state file and re-materialize threshold_decision from that window on.")
-    return [float(x) for x in demand]
+    return arr.tolist()
 
 
 def observed_demand(minutes: pd.DataFrame) -> list[float]:
