@@ -32,6 +32,8 @@ setup(
     ],
     extras_require={
         "dev": ["pytest>=8", "hypothesis>=6.100", "pytest-timeout>=2.3"],
+        # benchmarks/detect.py's peer: river's online anomaly detectors.
+        "bench": ["river>=0.26"],
     },
     entry_points={"console_scripts": ["neuropilot=neuropilot_pipeline.cli:main"]},
 )
