@@ -80,8 +80,11 @@ def atomic_write_text(target: str | os.PathLike, text: str, mode: int = DEFAULT_
     atomic_write_bytes(target, text.encode("utf-8"), mode)
 
 
-def atomic_write_json(target: str | os.PathLike, obj: Any, mode: int = DEFAULT_FILE_MODE) -> None:
-    atomic_write_text(target, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n", mode)
+def atomic_write_json(target: str | os.PathLike, obj: Any, mode: int = DEFAULT_FILE_MODE, compact: bool = False) -> None:
+    """Indented for people; `compact` for machine state (a policy state holds days of minutes:
+    indented, every number is a line of its own and the file three times the size)."""
+    text = json.dumps(obj, sort_keys=True, default=_json_default, **({"separators": (",", ":")} if compact else {"indent": 2}))
+    atomic_write_text(target, text + "\n", mode)
 
 
 def atomic_write_with(target: str | os.PathLike, writer: Callable[[Path], None], mode: int = DEFAULT_FILE_MODE) -> None:

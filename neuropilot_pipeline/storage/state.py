@@ -49,7 +49,7 @@ class StateStore:
 
     def write_json(self, kind: str, key: str, data: dict[str, Any]) -> Path:
         path = self._path(kind, key, ".json")
-        atomic_write_json(path, data)
+        atomic_write_json(path, data, compact=True)
         return path
 
     def read_arrays(self, kind: str, key: str) -> dict[str, np.ndarray] | None:
