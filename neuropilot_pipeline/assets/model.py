@@ -6,7 +6,7 @@ import hashlib
 import dagster as dg
 import pandas as pd
 
-from ..core.gmm import GMMSettings, InsufficientSamplesError, train_model
+from ..core.gmm import GMMSettings, InsufficientSamplesError, train_many
 from ..resources.neuropilot import NeuroPilotResource
 from ..storage.models import REGISTRY_TABLE
 from .common import WAREHOUSE_POOL, rows_to_replace, run_services
@@ -56,18 +56,20 @@ def anomaly_model(context: dg.AssetExecutionContext, neuropilot: NeuroPilotResou
     rows, failures, per_service = [], {}, {}
     matrices = training_matrices(features) if not features.empty else {}
     empty = pd.DataFrame(columns=list(MODEL_FEATURES))
+    jobs = []
     for service in services:
         earlier = registry[(registry["service"] == service) & (registry["partition"] < context.partition_key)]
         previous = store.load(service, earlier.iloc[-1]["version"]) if not earlier.empty else None
-        X = matrices.get(service, empty)
-        try:
-            model, report = train_model(X.to_numpy(dtype=float), MODEL_FEATURES, settings, previous=previous,
-                                        log_features=LOG_FEATURES,
-                                        info={"service": service, "partition": context.partition_key,
-                                              "window": [window_start.isoformat(), window_end.isoformat()]})
-        except InsufficientSamplesError as exc:
-            failures[service] = str(exc)
+        jobs.append((service, matrices.get(service, empty).to_numpy(dtype=float), previous,
+                     {"service": service, "partition": context.partition_key,
+                      "window": [window_start.isoformat(), window_end.isoformat()]}))
+    trained = train_many(jobs, MODEL_FEATURES, settings, log_features=LOG_FEATURES)
+    for service, _, previous, _ in jobs:
+        outcome = trained[service]
+        if isinstance(outcome, InsufficientSamplesError):
+            failures[service] = str(outcome)
             continue
+        model, report = outcome
         store.save(service, model)
         row = {
             "partition": context.partition_key, "service": service, "version": model.version,

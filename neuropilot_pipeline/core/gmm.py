@@ -328,3 +328,34 @@ def train_model(
 
 def is_finite_number(x: Any) -> bool:
     return isinstance(x, (int, float)) and math.isfinite(x)
+
+
+def _train_one(args: tuple) -> tuple[Any, Any]:
+    key, X, feature_names, settings, previous, log_features, info = args
+    try:
+        return key, train_model(X, feature_names, settings, previous=previous, log_features=log_features, info=info)
+    except InsufficientSamplesError as exc:
+        return key, exc
+
+
+def train_many(jobs: Sequence[tuple[str, np.ndarray, AnomalyModel | None, dict[str, Any]]],
+               feature_names: Sequence[str], settings: GMMSettings = GMMSettings(),
+               log_features: Sequence[str] = (), workers: int | None = None
+               ) -> dict[str, tuple[AnomalyModel, TrainingReport] | InsufficientSamplesError]:
+    """train_model for many (key, X, previous, info) at once, on up to `workers` processes (default:
+    the machine's cores). Each fit is seeded, so the models (and their content-hash versions) are
+    the same however many processes train them."""
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    args = [(key, X, list(feature_names), settings, previous, list(log_features), info)
+            for key, X, previous, info in jobs]
+    workers = min(workers or os.cpu_count() or 1, len(args))
+    # A full retrain searches up to max_components mixtures (~0.5 s a service); a hundred services
+    # are worth the second core. Few services are not worth starting processes for.
+    if workers <= 1 or len(args) < 8:
+        return dict(map(_train_one, args))
+    # spawn, not fork: the caller (a Dagster step) runs threads, which fork would copy mid-flight.
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+        return dict(pool.map(_train_one, args, chunksize=max(1, len(args) // (4 * workers))))

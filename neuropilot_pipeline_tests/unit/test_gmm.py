@@ -93,3 +93,19 @@ def test_learning_status_thresholds():
     assert learning_status(0.02) == "converging"
     assert learning_status(0.049) == "converging"
     assert learning_status(0.05) == "training"
+
+
+def test_training_on_two_processes_gives_the_same_versions_as_one():
+    # anomaly_model trains many services on several processes: the models (content-hashed
+    # versions) must not depend on that, and a service short of samples is reported, not fatal.
+    from neuropilot_pipeline.core.gmm import InsufficientSamplesError, train_many
+
+    rng = np.random.default_rng(5)
+    jobs = [(f"svc-{i}", np.vstack([rng.normal(0, 1, (200, 3)), rng.normal(4 + i % 3, 1, (200, 3))]), None, {"i": i})
+            for i in range(9)]
+    jobs.append(("tiny", rng.normal(0, 1, (5, 3)), None, {}))
+    serial = train_many(jobs, ["a", "b", "c"], workers=1)
+    parallel = train_many(jobs, ["a", "b", "c"], workers=2)
+    assert isinstance(serial["tiny"], InsufficientSamplesError) and isinstance(parallel["tiny"], InsufficientSamplesError)
+    for key, *_ in jobs[:-1]:
+        assert serial[key][0].version == parallel[key][0].version
