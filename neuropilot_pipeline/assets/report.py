@@ -19,6 +19,15 @@ from .partitions import daily_partitions, day_bounds, windows_of_day
 CHARTED_SERVICES = 10
 
 
+def charted_services(cfg) -> int:
+    """report.charted_services: how many services (those needing attention most) get charts."""
+    value = (cfg.raw.get("report") or {}).get("charted_services", CHARTED_SERVICES)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise dg.Failure(f"report.charted_services in {cfg.config_path} must be a whole number >= 1, got {value!r}.",
+                         allow_retries=False)
+    return value
+
+
 def report_path(reports_dir, day_key: str):
     return reports_dir / f"daily_report_{day_key.replace('-', '')}.json"
 
@@ -75,7 +84,7 @@ def daily_report(context: dg.AssetExecutionContext, neuropilot: NeuroPilotResour
             report["services"][service]["human_overrides"] = mine.drop(columns=["service"]).to_dict(orient="records")
     # Charts (11 PNGs a service, ~0.25 s each) for the services needing attention most: with a
     # hundred services, charting all would take minutes and bury the ones that matter.
-    report["charted_services"] = by_attention(report)[:CHARTED_SERVICES]
+    report["charted_services"] = by_attention(report)[:charted_services(cfg)]
     path = report_path(cfg.reports_dir, day)
     atomic_write_json(path, report)
     # For people: PNG charts beside the JSON, an HTML page, and the Markdown as the UI preview.

@@ -185,6 +185,7 @@ def apply_env_overrides(data: dict[str, Any], env: Mapping[str, str]) -> dict[st
 _KNOWN_TOP_LEVEL = {
     "sla_target", "slo_p95_ms", "cost_budget", "anomaly_sensitivity", "learning_rate", "mode",
     "policy", "services", "partitions", "paths", "source", "model", "rate_limits", "thresholds", "rollout", "gitops", "delivery", "reward",
+    "report",
 }
 
 
@@ -203,7 +204,7 @@ def _number(data: Mapping[str, Any], key: str, where: str, low: float | None = N
 
 
 SECTIONS = ("thresholds", "model", "rate_limits", "paths", "partitions", "source", "rollout", "gitops", "reward",
-            "delivery")
+            "delivery", "report")
 
 
 def _section(data: Mapping[str, Any], key: str, where: str) -> dict[str, Any]:
