@@ -345,17 +345,10 @@ def train_many(jobs: Sequence[tuple[str, np.ndarray, AnomalyModel | None, dict[s
     """train_model for many (key, X, previous, info) at once, on up to `workers` processes (default:
     the machine's cores). Each fit is seeded, so the models (and their content-hash versions) are
     the same however many processes train them."""
-    import os
-    from concurrent.futures import ProcessPoolExecutor
-    from multiprocessing import get_context
+    from .parallel import map_processes
 
     args = [(key, X, list(feature_names), settings, previous, list(log_features), info)
             for key, X, previous, info in jobs]
-    workers = min(workers or os.cpu_count() or 1, len(args))
-    # A full retrain searches up to max_components mixtures (~0.5 s a service); a hundred services
-    # are worth the second core. Few services are not worth starting processes for.
-    if workers <= 1 or len(args) < 8:
-        return dict(map(_train_one, args))
-    # spawn, not fork: the caller (a Dagster step) runs threads, which fork would copy mid-flight.
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        return dict(pool.map(_train_one, args, chunksize=max(1, len(args) // (4 * workers))))
+    # A full retrain searches up to max_components mixtures (~0.5 s a service): a hundred
+    # services are worth the second core.
+    return dict(map_processes(_train_one, args, workers))

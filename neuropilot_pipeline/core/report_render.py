@@ -127,6 +127,11 @@ def fleet_markdown(report: Mapping[str, Any]) -> list[str]:
     return lines + [""]
 
 
+def render_charts_of(args: tuple) -> dict[str, str]:
+    """render_charts(*args), for a process pool."""
+    return render_charts(*args)
+
+
 def to_markdown(report: Mapping[str, Any]) -> str:
     lines = [f"# NeuroPilot daily report — {report['date']}", ""]
     if len(report["services"]) > 1:

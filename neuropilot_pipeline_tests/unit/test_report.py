@@ -68,3 +68,27 @@ def test_service_report_sections_and_sla():
                                              "from": 80, "to": 85, "reason": "SLA met, cost high", "applied": False}
     assert r["learning"]["status"] == "converging" and r["learning"]["policy_phase"] == "learning"
     assert r["trends"]["cpu_percent"]["direction"] == "unknown"
+
+
+def test_charts_of_several_services_render_on_a_process_pool(tmp_path):
+    # daily_report draws the charted services' PNGs on every core: each service's files must
+    # come back under its own name, whole.
+    import numpy as np
+    import pandas as pd
+
+    from neuropilot_pipeline.core.parallel import map_processes
+    from neuropilot_pipeline.core.report_render import render_charts_of
+    from neuropilot_pipeline.core.telemetry import METRIC_COLUMNS
+
+    ts = pd.date_range("2026-11-02", periods=120, freq="1min", tz="UTC")
+    jobs = []
+    for i, service in enumerate(["a", "b", "c", "d"]):
+        day = pd.DataFrame({"ts": ts, **{m: np.linspace(1, 2 + i, len(ts)) for m in METRIC_COLUMNS}})
+        costs = pd.Series([1.0 + i], index=[pd.Timestamp("2026-11-02", tz="UTC")])
+        jobs.append((tmp_path, "daily_report_20261102", service, day, day.iloc[0:0], pd.DataFrame(),
+                     pd.DataFrame(), costs, 2.0))
+    charts = map_processes(render_charts_of, jobs, workers=2, min_items=2)
+    for service, files in zip(["a", "b", "c", "d"], charts):
+        assert files and all(f"_{service}_" in name for name in files.values())
+        for name in files.values():
+            assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
