@@ -122,10 +122,18 @@ def threshold_decision(context: dg.AssetExecutionContext, neuropilot: NeuroPilot
     raw_of = {service: g for service, g in raw.groupby("service", sort=False)}
     anomalies_of = {service: g for service, g in anomalies.groupby("service", sort=False)} if not anomalies.empty else {}
     reward_of = {service: g.iloc[0] for service, g in rewards.groupby("service", sort=False)}
+    skipped = {}
     for service in services:
         if service not in raw_of or service not in reward_of:
-            raise dg.Failure(f"threshold_decision for {key}: {service} has no raw_metrics or reward rows in this "
-                             "window; re-materialize raw_metrics and reward for it.")
+            # No telemetry for this service in this window: no decision, and its policy state
+            # goes on unchanged (one silent window must not reset what the policy has learned,
+            # nor hold up the other services).
+            skipped[service] = "no raw_metrics or reward rows in this window"
+            carried = state.read_json(f"{POLICY_STATE}-{service}", previous_window_key(key))
+            if carried is not None:
+                state.write_json(f"{POLICY_STATE}-{service}", key, carried)
+            context.log.warning(f"threshold_decision {key}: {service} skipped ({skipped[service]}).")
+            continue
         g = raw_of[service].copy()
         g["good"] = g["p95_latency_ms"] <= cfg.slo_p95_ms
         in_force, in_force_origin = thresholds_before(cfg, state, service, key)
@@ -182,6 +190,9 @@ def threshold_decision(context: dg.AssetExecutionContext, neuropilot: NeuroPilot
             "changes": {n: f"{row[f'old_{n}']:g} -> {row[f'new_{n}']:g}" for n in MANAGED_THRESHOLDS
                         if row[f"old_{n}"] != row[f"new_{n}"]},
         }
+    if not rows:
+        raise dg.Failure(f"threshold_decision for {key}: no service has telemetry in this window "
+                         f"({', '.join(skipped)}); materialize raw_metrics and reward for it first.")
     table = pd.DataFrame(rows)
     info = wh.write_partition(DECISIONS_TABLE, key, table, replace_services=rows_to_replace(context, services))
     first = rows[0]
@@ -196,6 +207,7 @@ def threshold_decision(context: dg.AssetExecutionContext, neuropilot: NeuroPilot
         "reward": first["reward"],
         "decisions": dg.MetadataValue.json(per_service),
         "changed_thresholds": int(sum(len(v["changes"]) for v in per_service.values())),
+        **({"skipped": dg.MetadataValue.json(skipped)} if skipped else {}),
         **({"would_be_diff": dg.MetadataValue.md("\n\n".join(f"**{s}**\n```diff\n{d}\n```" for s, d in would_be.items()))}
            if would_be else {}),
     })

@@ -38,9 +38,12 @@ class SpikedSource(MetricsSourceResource):
 
     spiked_service: str = "api"
     spiked_windows: list[str] = []
+    silent_windows: list[str] = []  # windows in which the spiked service reports nothing at all
 
     def collect(self, cfg, state, start, end, partition_key, previous_partition_key, only=None):
         collected = super().collect(cfg, state, start, end, partition_key, previous_partition_key, only)
+        if partition_key in self.silent_windows:
+            collected.frame = collected.frame[collected.frame["service"] != self.spiked_service].reset_index(drop=True)
         if partition_key in self.spiked_windows:
             frame = collected.frame
             hit = (frame["service"] == self.spiked_service) & (frame["ts"] >= start + pd.Timedelta(hours=2)) & \
@@ -63,9 +66,9 @@ def make_home(path):
     return config
 
 
-def cycle(home, window, spiked=(), tags=None):
+def cycle(home, window, spiked=(), tags=None, silent=()):
     resources = {"neuropilot": NeuroPilotResource(config_path=str(home / "ops_config.yaml"), home=str(home)),
-                 "metrics_source": SpikedSource(spiked_windows=list(spiked))}
+                 "metrics_source": SpikedSource(spiked_windows=list(spiked), silent_windows=list(silent))}
     result = dg.materialize(CYCLE, partition_key=window, instance=dg.DagsterInstance.ephemeral(),
                             resources=resources, tags=tags or {}, raise_on_error=False)
     return result
@@ -190,3 +193,22 @@ def test_explain_follows_one_services_rows_past_a_run_for_another(tmp_path):
     assert {link.run_id for link in api if link.run_id} == {only_api.run_id}
     assert set(next(link for link in api if link.asset == "threshold_decision").metadata["decisions"]) == {"api"}
     assert "threshold_decision" in format_chain(api)
+
+
+def test_a_service_silent_for_a_window_holds_nobody_up_and_keeps_what_its_policy_learned(two_homes, tmp_path):
+    calm, _, day2 = two_homes
+    home = tmp_path / "home"
+    shutil.copytree(calm, home, symlinks=True)
+    silent, after = day2[-1], (pd.Timestamp(day2[-1][:10]) + pd.Timedelta(hours=18)).strftime("%Y-%m-%d-%H:%M")
+    result = cycle(home, silent, silent=[silent])
+    assert result.success
+    decision = result.asset_materializations_for_node("threshold_decision")[-1]
+    assert set(decision.metadata["skipped"].value) == {"api"}
+    assert sorted(table(home, "threshold_decisions", [silent])["service"]) == ["db", "web"]
+    state = lambda w: (home / "state" / "policy-api" / (w.replace(":", "") + ".json")).read_bytes()  # noqa: E731
+    assert state(silent) == state(day2[-2])  # carried unchanged through the silent window
+    assert cycle(home, after).success  # and the next window goes on from it
+    import json
+
+    before, now = json.loads(state(day2[-2])), json.loads(state(after))
+    assert now["policy"]["decisions"] == before["policy"]["decisions"] + 1
