@@ -111,8 +111,7 @@ def human_override_sensor(context: dg.SensorEvaluationContext):
 
     cfg = load_ops_config()
     state = StateStore(cfg.state_dir)
-    services = latest_services(cfg, Warehouse(cfg.warehouse_dir)) if not cfg.services else list(cfg.services)
-    found = {s: c for s in services if (c := pending_changes(cfg, state, s))}
+    found = {s: c for s in latest_services(cfg, Warehouse(cfg.warehouse_dir)) if (c := pending_changes(cfg, state, s))}
     if not found:
         return dg.SkipReason("no managed value changed by a human")
     return dg.RunRequest(run_key=changes_fingerprint(found),

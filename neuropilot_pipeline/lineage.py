@@ -36,8 +36,7 @@ def _latest(instance: dg.DagsterInstance, asset: str, partition: str, service: s
 
 def _only(meta: dict[str, Any], service: str) -> dict[str, Any]:
     """Per-service metadata (dicts keyed by service) narrowed to one service."""
-    return {k: ({service: v[service]} if service in v else {}) if isinstance(v, dict) and service in v else v
-            for k, v in meta.items()}
+    return {k: {service: v[service]} if isinstance(v, dict) and service in v else v for k, v in meta.items()}
 
 
 def explain(instance: dg.DagsterInstance, partition: str, service: str | None = None) -> list[Link]:

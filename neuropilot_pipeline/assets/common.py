@@ -58,9 +58,18 @@ def latest_services(cfg, wh) -> list[str]:
     return watched_services(cfg, wh, [files[-1].stem]) if files else []
 
 
+def by_service(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """A frame's rows per service, split once (filtering per service is quadratic in services)."""
+    return {str(s): g for s, g in frame.groupby("service", sort=False)} if not frame.empty else {}
+
+
 def run_services(context: dg.AssetExecutionContext, cfg, wh, partition_keys: list[str]) -> list[str]:
     """The services this run works on: the watched ones, narrowed by the run's services tag."""
-    services = watched_services(cfg, wh, partition_keys)
+    return narrow_to_tag(context, watched_services(cfg, wh, partition_keys))
+
+
+def narrow_to_tag(context: dg.AssetExecutionContext, services: list[str]) -> list[str]:
+    """`services` narrowed by the run's services tag; a tag naming others stops the run."""
     wanted = selected_services(context)
     if wanted is None:
         return services

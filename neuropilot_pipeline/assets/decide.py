@@ -15,7 +15,7 @@ from ..core.telemetry import METRIC_COLUMNS
 from ..resources.neuropilot import NeuroPilotResource
 from ..resources.sources import thresholds_in_force
 from ..storage.state import StateStore
-from .common import RAW_TABLE, WAREHOUSE_POOL, rows_to_replace, run_services, table_metadata
+from .common import RAW_TABLE, WAREHOUSE_POOL, by_service, rows_to_replace, run_services, table_metadata
 from .detect import ANOMALIES_TABLE
 from .overrides import active_overrides
 from .partitions import (
@@ -119,9 +119,8 @@ def threshold_decision(context: dg.AssetExecutionContext, neuropilot: NeuroPilot
     policy = make_policy(cfg.policy, learning_rate=cfg.learning_rate, bounds=policy_bounds(cfg))
     rows, per_service, would_be = [], {}, {}
     model_versions = models.versions_for(services, model_day)
-    raw_of = {service: g for service, g in raw.groupby("service", sort=False)}
-    anomalies_of = {service: g for service, g in anomalies.groupby("service", sort=False)} if not anomalies.empty else {}
-    reward_of = {service: g.iloc[0] for service, g in rewards.groupby("service", sort=False)}
+    raw_of, anomalies_of = by_service(raw), by_service(anomalies)
+    reward_of = {service: g.iloc[0] for service, g in by_service(rewards).items()}
     skipped = {}
     for service in services:
         if service not in raw_of or service not in reward_of:

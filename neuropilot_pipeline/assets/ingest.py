@@ -7,7 +7,7 @@ from ..core.quality import mark_gaps, series_changes, window_quality
 from ..core.telemetry import METRIC_COLUMNS
 from ..resources.neuropilot import NeuroPilotResource
 from ..resources.sources import MetricsSourceResource
-from .common import RAW_TABLE, SERVICES_TAG, WAREHOUSE_POOL, selected_services, table_metadata
+from .common import RAW_TABLE, WAREHOUSE_POOL, narrow_to_tag, selected_services, table_metadata
 from .partitions import previous_window_key, six_hourly_partitions, window_bounds
 
 @dg.asset(
@@ -34,9 +34,8 @@ def raw_metrics(context: dg.AssetExecutionContext, neuropilot: NeuroPilotResourc
     cfg = neuropilot.cfg()
     start, end = window_bounds(context.partition_key)
     only = selected_services(context)
-    if only is not None and cfg.services and set(only) - set(cfg.services):
-        raise dg.Failure(f"run tag {SERVICES_TAG} names services not in ops_config.yaml's services: "
-                         f"{', '.join(sorted(set(only) - set(cfg.services)))}.", allow_retries=False)
+    if only is not None and cfg.services:
+        only = narrow_to_tag(context, list(cfg.services))  # refuses services the config does not watch
     collected = metrics_source.collect(cfg, neuropilot.state(cfg), start, end, context.partition_key,
                                        previous_window_key(context.partition_key), only)
     frame = collected.frame

@@ -52,14 +52,16 @@ def anomaly_model(context: dg.AssetExecutionContext, neuropilot: NeuroPilotResou
     settings = GMMSettings(n_components=cfg.model.n_components, min_components=cfg.model.min_components,
                            max_components=cfg.model.max_components, min_samples=cfg.model.min_samples,
                            max_iter=cfg.model.max_iter, drift_threshold=cfg.model.drift_threshold)
-    registry = store.registry(services)
+    # Warm start from the newest version registered before this day.
+    previous_day_key = (window_end - pd.Timedelta(days=2)).strftime("%Y-%m-%d")
+    previous_versions = store.versions_for(services, previous_day_key)
     rows, failures, per_service = [], {}, {}
     matrices = training_matrices(features) if not features.empty else {}
     empty = pd.DataFrame(columns=list(MODEL_FEATURES))
     jobs = []
     for service in services:
-        earlier = registry[(registry["service"] == service) & (registry["partition"] < context.partition_key)]
-        previous = store.load(service, earlier.iloc[-1]["version"]) if not earlier.empty else None
+        found = previous_versions.get(service)
+        previous = store.load(service, found[0]) if found else None
         jobs.append((service, matrices.get(service, empty).to_numpy(dtype=float), previous,
                      {"service": service, "partition": context.partition_key,
                       "window": [window_start.isoformat(), window_end.isoformat()]}))

@@ -13,7 +13,7 @@ from ..resources.neuropilot import NeuroPilotResource
 from .apply import APPLIED_TABLE
 from .decide import DECISIONS_TABLE
 from .detect import ANOMALIES_TABLE
-from .common import RAW_TABLE, watched_services
+from .common import RAW_TABLE, by_service, watched_services
 from .overrides import OVERRIDES_TABLE
 from .partitions import daily_partitions, day_bounds, windows_of_day
 
@@ -61,20 +61,22 @@ def daily_report(context: dg.AssetExecutionContext, neuropilot: NeuroPilotResour
     report = {"schema_version": SCHEMA_VERSION, "date": day,
               "window": {"start": start.isoformat(), "end": end.isoformat()},
               "generated_at": pd.Timestamp.now(tz="UTC").isoformat(), "services": {}}
+    empty_raw = raw.iloc[0:0]
+    raw_of, anomalies_of, decisions_of = by_service(raw), by_service(anomalies), by_service(decisions)
+    costs_of = {s: r.assign(day=r["ts"].dt.floor("D")).groupby("day")["cost_usd"].sum() for s, r in raw_of.items()}
     for service in services:
-        r = raw[raw["service"] == service]
+        r = raw_of.get(service, empty_raw)
         today = r[r["ts"] >= start]
         previous = r[(r["ts"] >= start - pd.Timedelta(days=1)) & (r["ts"] < start)]
         baseline = r[r["ts"] < start]
-        daily_costs = r.assign(day=r["ts"].dt.floor("D")).groupby("day")["cost_usd"].sum().tolist()
+        daily_costs = costs_of.get(service, pd.Series(dtype=float)).tolist()
         reg = registry[(registry["service"] == service) & (registry["partition"] <= day)]
         model = reg.iloc[-1].to_dict() if not reg.empty else None
         if model:
             model["partition"] = model.get("partition")
         report["services"][service] = service_report(
             service, today, previous, baseline,
-            anomalies[anomalies["service"] == service] if not anomalies.empty else anomalies,
-            decisions[decisions["service"] == service] if not decisions.empty else decisions,
+            anomalies_of.get(service, anomalies.iloc[0:0]), decisions_of.get(service, decisions.iloc[0:0]),
             daily_costs, model, cfg.sla_target, cfg.slo_p95_ms, cfg.cost_budget,
         )
     if OVERRIDES_TABLE in wh.tables():
@@ -91,14 +93,14 @@ def daily_report(context: dg.AssetExecutionContext, neuropilot: NeuroPilotResour
     # For people: PNG charts beside the JSON, an HTML page, and the Markdown as the UI preview.
     week_windows = [w for d in range(7) for w in windows_of_day((start - pd.Timedelta(days=d)).strftime("%Y-%m-%d"))]
     week_decisions = wh.read_partitions(DECISIONS_TABLE, sorted(week_windows), services=services)
+    week_decisions_of = by_service(week_decisions)
     jobs = []
     for service in report["charted_services"]:
-        r = raw[raw["service"] == service]
-        costs = r.assign(day=r["ts"].dt.floor("D")).groupby("day")["cost_usd"].sum()
-        mine = anomalies[anomalies["service"] == service] if not anomalies.empty else anomalies
-        jobs.append((cfg.reports_dir, path.stem, service, r[r["ts"] >= start], r[r["ts"] < start], mine,
-                     week_decisions[week_decisions["service"] == service] if not week_decisions.empty else week_decisions,
-                     costs, cfg.cost_budget / 30.0))
+        r = raw_of.get(service, empty_raw)
+        jobs.append((cfg.reports_dir, path.stem, service, r[r["ts"] >= start], r[r["ts"] < start],
+                     anomalies_of.get(service, anomalies.iloc[0:0]),
+                     week_decisions_of.get(service, week_decisions.iloc[0:0]),
+                     costs_of.get(service, pd.Series(dtype=float)), cfg.cost_budget / 30.0))
     # ~2.5 s of matplotlib per charted service: on every core when there are several.
     charts = dict(zip(report["charted_services"], map_processes(render_charts_of, jobs, min_items=4)))
     html_path = path.with_suffix(".html")

@@ -39,6 +39,3 @@ class ModelStore:
         reg = reg[reg["partition"] <= day_partition]
         newest = reg.groupby("service", sort=False).tail(1)
         return {str(r.service): (str(r.version), str(r.partition)) for r in newest.itertuples(index=False)}
-
-    def version_for(self, service: str, day_partition: str) -> tuple[str, str] | None:
-        return self.versions_for([service], day_partition).get(service)
