@@ -111,6 +111,11 @@ def human_override_sensor(context: dg.SensorEvaluationContext):
 
     cfg = load_ops_config()
     state = StateStore(cfg.state_dir)
+    repo = cfg.infra()
+    repo.clone_if_missing()
+    if repo.remote and (cfg.infra_repo / ".git").exists():
+        with repo.locked(timeout_s=30):  # people push their changes to the remote, not into this clone
+            repo.sync_with_remote()
     found = {s: c for s in latest_services(cfg, Warehouse(cfg.warehouse_dir)) if (c := pending_changes(cfg, state, s))}
     if not found:
         return dg.SkipReason("no managed value changed by a human")

@@ -2,6 +2,7 @@
 
 
 import contextlib
+import errno
 
 import dagster as dg
 import pandas as pd
@@ -42,8 +43,12 @@ def terraform_vars(context: dg.AssetExecutionContext, neuropilot: NeuroPilotReso
     if decisions.empty:
         raise dg.Failure(f"No threshold_decision for {key}: materialize threshold_decision for it first.")
     repo = cfg.infra() if cfg.mode == "apply" else None
+    if repo is not None and repo.clone_if_missing():
+        context.log.info(f"Cloned {repo.remote} into {repo.path}.")
     git_repo = repo if repo is not None and (cfg.infra_repo / ".git").exists() else None
     with git_repo.locked() if git_repo is not None else contextlib.nullcontext():
+        # Start from what runs on other machines and people pushed (fast-forward only).
+        synced = git_repo.sync_with_remote() if git_repo is not None else "monitor mode"
         recovered = git_repo.recover_interrupted_apply() if git_repo is not None else None
         if recovered:
             context.log.warning(f"Recovered an interrupted apply: {recovered}.")
@@ -55,6 +60,7 @@ def terraform_vars(context: dg.AssetExecutionContext, neuropilot: NeuroPilotReso
         "mode": cfg.mode,
         "applied": int(table["applied"].sum()),
         "recovered": recovered or "nothing to recover",
+        "infra_sync": synced,
         "status": dg.MetadataValue.json({r["service"]: r["status"] for r in rows}),
         "commits": dg.MetadataValue.json(commits),
         "diff": dg.MetadataValue.md("\n\n".join(f"**{s}**\n```diff\n{d}\n```" for s, d in diffs.items()) or "_no change_"),
@@ -109,7 +115,7 @@ def _apply_decisions(context, cfg, key, decisions, repo, wh, state):
                     trailers={"NeuroPilot-Run-Id": context.run.run_id, "NeuroPilot-Partition": f"{key}/{service}"},
                 )
                 if len(cfg.services) == 1 and cfg.config_path is not None:
-                    update_yaml_values(cfg.config_path, {f"thresholds.{n}.value": v for n, v in new.items()})
+                    _record_in_config(context, cfg.config_path, new)
                 status, in_force = "applied", new
         state.write_json(f"{APPLIED_STATE}-{service}", key, {"thresholds": in_force, "status": status, "commit": commit})
         rows.append({"partition": key, "service": service, "status": status, "applied": status == "applied",
@@ -119,3 +125,18 @@ def _apply_decisions(context, cfg, key, decisions, repo, wh, state):
         if commit:
             commits[service] = commit
     return rows, diffs, commits
+
+
+def _record_in_config(context, config_path, values) -> None:
+    """Keep ops_config.yaml's threshold values current for people reading it. In a container
+    the file is often a read-only mount (a ConfigMap): the commit above is the record then."""
+    try:
+        update_yaml_values(config_path, {f"thresholds.{n}.value": v for n, v in values.items()})
+    except PermissionError as exc:  # EACCES, and EROFS on a read-only file system
+        context.log.warning(f"{config_path} is read-only here ({exc.strerror}); its thresholds.*.value were not "
+                            "updated. The applied values are in the tfvars commit.")
+    except OSError as exc:
+        if exc.errno != errno.EROFS:
+            raise
+        context.log.warning(f"{config_path} is on a read-only file system; its thresholds.*.value were not updated. "
+                            "The applied values are in the tfvars commit.")

@@ -81,6 +81,24 @@ class InfraRepo:
             raise GitOpsError(f"git {' '.join(args)} failed in {self.path}: {proc.stderr.strip() or proc.stdout.strip()}")
         return proc
 
+    def clone_if_missing(self) -> bool:
+        """A run on a fresh machine (a Kubernetes Job, a new container) has no clone yet: with
+        gitops.remote set to the repository's address, make one. True when it cloned."""
+        if (self.path / ".git").exists() or not self.remote:
+            return False
+        if self.path.exists() and any(self.path.iterdir()):
+            raise GitOpsError(f"{self.path} is not empty and not a git repository; cannot clone {self.remote} into it.")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
+        proc = subprocess.run(["git", "clone", "-q", "--branch", self.branch, self.remote, str(self.path)],
+                              capture_output=True, text=True, env=env)
+        if proc.returncode != 0:
+            raise GitOpsError(
+                f"{self.path} has no clone and cloning gitops.remote ({self.remote}) failed: {proc.stderr.strip()}. "
+                "With no clone on this machine, gitops.remote must be the repository's address (a URL or path, not "
+                "a remote's name), reachable with the credentials of the run's environment.")
+        return True
+
     def ensure_repository(self) -> None:
         if not (self.path / ".git").exists():
             raise GitOpsError(
@@ -252,6 +270,41 @@ class InfraRepo:
         sha = self.commit_decision([path], subject, body, trailers)
         self.journal_path.unlink()
         return sha
+
+    def sync_with_remote(self) -> str:
+        """Bring the clone up to date with gitops.remote before NeuroPilot reads or writes tfvars.
+
+        Runs on several machines each have a clone, and people push their own changes to the
+        remote: a decision must start from everything pushed since, or its commit is rejected
+        and a human's change goes unnoticed. Fast-forward only, never a merge commit or a rebase
+        of anyone's work. Call it holding `locked()`. Returns what it did, for the metadata."""
+        if not self.remote:
+            return "no remote"
+        self.ensure_repository()
+        fetched = self.git("fetch", "-q", self.remote, self.branch, check=False)
+        if fetched.returncode != 0:
+            raise GitOpsError(f"could not fetch {self.branch} from {self.remote} into {self.path}: "
+                              f"{fetched.stderr.strip()}. Check the remote's address and credentials; nothing was written.")
+        head, theirs = (self.git("rev-parse", ref).stdout.strip() for ref in ("HEAD", "FETCH_HEAD"))
+        if head == theirs:
+            return "up to date"
+        if self._is_ancestor(theirs, head):  # commits made while the remote was unreachable
+            self.push()
+            return f"pushed local commits {theirs[:12]}..{head[:12]} to {self.remote}"
+        if not self._is_ancestor(head, theirs):
+            raise PushRejectedError(
+                f"{self.path} ({self.branch} at {head[:12]}) and {self.remote} ({theirs[:12]}) have diverged: this clone "
+                f"has commits the remote lacks and the remote has commits it lacks. Reconcile them by hand "
+                f"(git -C {self.path} pull --rebase {self.remote} {self.branch}, then push) and re-run; NeuroPilot "
+                "never merges or force-pushes.")
+        merged = self.git("merge", "--ff-only", "-q", theirs, check=False)
+        if merged.returncode != 0:
+            raise GitOpsError(f"could not fast-forward {self.path} to {self.remote}/{self.branch}: "
+                              f"{(merged.stderr or merged.stdout).strip()}. Commit or discard the local edits it names.")
+        return f"fast-forwarded {head[:12]}..{theirs[:12]} from {self.remote}"
+
+    def _is_ancestor(self, older: str, newer: str) -> bool:
+        return self.git("merge-base", "--is-ancestor", older, newer, check=False).returncode == 0
 
     def push(self) -> None:
         proc = self.git("push", self.remote, f"HEAD:{self.branch}", check=False)

@@ -81,3 +81,50 @@ def test_a_human_commit_is_adopted_held_and_reported_then_rolled_back(home):
 
 def _sha_for(home, window):
     return InfraRepo(home / "infra").find_commit_for_partition(f"{window}/web")
+
+
+def test_with_a_remote_a_change_pushed_there_is_found_and_decisions_build_on_it(tmp_path, monkeypatch):
+    """With gitops.remote, people push to the remote, not into NeuroPilot's clone: the sensor
+    fetches before it looks, and every apply starts from the remote's branch (fast-forward)."""
+    home = tmp_path / "home"
+    config = prepare_demo_home(home, fresh=True)
+    remote = tmp_path / "infra.git"
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(remote)], check=True)
+    git(home / "infra", "remote", "add", "origin", str(remote))
+    git(home / "infra", "push", "-q", "origin", "main")
+    for key, value in {"NEUROPILOT_HOME": str(home), "NEUROPILOT_CONFIG": str(config),
+                       "NEUROPILOT_ROLLOUT__MONITOR_DAYS": "0", "NEUROPILOT_GITOPS__REMOTE": "origin"}.items():
+        monkeypatch.setenv(key, value)
+    for window in WINDOWS[:2]:
+        run(window)
+    assert git(remote, "log", "--format=%an", "main").startswith("NeuroPilot")  # decisions are pushed
+
+    alice = tmp_path / "alice"
+    subprocess.run(["git", "clone", "-q", str(remote), str(alice)], check=True)
+    tfvars = alice / "web" / "terraform.tfvars"
+    text = tfvars.read_text()
+    current = hcl2.loads(text)["cpu_scale_down_threshold"]
+    tfvars.write_text(text.replace(f"cpu_scale_down_threshold = {current}", "cpu_scale_down_threshold = 45", 1))
+    git(alice, "commit", "-qam", "hand-tune scale-down")
+    git(alice, "push", "-q", "origin", "main")
+
+    from neuropilot_pipeline.automation import human_override_sensor
+    from neuropilot_pipeline.definitions import defs
+
+    request = human_override_sensor.evaluate_tick(dg.build_sensor_context(definitions=defs)).run_requests
+    assert [r.tags["neuropilot/overrides"] for r in request] == ["web:cpu_scale_down_threshold"]
+    # Meanwhile Bob pushes an unrelated change: the next apply must start from it.
+    (alice / "README.md").write_text("owned by the platform team\n")
+    git(alice, "add", "README.md")
+    git(alice, "commit", "-qm", "readme", user="Bob")
+    git(alice, "push", "-q", "origin", "main")
+    result = run(WINDOWS[2])
+    applied = result.asset_materializations_for_node("terraform_vars")[-1]
+    assert applied.metadata["infra_sync"].value.startswith("fast-forwarded")
+    assert (home / "infra" / "README.md").exists()
+    assert "human override of cpu_scale_down_threshold" in applied.metadata["status"].value["web"]
+    run(WINDOWS[3])
+    d = Warehouse(home / "warehouse").read_partition("threshold_decisions", WINDOWS[3]).iloc[0]
+    assert d["old_cpu_scale_down_threshold"] == 45 and d["new_cpu_scale_down_threshold"] == 45 and "by Alice" in d["reason"]
+    assert "Alice" in git(remote, "log", "--format=%an", "main")
+    assert git(remote, "rev-parse", "main") == git(home / "infra", "rev-parse", "HEAD")

@@ -75,3 +75,73 @@ def test_wrong_branch_checked_out_is_refused_with_the_fix(repos):
     git(repo.path, "switch", "-q", "-c", "feature")
     with pytest.raises(Exception, match="gitops.branch is 'main'.*switch main"):
         repo.commit_decision([repo.path / "web" / "terraform.tfvars"], "ai-ops: x", "y", {})
+
+
+def _push_from_other_clone(remote, tmp, name, text):
+    other = tmp / name
+    subprocess.run(["git", "clone", "-q", str(remote), str(other)], check=True)
+    (other / "web" / "terraform.tfvars").write_text(text)
+    subprocess.run(["git", "-C", str(other), "-c", "user.name=H", "-c", "user.email=h@x", "commit", "-qam", name],
+                   check=True)
+    git(other, "push", "-q", "origin", "main")
+    return git(other, "rev-parse", "HEAD").strip()
+
+
+def test_sync_fast_forwards_to_what_another_machine_pushed_then_commits_on_top(repos):
+    repo, remote, tmp = repos
+    pushed = _push_from_other_clone(remote, tmp, "machine-b", START.replace("= 30", "= 45"))
+    with repo.locked():
+        assert repo.sync_with_remote().startswith("fast-forwarded")
+        assert repo.sync_with_remote() == "up to date"
+    path = repo.path / "web" / "terraform.tfvars"
+    assert "cpu_scale_down_threshold = 45" in path.read_text()  # the decision starts from the pushed value
+    apply_tfvars_updates(path, {"cpu_scale_up_threshold": 85})
+    sha = repo.commit_decision([path], "ai-ops: raise", "why", {})
+    assert git(remote, "rev-parse", "main").strip() == sha  # accepted: no rejected push
+    assert git(repo.path, "rev-parse", "HEAD~1").strip() == pushed  # no merge commit
+
+
+def test_sync_refuses_a_diverged_clone_and_changes_nothing(repos):
+    repo, remote, tmp = repos
+    path = repo.path / "web" / "terraform.tfvars"
+    apply_tfvars_updates(path, {"cpu_scale_up_threshold": 85})
+    repo.remote = None  # a commit made while the remote was unreachable stays local
+    local = repo.commit_decision([path], "ai-ops: raise", "why", {})
+    repo.remote = "origin"
+    remote_head = _push_from_other_clone(remote, tmp, "human", START.replace("= 30", "= 35"))
+    with repo.locked(), pytest.raises(PushRejectedError, match="diverged.*pull --rebase"):
+        repo.sync_with_remote()
+    assert git(repo.path, "rev-parse", "HEAD").strip() == local
+    assert git(remote, "rev-parse", "main").strip() == remote_head
+
+
+def test_sync_with_an_unreachable_remote_is_a_clear_error(repos):
+    repo, _, tmp = repos
+    git(repo.path, "remote", "set-url", "origin", str(tmp / "gone.git"))
+    with repo.locked(), pytest.raises(Exception, match="could not fetch main from origin"):
+        repo.sync_with_remote()
+
+
+def test_sync_pushes_commits_made_while_the_remote_was_unreachable(repos):
+    repo, remote, _ = repos
+    path = repo.path / "web" / "terraform.tfvars"
+    apply_tfvars_updates(path, {"cpu_scale_up_threshold": 85})
+    repo.remote = None
+    local = repo.commit_decision([path], "ai-ops: raise", "why", {})
+    repo.remote = "origin"
+    with repo.locked():
+        assert repo.sync_with_remote().startswith("pushed local commits")
+    assert git(remote, "rev-parse", "main").strip() == local
+
+
+def test_a_machine_without_a_clone_clones_the_remote_and_commits_on_top(repos):
+    _, remote, tmp = repos
+    fresh = InfraRepo(tmp / "pod" / "infra", remote=str(remote))
+    assert fresh.clone_if_missing() is True
+    assert fresh.clone_if_missing() is False  # once
+    path = fresh.path / "web" / "terraform.tfvars"
+    apply_tfvars_updates(path, {"cpu_scale_up_threshold": 85})
+    sha = fresh.commit_decision([path], "ai-ops: raise", "why", {})
+    assert git(remote, "rev-parse", "main").strip() == sha
+    with pytest.raises(Exception, match="must be the repository's address"):
+        InfraRepo(tmp / "other" / "infra", remote="origin").clone_if_missing()

@@ -33,3 +33,29 @@ def test_unknown_key_or_broken_file_writes_nothing(tmp_path):
     path.write_text("a: [1,\n")
     with pytest.raises(YamlEditError, match="not valid YAML"):
         update_yaml_values(path, {"a": 2})
+
+
+def test_a_read_only_ops_config_is_left_as_is_with_a_warning_after_the_commit(tmp_path, monkeypatch):
+    """In a container ops_config.yaml is often a read-only ConfigMap mount: applying a decision
+    must not fail after its commit just because the file cannot record the new values."""
+    import errno
+    from types import SimpleNamespace
+
+    from neuropilot_pipeline.assets import apply
+
+    warnings = []
+    context = SimpleNamespace(log=SimpleNamespace(warning=warnings.append))
+
+    def read_only(path, updates):
+        raise OSError(errno.EROFS, "Read-only file system", str(path))
+
+    monkeypatch.setattr(apply, "update_yaml_values", read_only)
+    apply._record_in_config(context, tmp_path / "ops_config.yaml", {"cpu_scale_up_threshold": 85})
+    assert "read-only file system" in warnings[0] and "tfvars commit" in warnings[0]
+
+    def disk_full(path, updates):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(apply, "update_yaml_values", disk_full)
+    with pytest.raises(OSError):  # anything else still fails the run
+        apply._record_in_config(context, tmp_path / "ops_config.yaml", {"cpu_scale_up_threshold": 85})
