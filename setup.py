@@ -31,7 +31,9 @@ setup(
         "numba>=0.60",
     ],
     extras_require={
-        "dev": ["pytest>=8", "hypothesis>=6.100", "pytest-timeout>=2.3"],
+        # moto's server speaks the S3 REST API on localhost: the object-storage tests run the
+        # warehouse through pyarrow's real S3 client against it (no AWS account, no network).
+        "dev": ["pytest>=8", "hypothesis>=6.100", "pytest-timeout>=2.3", "moto[server]>=5.0"],
         # benchmarks/detect.py's peer: river's online anomaly detectors.
         "bench": ["river>=0.26"],
     },

@@ -176,7 +176,7 @@ def _print_model(cfg, day: str) -> None:
 def print_demo_summary(cfg, days: list[str]) -> None:
     from .core.service_model import FIXED_BASELINE
     from .storage.warehouse import Warehouse
-    from .assets.report import report_path
+    from .assets.report import report_name
 
     wh = Warehouse(cfg.warehouse_dir)
     sev = wh.query("SELECT severity, count(*) AS n FROM anomalies GROUP BY severity") if "anomalies" in wh.tables() else None
@@ -198,7 +198,7 @@ def print_demo_summary(cfg, days: list[str]) -> None:
     print(f"{'fixed 80/30 thresholds':24s}{baseline['sla']:9.3f}%{baseline['cost']:12.2f}")
     saving = (1 - cost / baseline["cost"]) * 100 if baseline["cost"] else 0.0
     print(f"Cost vs fixed 80/30: {saving:+.1f} % saved; SLA target {cfg.sla_target} %")
-    print(f"Reports:   {cfg.reports_dir}  (latest {report_path(cfg.reports_dir, days[-1]).name})")
+    print(f"Reports:   {cfg.reports_location}  (latest {report_name(days[-1])})")
     print(f"tfvars:    {cfg.tfvars_path(cfg.services[0])}  (git log in {cfg.infra_repo})")
     print(f"Warehouse: {cfg.warehouse_dir}  (Parquet; query with DuckDB)")
     print(f"Models:    {cfg.models_dir}")

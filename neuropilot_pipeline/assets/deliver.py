@@ -12,7 +12,8 @@ from ..core.notion import NotionError, NotionPublisher, make_client
 from ..core.prometheus import QueryLedger
 from ..resources.neuropilot import NeuroPilotResource
 from .partitions import daily_partitions
-from .report import report_path
+from ..storage.reports import report_store
+from .report import report_name
 
 DELIVERY_STATE = "deliveries"
 
@@ -25,7 +26,7 @@ def slack_webhook(cfg) -> SlackWebhook | None:
     url = os.environ.get("SLACK_WEBHOOK_URL")  # a secret: only ever from the environment
     if not url:
         return None
-    ledger = QueryLedger(cfg.state_dir / "slack_ledger.json", cfg.rate_limits["slack_notifications_per_hour"],
+    ledger = QueryLedger(cfg.local_state_dir / "slack_ledger.json", cfg.rate_limits["slack_notifications_per_hour"],
                          unit="notifications", setting="rate_limits.slack_notifications_per_hour")
     delivery = cfg.raw.get("delivery") if isinstance(cfg.raw.get("delivery"), dict) else {}
     return SlackWebhook(url, ledger=ledger, backoff_s=float(delivery.get("backoff_seconds", 1.0)),
@@ -50,9 +51,10 @@ def report_delivery(context: dg.AssetExecutionContext, config: DeliveryConfig,
                     neuropilot: NeuroPilotResource) -> dg.MaterializeResult:
     cfg = neuropilot.cfg()
     day = context.partition_key
-    path = report_path(cfg.reports_dir, day)
-    if not path.exists():
-        raise dg.Failure(f"No report for {day} at {path}: materialize daily_report for {day} first.")
+    reports = report_store(cfg)
+    if not reports.exists(report_name(day)):
+        raise dg.Failure(f"No report for {day} at {reports.display(report_name(day))}: materialize daily_report for "
+                         f"{day} first.")
     state = neuropilot.state(cfg)
     base = os.environ.get("DAGSTER_WEBSERVER_URL", "http://localhost:3000").rstrip("/")
     webhook, publisher = slack_webhook(cfg), notion_publisher(cfg)
@@ -62,7 +64,7 @@ def report_delivery(context: dg.AssetExecutionContext, config: DeliveryConfig,
     if publisher is not None:
         channels["notion"] = lambda report: _notion_send(publisher, report)
     # One delivery at a time (the 09:00 run, a retry from the sensor, a backfill), so a date is never sent twice.
-    with exclusive_lock(cfg.state_dir / "delivery.lock", 600, "delivering reports"):
+    with exclusive_lock(cfg.local_state_dir / "delivery.lock", 600, "delivering reports"):
         outcome = {name: deliver_in_order(name, send, cfg, state, day, config.resend, context.run.run_id)
                    for name, send in channels.items()}
     for name, sent in outcome.items():
@@ -74,7 +76,7 @@ def report_delivery(context: dg.AssetExecutionContext, config: DeliveryConfig,
     notion_ok, notion_status = _status_of(outcome.get("notion"), day, state, "notion",
                                           "not configured (set NOTION_API_KEY and NOTION_DATABASE_ID)")
     return dg.MaterializeResult(
-        metadata={"slack": slack_status, "notion": notion_status, "report": dg.MetadataValue.path(str(path)),
+        metadata={"slack": slack_status, "notion": notion_status, "report": dg.MetadataValue.path(reports.display(report_name(day))),
                   "delivered_now": dg.MetadataValue.json({n: [d for d, ok, _ in sent if ok] for n, sent in outcome.items()}),
                   "still_pending": dg.MetadataValue.json({n: undelivered(cfg, state, n, day) for n in outcome})},
         check_results=[
@@ -120,8 +122,8 @@ def undelivered(cfg, state, channel: str, up_to_day: str) -> list[str]:
     """Report dates on disk, within delivery.backlog_days of `up_to_day`, not yet delivered to `channel`, oldest first."""
     oldest = (pd.Timestamp(up_to_day) - pd.Timedelta(days=backlog_days(cfg))).strftime("%Y-%m-%d")
     dates = []
-    for f in sorted(cfg.reports_dir.glob("daily_report_*.json")):
-        stamp = f.stem.rsplit("_", 1)[-1]
+    for name in report_store(cfg).names("daily_report_", ".json"):
+        stamp = name[:-len(".json")].rsplit("_", 1)[-1]
         if len(stamp) != 8 or not stamp.isdigit():
             continue
         date = f"{stamp[:4]}-{stamp[4:6]}-{stamp[6:]}"
@@ -138,7 +140,7 @@ def deliver_in_order(channel: str, send, cfg, state, day: str, resend: bool, run
         dates.append(day)
     sent = []
     for date in dates:
-        report = json.loads(report_path(cfg.reports_dir, date).read_text())
+        report = json.loads(report_store(cfg).read_text(report_name(date)))
         ok, status = send(report)
         sent.append((date, ok, status))
         if ok:

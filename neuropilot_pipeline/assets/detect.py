@@ -12,6 +12,7 @@ from ..core.atomic import atomic_write_json
 from ..core.gmm import ModelFileError
 from ..core.telemetry import METRIC_COLUMNS
 from ..resources.neuropilot import NeuroPilotResource
+from ..storage.reports import report_store
 from .common import RAW_TABLE, WAREHOUSE_POOL, rows_to_replace, run_services, table_metadata
 from .model import MODEL_FEATURES
 from .partitions import previous_day, previous_window, previous_window_key, six_hourly_partitions, window_bounds
@@ -172,8 +173,10 @@ def critical_alerts(context: dg.AssetExecutionContext, neuropilot: NeuroPilotRes
         "critical_count": int(len(critical)),
         "anomalies": json.loads(critical.to_json(orient="records", date_format="iso")) if len(critical) else [],
     }
-    path = cfg.reports_dir / "alerts" / f"critical_{key.replace(':', '')}.json"
-    atomic_write_json(path, alert)
+    name = f"alerts/critical_{key.replace(':', '')}.json"
+    atomic_write_json(cfg.reports_dir / name, alert)
+    reports = report_store(cfg)
+    reports.publish(name)
     from .deliver import slack_webhook
 
     webhook = slack_webhook(cfg)
@@ -186,7 +189,8 @@ def critical_alerts(context: dg.AssetExecutionContext, neuropilot: NeuroPilotRes
                                              f"*:red_circle: {len(critical)} critical anomalies in {key}*\n"
                                              + "\n".join(lines)}}]}, f"critical alert {key}")
         status = delivery.status
-    return dg.MaterializeResult(metadata={"path": dg.MetadataValue.path(str(path)), "critical_count": len(critical),
+    return dg.MaterializeResult(metadata={"path": dg.MetadataValue.path(reports.display(name)),
+                                          "critical_count": len(critical),
                                           "slack": status})
 
 

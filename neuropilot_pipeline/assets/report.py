@@ -10,6 +10,7 @@ from ..core.parallel import map_processes
 from ..core.report_render import by_attention, render_charts_of, to_markdown, write_html_report
 from ..core.telemetry import METRIC_COLUMNS
 from ..resources.neuropilot import NeuroPilotResource
+from ..storage.reports import report_store
 from .apply import APPLIED_TABLE
 from .decide import DECISIONS_TABLE
 from .detect import ANOMALIES_TABLE
@@ -29,8 +30,12 @@ def charted_services(cfg) -> int:
     return value
 
 
+def report_name(day_key: str) -> str:
+    return f"daily_report_{day_key.replace('-', '')}.json"
+
+
 def report_path(reports_dir, day_key: str):
-    return reports_dir / f"daily_report_{day_key.replace('-', '')}.json"
+    return reports_dir / report_name(day_key)
 
 
 @dg.asset(
@@ -105,12 +110,15 @@ def daily_report(context: dg.AssetExecutionContext, neuropilot: NeuroPilotResour
     charts = dict(zip(report["charted_services"], map_processes(render_charts_of, jobs, min_items=4)))
     html_path = path.with_suffix(".html")
     write_html_report(html_path, report, charts)
+    reports = report_store(cfg)
+    # The charts and the page first, the JSON last: a delivery that finds the JSON finds the rest.
+    reports.publish(*(name for c in charts.values() for name in c.values()), html_path.name, path.name)
     # Headline figures: the service needing attention most (the only one, for a single service).
     worst_name = report["charted_services"][0]
     worst = report["services"][worst_name]
     return dg.MaterializeResult(metadata={
-        "path": dg.MetadataValue.path(str(path)),
-        "html": dg.MetadataValue.path(str(html_path)),
+        "path": dg.MetadataValue.path(reports.display(path.name)),
+        "html": dg.MetadataValue.path(reports.display(html_path.name)),
         "report": dg.MetadataValue.md(to_markdown(report)),
         "services": len(report["services"]),
         "needs_attention_most": worst_name,

@@ -83,8 +83,12 @@ def atomic_write_text(target: str | os.PathLike, text: str, mode: int = DEFAULT_
 def atomic_write_json(target: str | os.PathLike, obj: Any, mode: int = DEFAULT_FILE_MODE, compact: bool = False) -> None:
     """Indented for people; `compact` for machine state (a policy state holds days of minutes:
     indented, every number is a line of its own and the file three times the size)."""
+    atomic_write_text(target, json_text(obj, compact), mode)
+
+
+def json_text(obj: Any, compact: bool = False) -> str:
     text = json.dumps(obj, sort_keys=True, default=_json_default, **({"separators": (",", ":")} if compact else {"indent": 2}))
-    atomic_write_text(target, text + "\n", mode)
+    return text + "\n"
 
 
 def atomic_write_with(target: str | os.PathLike, writer: Callable[[Path], None], mode: int = DEFAULT_FILE_MODE) -> None:

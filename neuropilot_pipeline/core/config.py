@@ -31,6 +31,8 @@ RESERVED_ENV = {"NEUROPILOT_CONFIG", "NEUROPILOT_HOME"}
 SECRET_KEYS = {"api_key", "token", "password", "webhook_url", "bearer_token", "secret"}
 
 POLICIES = ("learned", "rule", "fixed")
+# The folders that may be object-storage URLs (s3://, gs://): what runs on other machines must share.
+OBJECT_STORAGE_PATHS = ("warehouse", "models", "state", "reports")
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -91,21 +93,38 @@ class OpsConfig:
         p = Path(self.paths[name])
         return p if p.is_absolute() else self.home / p
 
-    @property
-    def warehouse_dir(self) -> Path:
-        return self.path("warehouse")
+    def location(self, name: str) -> Path | str:
+        """A folder that may also be on object storage: the URL as written, else a local path."""
+        return self.paths[name] if "://" in self.paths[name] else self.path(name)
 
     @property
-    def models_dir(self) -> Path:
-        return self.path("models")
+    def warehouse_dir(self) -> Path | str:
+        return self.location("warehouse")
+
+    @property
+    def models_dir(self) -> Path | str:
+        return self.location("models")
 
     @property
     def reports_dir(self) -> Path:
-        return self.path("reports")
+        """Where reports are rendered: paths.reports, or this machine's staging folder when
+        paths.reports is object storage (storage/reports.py uploads from there)."""
+        return self.home / "reports" if "://" in self.paths["reports"] else self.path("reports")
 
     @property
-    def state_dir(self) -> Path:
-        return self.path("state")
+    def reports_location(self) -> Path | str:
+        return self.location("reports")
+
+    @property
+    def state_dir(self) -> Path | str:
+        """The chained state documents (policy, detectors, simulator, delivery records)."""
+        return self.location("state")
+
+    @property
+    def local_state_dir(self) -> Path:
+        """Rate-limit ledgers and locks, which need a file lock: paths.state when it is a folder,
+        else <home>/state on this machine's disk."""
+        return self.home / "state" if "://" in self.paths["state"] else self.path("state")
 
     @property
     def infra_repo(self) -> Path:
@@ -294,10 +313,19 @@ def parse_config(data: dict[str, Any], home: Path, config_path: Path | None = No
         **{k: str(v) for k, v in (data.get("paths") or {}).items()},
     }
     for key, value in paths.items():
-        if "://" in value:
-            # pathlib would quietly turn s3://bucket into a local folder named "s3:".
-            raise ConfigError(f"{where}: paths.{key} = {value!r} is a URL; NeuroPilot's folders must be local or "
-                              "mounted paths (object storage is not supported yet; see docs/operations.md).")
+        if "://" not in value:
+            continue
+        # pathlib would quietly turn s3://bucket into a local folder named "s3:".
+        if key not in OBJECT_STORAGE_PATHS:
+            raise ConfigError(f"{where}: paths.{key} = {value!r} is a URL; only paths.{', paths.'.join(OBJECT_STORAGE_PATHS)} "
+                              f"may be on object storage. paths.{key} must be a local or mounted folder "
+                              "(docs/operations.md, \"The warehouse on object storage\").")
+        from ..storage.objects import check_url
+
+        try:
+            check_url(value)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: paths.{key}: {exc}") from None
     if "{service}" not in paths["tfvars"] and len(services) > 1:
         raise ConfigError(f"{where}: paths.tfvars must contain '{{service}}' when several services are watched.")
     partitions = data.get("partitions") or {}

@@ -75,7 +75,7 @@ def prometheus_client(cfg: OpsConfig, kind: str, env=None) -> tuple[PrometheusCl
     grafana = cfg.source.get("grafana") or {}
     endpoint = Endpoint.from_env(kind, env, grafana.get("datasource_uid"))
     limit_key = "grafana_queries_per_hour" if kind == "grafana" else "prometheus_queries_per_hour"
-    ledger = QueryLedger(cfg.state_dir / f"{kind}_query_ledger.json", int(cfg.rate_limits.get(limit_key, 0)))
+    ledger = QueryLedger(cfg.local_state_dir / f"{kind}_query_ledger.json", int(cfg.rate_limits.get(limit_key, 0)))
     client = PrometheusClient(endpoint, timeout_s=float(cfg.source.get("timeout_seconds", 30)),
                               retries=int(cfg.source.get("retries", 4)), ledger=ledger)
     return client, queries

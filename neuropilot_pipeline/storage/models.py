@@ -1,12 +1,13 @@
-"""Model versions on disk (JSON, content-addressed) and the registry table in the warehouse."""
+"""Model versions (JSON, content-addressed; a folder or object storage) and the registry table in the warehouse."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
-from ..core.gmm import AnomalyModel
+from ..core.gmm import AnomalyModel, ModelFileError
+from .objects import ObjectFolder, ObjectStoreError, is_url
 from .warehouse import Warehouse
 
 REGISTRY_TABLE = "model_registry"
@@ -14,17 +15,36 @@ REGISTRY_TABLE = "model_registry"
 
 class ModelStore:
     def __init__(self, root: str | Path, warehouse: Warehouse):
-        self.root = Path(root)
+        self.store = ObjectFolder(str(root)) if is_url(root) else None
+        self.root = self.store.key() if self.store else Path(root)
         self.warehouse = warehouse
 
-    def service_dir(self, service: str) -> Path:
+    def service_dir(self, service: str) -> Path | PurePosixPath:
         return self.root / service
 
-    def save(self, service: str, model: AnomalyModel) -> Path:
-        return model.save(self.service_dir(service))
+    def save(self, service: str, model: AnomalyModel) -> Path | str:
+        if not self.store:
+            return model.save(self.service_dir(service))
+        key = self.service_dir(service) / f"{model.version}.json"
+        try:
+            if not self.store.exists(key):  # content-addressed: an existing version is this very model
+                self.store.write_bytes(key, model.to_json().encode("utf-8"))
+        except ObjectStoreError as exc:
+            raise ModelFileError(f"could not save model {model.version} of {service}: {exc}") from exc
+        return self.store.display(key)
 
     def load(self, service: str, version: str) -> AnomalyModel:
-        return AnomalyModel.load(self.service_dir(service) / f"{version}.json")
+        if not self.store:
+            return AnomalyModel.load(self.service_dir(service) / f"{version}.json")
+        key = self.service_dir(service) / f"{version}.json"
+        try:
+            text = self.store.read_bytes(key).decode("utf-8")
+        except FileNotFoundError:
+            raise ModelFileError(f"Model {self.store.display(key)} does not exist. Re-materialize anomaly_model for "
+                                 "the day that trained it.") from None
+        except ObjectStoreError as exc:
+            raise ModelFileError(f"could not load model {version} of {service}: {exc}") from exc
+        return AnomalyModel.from_json(text, source=self.store.display(key))
 
     def registry(self, services: list[str] | None = None) -> pd.DataFrame:
         if not self.warehouse.partition_files(REGISTRY_TABLE):

@@ -4,6 +4,10 @@ Parquet files are the storage and DuckDB only reads them, so any number of reade
 query while one writer replaces a partition (temp file + atomic rename: a reader sees the
 old partition or the new one, never half of it). Writers of the same table are serialised
 by the `warehouse_writer` concurrency pool on the assets.
+
+The root is a local folder or an object-storage URL (`s3://bucket/prefix`, see objects.py):
+on object storage a partition is one object, uploaded whole, and reads fetch the partitions'
+objects through pyarrow and query them with the same DuckDB SQL.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Iterable, Sequence
 
 import duckdb
@@ -22,6 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..core.atomic import DiskFullError, atomic_path, atomic_write_text, remove_stale_temp_files
+from .objects import ObjectFolder, ObjectStoreError, is_url
 
 _SAFE_KEY = re.compile(r"[^0-9A-Za-z_.-]")
 
@@ -35,11 +40,12 @@ class WarehouseMissingError(WarehouseError):
 
 
 MARKER = ".neuropilot-warehouse"
+MARKER_TEXT = "NeuroPilot warehouse: one Parquet file per table partition.\n"
 
 
 @dataclass(frozen=True)
 class WriteInfo:
-    path: Path
+    path: Path | str  # a local path, or the object's URL
     rows: int
     bytes: int
 
@@ -57,36 +63,54 @@ class Warehouse:
     def __init__(self, root: str | os.PathLike, expect_existing: bool = False):
         """`expect_existing`: earlier runs wrote here, so a missing folder is an error (an
         unmounted volume, a wrong path), not a fresh start that would silently lose history."""
-        self.root = Path(root)
-        if expect_existing and not (self.root / MARKER).exists():
+        # On object storage `root` and every path below are the store's keys (PurePosixPath).
+        self.store = ObjectFolder(str(root)) if is_url(root) else None
+        self.root = self.store.key() if self.store else Path(root)
+        self._marker_seen = False
+        if expect_existing and not self._exists(self.root / MARKER):
             if self.tables():  # a warehouse written before the marker existed
                 self.ensure_created()
                 return
             raise WarehouseMissingError(
-                f"The warehouse folder {self.root} is missing (or lost its {MARKER} marker), but earlier runs wrote "
+                f"The warehouse folder {self.location} is missing (or lost its {MARKER} marker), but earlier runs wrote "
                 "to it. Mount or restore it, or point paths.warehouse at it. To start over on purpose, also move "
                 "the state folder away (it records that the warehouse existed).")
 
+    @property
+    def location(self) -> str:
+        """The root as a user writes it: a folder or a URL."""
+        return self.store.url if self.store else str(self.root)
+
+    def _exists(self, path) -> bool:
+        return self.store.exists(path) if self.store else path.exists()
+
+    def display(self, path) -> str:
+        return self.store.display(path) if self.store else str(path)
+
     # ---- layout -----------------------------------------------------------------------
-    def table_dir(self, table: str) -> Path:
+    def table_dir(self, table: str) -> Path | PurePosixPath:
         if not re.fullmatch(r"[a-z_][a-z0-9_]*", table):
             raise WarehouseError(f"invalid table name {table!r}")
         return self.root / table
 
-    def partition_path(self, table: str, partition_key: str) -> Path:
+    def partition_path(self, table: str, partition_key: str) -> Path | PurePosixPath:
         return self.table_dir(table) / partition_file_name(partition_key)
 
     def tables(self) -> list[str]:
+        if self.store:
+            return [t for t in self.store.subfolders(self.root) if self.partition_files(t)]
         if not self.root.exists():
             return []
         return sorted(p.name for p in self.root.iterdir() if p.is_dir() and any(p.glob("*.parquet")))
 
-    def partition_files(self, table: str) -> list[Path]:
+    def partition_files(self, table: str) -> list[Path] | list[PurePosixPath]:
         d = self.table_dir(table)
+        if self.store:
+            return self.store.list(d, suffix=".parquet")
         return sorted(d.glob("*.parquet")) if d.exists() else []
 
     def has_partition(self, table: str, partition_key: str) -> bool:
-        return self.partition_path(table, partition_key).exists()
+        return self._exists(self.partition_path(table, partition_key))
 
     # ---- writes -----------------------------------------------------------------------
     def write_partition(self, table: str, partition_key: str, df: pd.DataFrame,
@@ -97,7 +121,7 @@ class Warehouse:
         every other service are kept (a run for some services never drops the others')."""
         path = self.partition_path(table, partition_key)
         self.ensure_created()
-        if replace_services is not None and path.exists():
+        if replace_services is not None and self._exists(path):
             kept = self._read([path], None)
             if "service" in kept.columns:
                 kept = kept[~kept["service"].isin(list(replace_services))]
@@ -106,6 +130,15 @@ class Warehouse:
             arrow = pa.Table.from_pandas(df, preserve_index=False)
         except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
             raise WarehouseError(f"cannot store {table}[{partition_key}]: {exc}") from exc
+        if self.store:
+            buffer = pa.BufferOutputStream()
+            pq.write_table(arrow, buffer, compression="zstd")
+            data = buffer.getvalue().to_pybytes()
+            try:
+                self.store.write_bytes(path, data)
+            except ObjectStoreError as exc:
+                raise WarehouseError(f"could not write {table}[{partition_key}]: {exc}") from exc
+            return WriteInfo(self.display(path), len(df), len(data))
         try:
             with atomic_path(path) as tmp:
                 pq.write_table(arrow, tmp, compression="zstd")
@@ -119,14 +152,29 @@ class Warehouse:
         return WriteInfo(path, len(df), path.stat().st_size)
 
     def ensure_created(self) -> None:
+        if self.store:
+            if self._marker_seen:  # one request per warehouse object, not one per write
+                return
+            try:
+                if not self.store.exists(self.root / MARKER):
+                    self.store.write_bytes(self.root / MARKER, MARKER_TEXT.encode())
+            except ObjectStoreError as exc:
+                raise WarehouseError(str(exc)) from exc
+            self._marker_seen = True
+            return
         if not (self.root / MARKER).exists():
             self.root.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(self.root / MARKER, "NeuroPilot warehouse: one Parquet file per table partition.\n")
+            atomic_write_text(self.root / MARKER, MARKER_TEXT)
 
     def delete_partition(self, table: str, partition_key: str) -> None:
+        if self.store:
+            self.store.delete(self.partition_path(table, partition_key))
+            return
         self.partition_path(table, partition_key).unlink(missing_ok=True)
 
     def clean_temp_files(self) -> list[Path]:
+        if self.store:
+            return []  # uploads publish whole objects: there are no temporary files to leave behind
         return remove_stale_temp_files(self.root)
 
     # ---- reads ------------------------------------------------------------------------
@@ -134,6 +182,10 @@ class Warehouse:
         """An in-memory DuckDB with one view per table over its Parquet files (read-only use)."""
         con = duckdb.connect(":memory:")
         con.execute("SET TimeZone='UTC'")
+        if self.store:
+            for table in self.tables():
+                con.register(table, self.store.read_parquet(self.partition_files(table)))
+            return con
         for table in self.tables():
             glob = self.table_dir(table) / "*.parquet"
             con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet({_quote(glob)}, union_by_name=true)")
@@ -150,7 +202,7 @@ class Warehouse:
         self, table: str, partition_keys: Iterable[str], columns: Sequence[str] | None = None,
         services: Sequence[str] | None = None,
     ) -> pd.DataFrame:
-        files = [p for p in (self.partition_path(table, k) for k in partition_keys) if p.exists()]
+        files = self._existing(self.partition_path(table, k) for k in partition_keys)
         return self._read(files, columns, services=services)
 
     def read_table(self, table: str, columns: Sequence[str] | None = None,
@@ -160,9 +212,9 @@ class Warehouse:
 
     def read_partition(self, table: str, partition_key: str, columns: Sequence[str] | None = None) -> pd.DataFrame:
         path = self.partition_path(table, partition_key)
-        if not path.exists():
+        if not self._exists(path):
             raise WarehouseError(
-                f"{table} has no partition {partition_key} ({path}). Materialize {table} for {partition_key} first."
+                f"{table} has no partition {partition_key} ({self.display(path)}). Materialize {table} for {partition_key} first."
             )
         return self._read([path], columns)
 
@@ -172,11 +224,19 @@ class Warehouse:
     ) -> pd.DataFrame:
         """Rows with start <= ts < end, reading only the partitions that can hold them."""
         keys = window_partition_keys(start, end, partition_hours)
-        files = [p for p in (self.partition_path(table, k) for k in keys) if p.exists()]
+        files = self._existing(self.partition_path(table, k) for k in keys)
         return self._read(files, columns, ts_range=(start, end), services=services, ts_column=ts_column)
 
+    def _existing(self, paths: Iterable) -> list:
+        paths = list(paths)
+        if not self.store:
+            return [p for p in paths if p.exists()]
+        # One listing per table folder instead of a request per partition.
+        listed = {d: set(self.store.list(d, suffix=".parquet")) for d in {p.parent for p in paths}}
+        return [p for p in paths if p in listed[p.parent]]
+
     def _read(
-        self, files: list[Path], columns: Sequence[str] | None, ts_range: tuple[datetime, datetime] | None = None,
+        self, files: list, columns: Sequence[str] | None, ts_range: tuple[datetime, datetime] | None = None,
         services: Sequence[str] | None = None, ts_column: str = "ts",
     ) -> pd.DataFrame:
         if not files:
@@ -189,15 +249,25 @@ class Warehouse:
         if services:
             where.append("service IN (" + ", ".join("?" for _ in services) + ")")
             params += list(services)
-        sql = f"SELECT {cols} FROM read_parquet([{', '.join(_quote(f) for f in files)}], union_by_name=true)"
+        if self.store:
+            source = "fetched_partitions"
+        else:
+            source = f"read_parquet([{', '.join(_quote(f) for f in files)}], union_by_name=true)"
+        sql = f"SELECT {cols} FROM {source}"
         if where:
             sql += " WHERE " + " AND ".join(where)
         try:
             with _reader(os.getpid()).cursor() as con:
                 con.execute("SET TimeZone='UTC'")  # per cursor: settings are not inherited
+                if self.store:
+                    con.register(source, self.store.read_parquet(files))
                 df = con.execute(sql, params).df()
         except duckdb.Error as exc:
             raise WarehouseError(_read_failure(exc)) from exc
+        except ObjectStoreError as exc:
+            raise WarehouseError(str(exc)) from exc
+        except FileNotFoundError as exc:
+            raise WarehouseError(f"{exc} vanished while it was being read (deleted by hand?); re-run.") from exc
         order = [c for c in ("service", ts_column) if c in df.columns]
         return df.sort_values(order, kind="stable", ignore_index=True) if order else df
 

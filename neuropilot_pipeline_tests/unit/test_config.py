@@ -77,5 +77,8 @@ def test_reward_weights_are_validated_and_optional(tmp_path):
 def test_a_url_as_a_folder_is_refused_not_turned_into_a_local_folder(tmp_path):
     from neuropilot_pipeline.core.config import ConfigError, load_ops_config
 
-    with pytest.raises(ConfigError, match=r"paths.warehouse = 's3://bucket/wh' is a URL"):
-        load_ops_config(env={"NEUROPILOT_PATHS__WAREHOUSE": "s3://bucket/wh"}, home=tmp_path)
+    cfg = load_ops_config(env={"NEUROPILOT_PATHS__WAREHOUSE": "s3://bucket/wh"}, home=tmp_path)
+    assert cfg.warehouse_dir == "s3://bucket/wh"  # kept a URL, not a local folder named "s3:"
+    assert cfg.local_state_dir == cfg.state_dir == tmp_path.resolve() / "state"
+    with pytest.raises(ConfigError, match=r"paths.infra_repo = 's3://bucket/infra' is a URL; only paths.warehouse"):
+        load_ops_config(env={"NEUROPILOT_PATHS__INFRA_REPO": "s3://bucket/infra"}, home=tmp_path)
