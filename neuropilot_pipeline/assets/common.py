@@ -84,3 +84,20 @@ def narrow_to_tag(context: dg.AssetExecutionContext, services: list[str]) -> lis
 def rows_to_replace(context: dg.AssetExecutionContext, services: list[str]) -> list[str] | None:
     """For write_partition: the services whose rows this run replaces (None: the whole partition)."""
     return services if selected_services(context) is not None else None
+
+
+def services_in_window(wh, partition_key: str) -> set[str]:
+    """Services with raw_metrics rows in a window (none if the window was never collected)."""
+    if not wh.has_partition(RAW_TABLE, partition_key):
+        return set()
+    return set(wh.read_partitions(RAW_TABLE, [partition_key], columns=["service"])["service"].astype(str))
+
+
+def previous_window_unfinished(prev_key: str, services: list[str], what: str) -> dg.Failure:
+    """The previous window was collected but its chained state is missing: it is still running,
+    or failed part-way. Starting cold here would silently break the chain a backfill replays
+    (detectors re-learning, the policy forgetting), so fail; the retry finds it finished."""
+    return dg.Failure(
+        f"The previous window {prev_key} has raw_metrics for {', '.join(sorted(services))} but no {what}: it has not "
+        f"finished (still running, or it failed after collecting). Materialize {prev_key} first; runs of a backfill "
+        "do, in order, and this run is retried.")

@@ -15,7 +15,10 @@ from ..core.telemetry import METRIC_COLUMNS
 from ..resources.neuropilot import NeuroPilotResource
 from ..resources.sources import thresholds_in_force
 from ..storage.state import StateStore
-from .common import RAW_TABLE, WAREHOUSE_POOL, by_service, rows_to_replace, run_services, table_metadata
+from .common import (
+    RAW_TABLE, WAREHOUSE_POOL, by_service, previous_window_unfinished, rows_to_replace, run_services,
+    services_in_window, table_metadata,
+)
 from .detect import ANOMALIES_TABLE
 from .overrides import active_overrides
 from .partitions import (
@@ -122,6 +125,8 @@ def threshold_decision(context: dg.AssetExecutionContext, neuropilot: NeuroPilot
     raw_of, anomalies_of = by_service(raw), by_service(anomalies)
     reward_of = {service: g.iloc[0] for service, g in by_service(rewards).items()}
     skipped = {}
+    prev_key = previous_window_key(key)
+    prev_collected = services_in_window(wh, prev_key)
     for service in services:
         if service not in raw_of or service not in reward_of:
             # No telemetry for this service in this window: no decision, and its policy state
@@ -136,7 +141,10 @@ def threshold_decision(context: dg.AssetExecutionContext, neuropilot: NeuroPilot
         g = raw_of[service].copy()
         g["good"] = g["p95_latency_ms"] <= cfg.slo_p95_ms
         in_force, in_force_origin = thresholds_before(cfg, state, service, key)
-        prev_state = state.read_json(f"{POLICY_STATE}-{service}", previous_window_key(key)) or {}
+        prev_state = state.read_json(f"{POLICY_STATE}-{service}", prev_key)
+        if prev_state is None and service in prev_collected:
+            raise previous_window_unfinished(prev_key, [service], "policy state")
+        prev_state = prev_state or {}
         mine = anomalies_of.get(service, anomalies.iloc[0:0])
         sev = mine["severity"].value_counts().to_dict() if not mine.empty else {}
         serious_latency = int(((mine["metric"] == "p95_latency_ms") & mine["severity"].isin(["medium", "high", "critical"])).sum()) \

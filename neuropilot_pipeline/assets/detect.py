@@ -13,7 +13,10 @@ from ..core.gmm import ModelFileError
 from ..core.telemetry import METRIC_COLUMNS
 from ..resources.neuropilot import NeuroPilotResource
 from ..storage.reports import report_store
-from .common import RAW_TABLE, WAREHOUSE_POOL, rows_to_replace, run_services, table_metadata
+from .common import (
+    RAW_TABLE, WAREHOUSE_POOL, previous_window_unfinished, rows_to_replace, run_services, services_in_window,
+    table_metadata,
+)
 from .model import MODEL_FEATURES
 from .partitions import previous_day, previous_window, previous_window_key, six_hourly_partitions, window_bounds
 
@@ -116,6 +119,8 @@ def anomalies(context: dg.AssetExecutionContext, neuropilot: NeuroPilotResource)
     # services changed); none means a cold start, during which nothing alarms.
     prev_key = previous_window_key(key)
     prev_arrays = store.read_arrays(DETECTOR_STATE, prev_key)
+    if prev_arrays is None and (collected := services_in_window(wh, prev_key)):
+        raise previous_window_unfinished(prev_key, collected, "detector state")
     state, joint_since = None, None
     if prev_arrays is not None:
         prev_ids = json.loads(str(prev_arrays.pop("__series_ids__")))
