@@ -104,7 +104,7 @@ def _apply_decisions(context, cfg, key, decisions, repo, wh, state):
             elif used >= limit:
                 status = f"held: {used} changes applied today, max_applied_changes_per_day is {limit}"
             else:
-                repo.assert_no_foreign_changes([path])
+                # A file with uncommitted edits was held above; apply_file_change checks again.
                 change = preview_tfvars_updates(path, new)
                 diff = change.diff
                 subject = decision_commit_subject(old, new, reward=float(d["reward"]), sla=float(d["sla_percent"]),

@@ -70,6 +70,9 @@ class InfraRepo:
 
     def __post_init__(self):
         self.path = Path(self.path)
+        # ensure_repository's verdict, kept for this object's life (one run): it was called
+        # before every git operation, three times per service and window.
+        self._checked = False
 
     # ---- plumbing ---------------------------------------------------------------------------
     def git(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -100,6 +103,8 @@ class InfraRepo:
         return True
 
     def ensure_repository(self) -> None:
+        if self._checked and (self.path / ".git").exists():
+            return
         if not (self.path / ".git").exists():
             raise GitOpsError(
                 f"{self.path} is not a git repository. Set paths.infra_repo to your infrastructure repository "
@@ -111,6 +116,7 @@ class InfraRepo:
                 f"{self.path} has {head or 'a detached HEAD'} checked out, but gitops.branch is {self.branch!r}. "
                 f"Check out {self.branch} there (git -C {self.path} switch {self.branch}) or change gitops.branch."
             )
+        self._checked = True
 
     @classmethod
     def init_demo(cls, path: str | Path, files: Mapping[str, str], branch: str = "main") -> "InfraRepo":
