@@ -195,6 +195,9 @@ class Scenario:
             # Each run in one process: the step subprocesses of the default executor cost ~4 s
             # each for ~0.5 s of work. The scheduled runs below keep the default executor.
             "runConfigData": {"execution": {"config": {"in_process": {}}}},
+            # What the backfill dialog's "Add tags" sends to recompute some services only (here
+            # the one the stack watches): every run must carry it to the assets.
+            "tags": [{"key": "neuropilot/services", "value": "web"}],
         }})
         assert data["launchPartitionBackfill"]["__typename"] == "LaunchBackfillSuccess", data
         self.facts["backfill_id"] = backfill_id = data["launchPartitionBackfill"]["backfillId"]
@@ -391,6 +394,9 @@ def test_backfill_survived_the_daemon_crash_with_every_window_materialized_exact
     assert Counter((m["asset"], m["partition"]) for m in backfilled) == \
         Counter({(a, p): 1 for a in OPS_ASSETS for p in BACKFILL})
     assert all(m["run_id"] == run_of[m["partition"]] for m in backfilled)
+    # The services tag given in the backfill reached every run and the assets' own selection.
+    assert all(r["tags"].get("neuropilot/services") == "web" for r in mine)
+    assert all(metadata(m)["services"] == ["web"] for m in backfilled if m["asset"] == "threshold_decision")
 
 
 def test_the_daemon_ticked_each_schedule_once_for_the_window_that_had_closed(production):
