@@ -132,11 +132,8 @@ def _record_in_config(context, config_path, values) -> None:
     the file is often a read-only mount (a ConfigMap): the commit above is the record then."""
     try:
         update_yaml_values(config_path, {f"thresholds.{n}.value": v for n, v in values.items()})
-    except PermissionError as exc:  # EACCES, and EROFS on a read-only file system
-        context.log.warning(f"{config_path} is read-only here ({exc.strerror}); its thresholds.*.value were not "
-                            "updated. The applied values are in the tfvars commit.")
     except OSError as exc:
-        if exc.errno != errno.EROFS:
+        if not isinstance(exc, PermissionError) and exc.errno != errno.EROFS:
             raise
-        context.log.warning(f"{config_path} is on a read-only file system; its thresholds.*.value were not updated. "
-                            "The applied values are in the tfvars commit.")
+        context.log.warning(f"{config_path} is read-only here ({exc.strerror}, a read-only file system or mount); "
+                            "its thresholds.*.value were not updated. The applied values are in the tfvars commit.")

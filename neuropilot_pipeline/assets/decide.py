@@ -126,7 +126,7 @@ def threshold_decision(context: dg.AssetExecutionContext, neuropilot: NeuroPilot
     reward_of = {service: g.iloc[0] for service, g in by_service(rewards).items()}
     skipped = {}
     prev_key = previous_window_key(key)
-    prev_collected = services_in_window(wh, prev_key)
+    prev_collected = None  # read only if some service has no state from the previous window
     for service in services:
         if service not in raw_of or service not in reward_of:
             # No telemetry for this service in this window: no decision, and its policy state
@@ -142,8 +142,10 @@ def threshold_decision(context: dg.AssetExecutionContext, neuropilot: NeuroPilot
         g["good"] = g["p95_latency_ms"] <= cfg.slo_p95_ms
         in_force, in_force_origin = thresholds_before(cfg, state, service, key)
         prev_state = state.read_json(f"{POLICY_STATE}-{service}", prev_key)
-        if prev_state is None and service in prev_collected:
-            raise previous_window_unfinished(prev_key, [service], "policy state")
+        if prev_state is None:
+            prev_collected = services_in_window(wh, prev_key) if prev_collected is None else prev_collected
+            if service in prev_collected:
+                raise previous_window_unfinished(prev_key, [service], "policy state")
         prev_state = prev_state or {}
         mine = anomalies_of.get(service, anomalies.iloc[0:0])
         sev = mine["severity"].value_counts().to_dict() if not mine.empty else {}

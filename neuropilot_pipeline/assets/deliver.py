@@ -138,9 +138,9 @@ def deliver_in_order(channel: str, send, cfg, state, day: str, resend: bool, run
     dates = undelivered(cfg, state, channel, day)
     if resend and day not in dates:
         dates.append(day)
-    sent = []
+    sent, reports = [], report_store(cfg)
     for date in dates:
-        report = json.loads(report_store(cfg).read_text(report_name(date)))
+        report = json.loads(reports.read_text(report_name(date)))
         ok, status = send(report)
         sent.append((date, ok, status))
         if ok:

@@ -97,6 +97,10 @@ class OpsConfig:
         """A folder that may also be on object storage: the URL as written, else a local path."""
         return self.paths[name] if "://" in self.paths[name] else self.path(name)
 
+    def _on_this_machine(self, name: str) -> Path:
+        """paths.<name> when it is a folder, else <home>/<name> on this machine's disk."""
+        return self.home / name if "://" in self.paths[name] else self.path(name)
+
     @property
     def warehouse_dir(self) -> Path | str:
         return self.location("warehouse")
@@ -109,7 +113,7 @@ class OpsConfig:
     def reports_dir(self) -> Path:
         """Where reports are rendered: paths.reports, or this machine's staging folder when
         paths.reports is object storage (storage/reports.py uploads from there)."""
-        return self.home / "reports" if "://" in self.paths["reports"] else self.path("reports")
+        return self._on_this_machine("reports")
 
     @property
     def reports_location(self) -> Path | str:
@@ -124,7 +128,7 @@ class OpsConfig:
     def local_state_dir(self) -> Path:
         """Rate-limit ledgers and locks, which need a file lock: paths.state when it is a folder,
         else <home>/state on this machine's disk."""
-        return self.home / "state" if "://" in self.paths["state"] else self.path("state")
+        return self._on_this_machine("state")
 
     @property
     def infra_repo(self) -> Path:

@@ -7,7 +7,7 @@ from pathlib import Path, PurePosixPath
 import pandas as pd
 
 from ..core.gmm import AnomalyModel, ModelFileError
-from .objects import ObjectFolder, ObjectStoreError, is_url
+from .objects import ObjectStoreError, open_folder
 from .warehouse import Warehouse
 
 REGISTRY_TABLE = "model_registry"
@@ -15,36 +15,32 @@ REGISTRY_TABLE = "model_registry"
 
 class ModelStore:
     def __init__(self, root: str | Path, warehouse: Warehouse):
-        self.store = ObjectFolder(str(root)) if is_url(root) else None
-        self.root = self.store.key() if self.store else Path(root)
+        self.folder = open_folder(root)
+        self.root = self.folder.key()
         self.warehouse = warehouse
 
     def service_dir(self, service: str) -> Path | PurePosixPath:
         return self.root / service
 
-    def save(self, service: str, model: AnomalyModel) -> Path | str:
-        if not self.store:
-            return model.save(self.service_dir(service))
+    def save(self, service: str, model: AnomalyModel) -> str:
         key = self.service_dir(service) / f"{model.version}.json"
         try:
-            if not self.store.exists(key):  # content-addressed: an existing version is this very model
-                self.store.write_bytes(key, model.to_json().encode("utf-8"))
+            if not self.folder.exists(key):  # content-addressed: an existing version is this very model
+                self.folder.write_bytes(key, model.to_json().encode("utf-8"))
         except ObjectStoreError as exc:
             raise ModelFileError(f"could not save model {model.version} of {service}: {exc}") from exc
-        return self.store.display(key)
+        return self.folder.display(key)
 
     def load(self, service: str, version: str) -> AnomalyModel:
-        if not self.store:
-            return AnomalyModel.load(self.service_dir(service) / f"{version}.json")
         key = self.service_dir(service) / f"{version}.json"
         try:
-            text = self.store.read_bytes(key).decode("utf-8")
+            text = self.folder.read_bytes(key).decode("utf-8")
         except FileNotFoundError:
-            raise ModelFileError(f"Model {self.store.display(key)} does not exist. Re-materialize anomaly_model for "
-                                 "the day that trained it.") from None
+            raise ModelFileError(f"Model file {self.folder.display(key)} does not exist. Re-materialize anomaly_model "
+                                 "for the day that trained it.") from None
         except ObjectStoreError as exc:
             raise ModelFileError(f"could not load model {version} of {service}: {exc}") from exc
-        return AnomalyModel.from_json(text, source=self.store.display(key))
+        return AnomalyModel.from_json(text, source=self.folder.display(key))
 
     def registry(self, services: list[str] | None = None) -> pd.DataFrame:
         if not self.warehouse.partition_files(REGISTRY_TABLE):

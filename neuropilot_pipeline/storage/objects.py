@@ -18,13 +18,15 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Sequence
 from urllib.parse import parse_qsl, urlsplit
 
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
+
+from ..core.atomic import atomic_write_bytes
 
 SCHEMES = ("s3", "gs", "gcs")
 # Query parameters of a pyarrow file-system URL that are secrets: they belong in the environment.
@@ -176,3 +178,45 @@ class ObjectFolder:
                 "credentials in the environment (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or the role) may "
                 f"{'write to' if what in ('write', 'delete') else 'read'} it"
                 + ("; its previous version, if any, is unchanged." if what == "write" else ".")) from exc
+
+
+class LocalFolder:
+    """A folder on disk with ObjectFolder's interface, so the stores need no branch per backend.
+    Writes go through core.atomic (temp file, fsync, rename); a missing file is FileNotFoundError."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+
+    def __repr__(self) -> str:
+        return f"LocalFolder({str(self.root)!r})"
+
+    def key(self, *parts: str) -> Path:
+        return self.root.joinpath(*parts)
+
+    def display(self, key: str | os.PathLike) -> str:
+        return str(key)
+
+    def exists(self, key: str | os.PathLike) -> bool:
+        return Path(key).is_file()
+
+    def read_bytes(self, key: str | os.PathLike) -> bytes:
+        return Path(key).read_bytes()
+
+    def write_bytes(self, key: str | os.PathLike, data: bytes) -> None:
+        atomic_write_bytes(key, data)
+
+    def delete(self, key: str | os.PathLike) -> None:
+        Path(key).unlink(missing_ok=True)
+
+    def list(self, directory: str | os.PathLike, suffix: str = "") -> list[Path]:
+        directory = Path(directory)
+        return sorted(directory.glob(f"*{suffix}")) if directory.is_dir() else []
+
+    def subfolders(self, directory: str | os.PathLike) -> list[str]:
+        directory = Path(directory)
+        return sorted(p.name for p in directory.iterdir() if p.is_dir()) if directory.is_dir() else []
+
+
+def open_folder(location: str | os.PathLike) -> "LocalFolder | ObjectFolder":
+    """A folder or an object-storage URL, behind one interface."""
+    return ObjectFolder(str(location)) if is_url(location) else LocalFolder(location)

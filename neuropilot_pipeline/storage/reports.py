@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .objects import ObjectFolder, ObjectStoreError, is_url
+from .objects import ObjectFolder, ObjectStoreError, open_folder
 
 
 class ReportStoreError(RuntimeError):
@@ -18,38 +18,33 @@ class ReportStoreError(RuntimeError):
 
 class ReportStore:
     def __init__(self, location: str | Path, local_dir: str | Path):
-        self.store = ObjectFolder(str(location)) if is_url(location) else None
+        self.folder = open_folder(location)
+        self.remote = isinstance(self.folder, ObjectFolder)
         # Where files are rendered: the folder itself, or this machine's staging folder.
-        self.local_dir = Path(local_dir) if self.store else Path(location)
+        self.local_dir = Path(local_dir) if self.remote else Path(location)
 
     def publish(self, *names: str) -> None:
-        """Upload finished local files (names relative to local_dir); nothing to do on disk."""
-        if not self.store:
+        """Upload finished local files (names relative to local_dir); on disk they are in place."""
+        if not self.remote:
             return
         for name in names:
             try:
-                self.store.write_bytes(self.store.key(name), (self.local_dir / name).read_bytes())
+                self.folder.write_bytes(self.folder.key(name), (self.local_dir / name).read_bytes())
             except ObjectStoreError as exc:
                 raise ReportStoreError(str(exc)) from exc
 
     def display(self, name: str) -> str:
-        return self.store.display(self.store.key(name)) if self.store else str(self.local_dir / name)
+        return self.folder.display(self.folder.key(name))
 
     def exists(self, name: str) -> bool:
-        return self.store.exists(self.store.key(name)) if self.store else (self.local_dir / name).exists()
+        return self.folder.exists(self.folder.key(name))
 
     def read_text(self, name: str) -> str:
-        if not self.store:
-            return (self.local_dir / name).read_text(encoding="utf-8")
-        return self.store.read_bytes(self.store.key(name)).decode("utf-8")
+        return self.folder.read_bytes(self.folder.key(name)).decode("utf-8")
 
     def names(self, prefix: str, suffix: str) -> list[str]:
         """Files directly in the folder named prefix*suffix, sorted."""
-        if self.store:
-            found = [p.name for p in self.store.list(self.store.key(), suffix)]
-        else:
-            found = [p.name for p in self.local_dir.glob(f"*{suffix}")] if self.local_dir.exists() else []
-        return sorted(n for n in found if n.startswith(prefix) and n.endswith(suffix))
+        return [p.name for p in self.folder.list(self.folder.key(), suffix) if p.name.startswith(prefix)]
 
 
 def report_store(cfg) -> ReportStore:

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from ..core.atomic import atomic_write_bytes, json_text
-from .objects import ObjectFolder, ObjectStoreError, is_url
+from ..core.atomic import json_text
+from .objects import ObjectStoreError, open_folder
 
 _SAFE = re.compile(r"[^0-9A-Za-z_.-]")
 
@@ -29,31 +29,28 @@ class StateFileError(ValueError):
 
 class StateStore:
     def __init__(self, root: str | Path):
-        self.store = ObjectFolder(str(root)) if is_url(root) else None
-        self.root = self.store.key() if self.store else Path(root)
+        self.folder = open_folder(root)
+        self.root = self.folder.key()
 
     def _path(self, kind: str, key: str, suffix: str) -> Path | PurePosixPath:
         return self.root / _SAFE.sub("", kind) / (_SAFE.sub("", key) + suffix)
 
     def _read_bytes(self, path) -> bytes | None:
         try:
-            return self.store.read_bytes(path) if self.store else path.read_bytes()
+            return self.folder.read_bytes(path)
         except FileNotFoundError:
             return None
         except ObjectStoreError as exc:
             raise StateFileError(str(exc)) from exc
 
     def _write_bytes(self, path, data: bytes) -> None:
-        if self.store:
-            try:
-                self.store.write_bytes(path, data)
-            except ObjectStoreError as exc:
-                raise StateFileError(str(exc)) from exc
-        else:
-            atomic_write_bytes(path, data)
+        try:
+            self.folder.write_bytes(path, data)
+        except ObjectStoreError as exc:
+            raise StateFileError(str(exc)) from exc
 
     def display(self, path) -> str:
-        return self.store.display(path) if self.store else str(path)
+        return self.folder.display(path)
 
     def read_json(self, kind: str, key: str) -> dict[str, Any] | None:
         path = self._path(kind, key, ".json")

@@ -25,8 +25,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..core.atomic import DiskFullError, atomic_path, atomic_write_text, remove_stale_temp_files
-from .objects import ObjectFolder, ObjectStoreError, is_url
+from ..core.atomic import DiskFullError, atomic_path, remove_stale_temp_files
+from .objects import ObjectFolder, ObjectStoreError, open_folder
 
 _SAFE_KEY = re.compile(r"[^0-9A-Za-z_.-]")
 
@@ -64,8 +64,9 @@ class Warehouse:
         """`expect_existing`: earlier runs wrote here, so a missing folder is an error (an
         unmounted volume, a wrong path), not a fresh start that would silently lose history."""
         # On object storage `root` and every path below are the store's keys (PurePosixPath).
-        self.store = ObjectFolder(str(root)) if is_url(root) else None
-        self.root = self.store.key() if self.store else Path(root)
+        self.folder = open_folder(root)
+        self.remote = isinstance(self.folder, ObjectFolder)
+        self.root = self.folder.key()
         self._marker_seen = False
         if expect_existing and not self._exists(self.root / MARKER):
             if self.tables():  # a warehouse written before the marker existed
@@ -79,13 +80,13 @@ class Warehouse:
     @property
     def location(self) -> str:
         """The root as a user writes it: a folder or a URL."""
-        return self.store.url if self.store else str(self.root)
+        return self.folder.url if self.remote else str(self.root)
 
     def _exists(self, path) -> bool:
-        return self.store.exists(path) if self.store else path.exists()
+        return self.folder.exists(path)
 
     def display(self, path) -> str:
-        return self.store.display(path) if self.store else str(path)
+        return self.folder.display(path)
 
     # ---- layout -----------------------------------------------------------------------
     def table_dir(self, table: str) -> Path | PurePosixPath:
@@ -97,17 +98,10 @@ class Warehouse:
         return self.table_dir(table) / partition_file_name(partition_key)
 
     def tables(self) -> list[str]:
-        if self.store:
-            return [t for t in self.store.subfolders(self.root) if self.partition_files(t)]
-        if not self.root.exists():
-            return []
-        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and any(p.glob("*.parquet")))
+        return [t for t in self.folder.subfolders(self.root) if self.partition_files(t)]
 
     def partition_files(self, table: str) -> list[Path] | list[PurePosixPath]:
-        d = self.table_dir(table)
-        if self.store:
-            return self.store.list(d, suffix=".parquet")
-        return sorted(d.glob("*.parquet")) if d.exists() else []
+        return self.folder.list(self.table_dir(table), suffix=".parquet")
 
     def has_partition(self, table: str, partition_key: str) -> bool:
         return self._exists(self.partition_path(table, partition_key))
@@ -130,12 +124,12 @@ class Warehouse:
             arrow = pa.Table.from_pandas(df, preserve_index=False)
         except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
             raise WarehouseError(f"cannot store {table}[{partition_key}]: {exc}") from exc
-        if self.store:
+        if self.remote:  # one upload of the whole object; on disk pyarrow streams into a temp file
             buffer = pa.BufferOutputStream()
             pq.write_table(arrow, buffer, compression="zstd")
             data = buffer.getvalue().to_pybytes()
             try:
-                self.store.write_bytes(path, data)
+                self.folder.write_bytes(path, data)
             except ObjectStoreError as exc:
                 raise WarehouseError(f"could not write {table}[{partition_key}]: {exc}") from exc
             return WriteInfo(self.display(path), len(df), len(data))
@@ -152,28 +146,20 @@ class Warehouse:
         return WriteInfo(path, len(df), path.stat().st_size)
 
     def ensure_created(self) -> None:
-        if self.store:
-            if self._marker_seen:  # one request per warehouse object, not one per write
-                return
-            try:
-                if not self.store.exists(self.root / MARKER):
-                    self.store.write_bytes(self.root / MARKER, MARKER_TEXT.encode())
-            except ObjectStoreError as exc:
-                raise WarehouseError(str(exc)) from exc
-            self._marker_seen = True
+        if self._marker_seen:  # one look per Warehouse object, not one per write (a request on S3)
             return
-        if not (self.root / MARKER).exists():
-            self.root.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(self.root / MARKER, MARKER_TEXT)
+        try:
+            if not self.folder.exists(self.root / MARKER):
+                self.folder.write_bytes(self.root / MARKER, MARKER_TEXT.encode())
+        except ObjectStoreError as exc:
+            raise WarehouseError(str(exc)) from exc
+        self._marker_seen = True
 
     def delete_partition(self, table: str, partition_key: str) -> None:
-        if self.store:
-            self.store.delete(self.partition_path(table, partition_key))
-            return
-        self.partition_path(table, partition_key).unlink(missing_ok=True)
+        self.folder.delete(self.partition_path(table, partition_key))
 
     def clean_temp_files(self) -> list[Path]:
-        if self.store:
+        if self.remote:
             return []  # uploads publish whole objects: there are no temporary files to leave behind
         return remove_stale_temp_files(self.root)
 
@@ -182,9 +168,9 @@ class Warehouse:
         """An in-memory DuckDB with one view per table over its Parquet files (read-only use)."""
         con = duckdb.connect(":memory:")
         con.execute("SET TimeZone='UTC'")
-        if self.store:
+        if self.remote:
             for table in self.tables():
-                con.register(table, self.store.read_parquet(self.partition_files(table)))
+                con.register(table, self.folder.read_parquet(self.partition_files(table)))
             return con
         for table in self.tables():
             glob = self.table_dir(table) / "*.parquet"
@@ -229,10 +215,10 @@ class Warehouse:
 
     def _existing(self, paths: Iterable) -> list:
         paths = list(paths)
-        if not self.store:
+        if not self.remote:
             return [p for p in paths if p.exists()]
         # One listing per table folder instead of a request per partition.
-        listed = {d: set(self.store.list(d, suffix=".parquet")) for d in {p.parent for p in paths}}
+        listed = {d: set(self.folder.list(d, suffix=".parquet")) for d in {p.parent for p in paths}}
         return [p for p in paths if p in listed[p.parent]]
 
     def _read(
@@ -249,7 +235,7 @@ class Warehouse:
         if services:
             where.append("service IN (" + ", ".join("?" for _ in services) + ")")
             params += list(services)
-        if self.store:
+        if self.remote:
             source = "fetched_partitions"
         else:
             source = f"read_parquet([{', '.join(_quote(f) for f in files)}], union_by_name=true)"
@@ -259,8 +245,8 @@ class Warehouse:
         try:
             with _reader(os.getpid()).cursor() as con:
                 con.execute("SET TimeZone='UTC'")  # per cursor: settings are not inherited
-                if self.store:
-                    con.register(source, self.store.read_parquet(files))
+                if self.remote:
+                    con.register(source, self.folder.read_parquet(files))
                 df = con.execute(sql, params).df()
         except duckdb.Error as exc:
             raise WarehouseError(_read_failure(exc)) from exc
