@@ -29,6 +29,8 @@ setup(
         # The streaming detectors are a per-point recursion; numba compiles it (270k points/s
         # on one core instead of ~5k with numpy per step) without a second implementation.
         "numba>=0.60",
+        # One BLAS/OpenMP thread per worker process (core/parallel.py); scikit-learn's own dependency.
+        "threadpoolctl>=3.1",
     ],
     extras_require={
         # moto's server speaks the S3 REST API on localhost: the object-storage tests run the

@@ -10,11 +10,12 @@ import pandas as pd
 from ..core import detectors
 from ..core.atomic import atomic_write_json
 from ..core.gmm import ModelFileError
+from ..core.parallel import one_native_thread
 from ..core.telemetry import METRIC_COLUMNS
 from ..resources.neuropilot import NeuroPilotResource
 from ..storage.reports import report_store
 from .common import (
-    RAW_TABLE, WAREHOUSE_POOL, previous_window_unfinished, rows_to_replace, run_services, services_in_window,
+    RAW_TABLE, WAREHOUSE_POOL, by_service, previous_window_unfinished, rows_to_replace, run_services, services_in_window,
     table_metadata,
 )
 from .model import MODEL_FEATURES
@@ -55,19 +56,21 @@ def gmm_scores(neuropilot: NeuroPilotResource, cfg, raw: pd.DataFrame, services:
     scores = np.full((len(services), len(ts)), np.nan)
     used = {}
     in_force = store.versions_for(services, model_day)
-    for i, service in enumerate(services):
-        found = in_force.get(service)
-        if found is None:
-            used[service] = "none (no model trained yet)"
-            continue
-        version, partition = found
-        try:
-            model = store.load(service, version)
-        except ModelFileError as exc:
-            raise dg.Failure(str(exc)) from exc
-        g = raw[raw["service"] == service].drop_duplicates("ts", keep="last").set_index("ts").reindex(ts)
-        scores[i] = model.anomaly_score(g[list(MODEL_FEATURES)].to_numpy(dtype=float))
-        used[service] = f"{version} (trained {partition})"
+    raw_of = by_service(raw)
+    with one_native_thread():
+        for i, service in enumerate(services):
+            found = in_force.get(service)
+            if found is None:
+                used[service] = "none (no model trained yet)"
+                continue
+            version, partition = found
+            try:
+                model = store.load(service, version)
+            except ModelFileError as exc:
+                raise dg.Failure(str(exc)) from exc
+            g = raw_of.get(service, raw.iloc[0:0]).drop_duplicates("ts", keep="last").set_index("ts").reindex(ts)
+            scores[i] = model.anomaly_score(g[list(MODEL_FEATURES)].to_numpy(dtype=float))
+            used[service] = f"{version} (trained {partition})"
     return scores, used
 
 

@@ -155,6 +155,20 @@ def default_home() -> Path:
     return Path(os.environ.get("NEUROPILOT_HOME") or Path.cwd() / "neuropilot_home").resolve()
 
 
+_PARSED_YAML: dict[str, Any] = {}
+
+
+def _parse_yaml_cached(text: str) -> Any:
+    """YAML parsed once per distinct text (a copy each time: callers may change it). Every step of
+    a run loads the config, and ruamel's pure-Python parser takes ~0.1 s on a 100-service list;
+    keyed by the text itself, so an edited file is always read afresh."""
+    if text not in _PARSED_YAML:
+        if len(_PARSED_YAML) >= 8:
+            _PARSED_YAML.clear()
+        _PARSED_YAML[text] = YAML(typ="safe").load(text)
+    return copy.deepcopy(_PARSED_YAML[text])
+
+
 def read_yaml(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
@@ -164,7 +178,7 @@ def read_yaml(path: Path) -> dict[str, Any]:
             f"or copy {default_config_path()} there."
         ) from exc
     try:
-        data = YAML(typ="safe").load(text)
+        data = _parse_yaml_cached(text)
     except YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {exc}. Fix the line shown, or restore it from git.") from exc
     if data is None:
