@@ -75,6 +75,7 @@ def _apply_decisions(context, cfg, key, decisions, repo, wh, state):
     # Which tfvars a human may have touched, in two git calls; only those get the full check.
     suspects = files_to_check_for_human_changes(repo, [cfg.tfvars_path(s) for s in decisions["service"]]) \
         if repo is not None and (cfg.infra_repo / ".git").exists() else set()
+    decided, changes = [], []
     for _, d in decisions.iterrows():
         service = d["service"]
         old = {n: _value(n, d[f"old_{n}"]) for n in MANAGED_THRESHOLDS}
@@ -82,7 +83,7 @@ def _apply_decisions(context, cfg, key, decisions, repo, wh, state):
         path = cfg.tfvars_path(service)
         used = int(applied_today[(applied_today["service"] == service) & applied_today["applied"]].shape[0]) \
             if not applied_today.empty else 0
-        status, commit, diff = "unchanged", None, ""
+        status, diff = "unchanged", ""
         in_force = old
         # Never write over a human's edit the sensor has not recorded yet: record it, hold.
         # Stamped with the decision's time (the window's end), so backfills replay the same way.
@@ -104,19 +105,21 @@ def _apply_decisions(context, cfg, key, decisions, repo, wh, state):
             elif used >= limit:
                 status = f"held: {used} changes applied today, max_applied_changes_per_day is {limit}"
             else:
-                # A file with uncommitted edits was held above; apply_file_change checks again.
                 change = preview_tfvars_updates(path, new)
                 diff = change.diff
                 subject = decision_commit_subject(old, new, reward=float(d["reward"]), sla=float(d["sla_percent"]),
                                                   model_version=d.get("model_version") or "none")
-                # Journaled write + commit: a crash anywhere in between is finished by the next run.
-                commit = repo.apply_file_change(
-                    path, change.new_text, subject, body=str(d["reason"]),
-                    trailers={"NeuroPilot-Run-Id": context.run.run_id, "NeuroPilot-Partition": f"{key}/{service}"},
-                )
-                if len(cfg.services) == 1 and cfg.config_path is not None:
-                    _record_in_config(context, cfg.config_path, new)
+                changes.append((path, change.new_text, subject, str(d["reason"]),
+                                {"NeuroPilot-Run-Id": context.run.run_id, "NeuroPilot-Partition": f"{key}/{service}"}))
                 status, in_force = "applied", new
+        decided.append((service, path, status, in_force, diff, len(changes) - 1 if status == "applied" else None))
+    # One journaled batch, one commit per service: a crash anywhere in it is finished by the
+    # next run. A file with uncommitted edits was held above; the batch checks again.
+    shas = repo.apply_file_changes(changes) if changes else []
+    if changes and len(cfg.services) == 1 and cfg.config_path is not None:
+        _record_in_config(context, cfg.config_path, next(d[3] for d in decided if d[5] is not None))
+    for service, path, status, in_force, diff, change in decided:
+        commit = shas[change] if change is not None else None
         state.write_json(f"{APPLIED_STATE}-{service}", key, {"thresholds": in_force, "status": status, "commit": commit})
         rows.append({"partition": key, "service": service, "status": status, "applied": status == "applied",
                      "commit": commit, "tfvars": str(path), **{f"value_{n}": float(v) for n, v in in_force.items()}})

@@ -170,15 +170,22 @@ class InfraRepo:
             lock.unlink(missing_ok=True)
 
     # ---- checks -----------------------------------------------------------------------------
-    def uncommitted(self, files: Iterable[str | Path]) -> list[str]:
+    def status(self, files: Iterable[str | Path]) -> dict[str, str]:
+        """{repository-relative name: porcelain XY code} of `files` git reports: edited, staged,
+        deleted, or untracked ("??"). Absent means committed as it is."""
         rels = [self._rel(f) for f in files]
-        out = self.git("status", "--porcelain", "--", *rels).stdout
-        return [line[3:] for line in out.splitlines() if line.strip() and not line.startswith("??")]
+        out = self.git("status", "--porcelain", "--untracked-files=all", "--", *rels).stdout
+        return {line[3:]: line[:2] for line in out.splitlines() if line.strip()}
+
+    def uncommitted(self, files: Iterable[str | Path]) -> list[str]:
+        return [rel for rel, code in self.status(files).items() if code != "??"]
 
     def assert_no_foreign_changes(self, files: Sequence[str | Path]) -> None:
         """Refuse to touch files someone has edited without committing: their work comes first."""
         self.ensure_repository()
-        dirty = self.uncommitted(files)
+        self._refuse_foreign_changes(self.uncommitted(files))
+
+    def _refuse_foreign_changes(self, dirty: Sequence[str]) -> None:
         if dirty:
             raise ForeignChangesError(
                 f"{', '.join(dirty)} in {self.path} has uncommitted edits that NeuroPilot did not make. "
@@ -187,9 +194,26 @@ class InfraRepo:
 
     # ---- commits ----------------------------------------------------------------------------
     def find_commit_for_partition(self, partition: str) -> str | None:
-        out = self.git("log", self.branch, "--format=%H", f"--grep={PARTITION_TRAILER}: {partition}$",
-                       check=False).stdout.split()
-        return out[0] if out else None
+        return self.find_commits_for_partitions([partition]).get(partition)
+
+    def find_commits_for_partitions(self, partitions: Iterable[str]) -> dict[str, str]:
+        """{partition: newest commit with its trailer} for those of `partitions` that have one.
+        One `git log` for all of them: a re-run of a window finds 100 services' commits at once."""
+        wanted = set(partitions)
+        if not wanted:
+            return {}
+        # -F: a partition is a literal (service names may hold regex characters); the exact
+        # trailer value is compared below, the grep only narrows what git prints.
+        out = self.git("log", self.branch, "--format=%H%x1f%B%x1e", "-F",
+                       *(f"--grep={PARTITION_TRAILER}: {p}" for p in sorted(wanted)), check=False).stdout
+        found: dict[str, str] = {}
+        for record in out.split("\x1e"):
+            sha, _, message = record.strip().partition("\x1f")
+            for line in message.splitlines():
+                key, _, value = line.strip().partition(": ")
+                if key == PARTITION_TRAILER and value.strip() in wanted:
+                    found.setdefault(value.strip(), sha)  # git log is newest first
+        return found
 
     def commit_decision(self, files: Sequence[str | Path], subject: str, body: str,
                         trailers: Mapping[str, str]) -> str | None:
@@ -206,76 +230,149 @@ class InfraRepo:
             self.push()
         return sha
 
-    def pending_apply(self) -> dict | None:
+    def pending_apply(self) -> list[dict] | None:
+        """The interrupted batch's entries (file, before, after, message, trailers), in order."""
         if not self.journal_path.exists():
             return None
         try:
             journal = json.loads(self.journal_path.read_text())
-            journal["file"], journal["after"], journal["trailers"]  # noqa: B018 - shape check
-        except (ValueError, KeyError, TypeError) as exc:
+            # A journal left by a version that applied one file per journal is that file's entry.
+            entries = journal["entries"] if "entries" in journal else [journal]
+            for e in entries:
+                e["file"], e["before"], e["after"], e["message"], e["trailers"].get  # noqa: B018 - shape check
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise GitOpsError(
                 f"the apply journal {self.journal_path} is unreadable ({exc}). Check `git -C {self.path} status`: "
                 "commit or discard the tfvars change it describes, then delete the journal.") from exc
-        return journal
+        return entries
 
     def is_our_pending_write(self, path: str | Path) -> bool:
         """True when `path` holds exactly what an interrupted NeuroPilot apply wrote (not a human's edit)."""
         try:
-            journal = self.pending_apply()
+            entries = self.pending_apply() or []
         except GitOpsError:
             return False
-        return bool(journal) and journal["file"] == self._rel(path) and file_digest(self.path / journal["file"]) == journal["after"]
+        rel = self._rel(path)
+        return any(e["file"] == rel and file_digest(self.path / rel) == e["after"] for e in entries)
 
     def recover_interrupted_apply(self) -> str | None:
         """Finish or discard an apply a crash interrupted. Call under `locked()`.
 
-        The journal is written before the tfvars file and removed after the commit, so a
-        crash leaves one of: the file unchanged (nothing to do), the file written but not
-        committed (commit it now, with the original decision's message), or the commit made
-        (nothing to do). Anything else means someone edited the file since: left for a human.
-        Returns a description of what was done, or None when there was nothing to recover."""
-        journal = self.pending_apply()
-        if journal is None:
+        The journal is written before any tfvars file and removed after the batch's last commit,
+        and each file is committed right after it is written, so a crash leaves each entry in
+        one of: the file unchanged (nothing to do), the file written but not committed (commit
+        it now, with the original decision's message), or the commit made (nothing to do).
+        Anything else means someone edited the file since: left for a human, and then nothing
+        is committed, not even the other entries. Returns a description of what was done, or
+        None when there was nothing to recover."""
+        entries = self.pending_apply()
+        if entries is None:
             return None
-        path = self.path / journal["file"]
-        partition = journal["trailers"].get(PARTITION_TRAILER, "")
-        current = file_digest(path)
-        if current == journal["after"] and self.uncommitted([path]):
-            self.git("add", "--", journal["file"])
-            self.git("commit", "-q", "-m", journal["message"] + "NeuroPilot-Recovered: commit completed after an "
-                     "interrupted run\n", "--", journal["file"])
-            done = f"completed the interrupted commit of {journal['file']} for {partition}"
-            if self.remote:
-                self.push()
-        elif current in (journal["before"], journal["after"]):
-            done = f"nothing to recover for {journal['file']} ({partition}): the change was {'committed' if current == journal['after'] else 'never written'}"
-        else:
+        status = self.status(e["file"] for e in entries) if entries else {}
+        pending, untouched, foreign = [], [], []
+        for e in entries:
+            current = file_digest(self.path / e["file"])
+            if current == e["after"] and e["file"] in status:
+                pending.append(e)
+            elif current in (e["before"], e["after"]):
+                untouched.append((e, current == e["after"]))
+            else:
+                foreign.append(e)
+        if foreign:
             raise ForeignChangesError(
-                f"{journal['file']} in {self.path} was changed after an interrupted NeuroPilot apply ({partition}). "
+                f"{', '.join(e['file'] for e in foreign)} in {self.path} was changed after an interrupted NeuroPilot "
+                f"apply ({', '.join(_partition(e) for e in foreign)}). "
                 f"Commit or discard that change, then delete {self.journal_path}; NeuroPilot wrote nothing.")
+        untracked = [e["file"] for e in pending if status[e["file"]] == "??"]
+        if untracked:
+            self.git("add", "--", *untracked)
+        for e in pending:
+            self._commit_written_file(e["file"], e["message"] + "NeuroPilot-Recovered: commit completed after an "
+                                      "interrupted run\n")
+        if pending and self.remote:
+            self.push()
         self.journal_path.unlink()
-        return done
+        done = [f"completed the interrupted commit of {e['file']} for {_partition(e)}" for e in pending]
+        if len(entries) == 1 and untouched:
+            e, committed = untouched[0]
+            done.append(f"nothing to recover for {e['file']} ({_partition(e)}): the change was "
+                        f"{'committed' if committed else 'never written'}")
+        elif untouched:
+            committed = sum(c for _, c in untouched)
+            done.append(f"nothing to recover for {'the other ' if pending else ''}{len(untouched)} files of the "
+                        f"interrupted batch: {committed} committed, {len(untouched) - committed} never written "
+                        "(a re-run of their window applies them)")
+        return "; ".join(done) or "nothing to recover: the apply journal was empty"
 
     def apply_file_change(self, path: str | Path, new_text: str, subject: str, body: str,
                           trailers: Mapping[str, str]) -> str | None:
         """Write `new_text` to `path` and commit it, crash-safely. Call under `locked()`.
         Returns the commit (an earlier identical commit for the same partition when the
         file already holds `new_text`), or None when nothing changed."""
-        path = Path(path)
-        self.assert_no_foreign_changes([path])
-        old = path.read_bytes() if path.exists() else b""
-        data = new_text.encode("utf-8")
-        partition = trailers.get(PARTITION_TRAILER)
-        if data == old:
-            return self.find_commit_for_partition(partition) if partition else None
-        message = commit_message(subject, body, trailers)
-        atomic_write_json(self.journal_path, {
-            "file": self._rel(path), "before": file_digest(path), "after": hashlib.sha256(data).hexdigest(),
-            "message": message, "trailers": dict(trailers)})
-        atomic_write_text(path, new_text, mode=0o644)
-        sha = self.commit_decision([path], subject, body, trailers)
+        return self.apply_file_changes([(path, new_text, subject, body, trailers)])[0]
+
+    def apply_file_changes(self, changes: Sequence[tuple[str | Path, str, str, str, Mapping[str, str]]]
+                           ) -> list[str | None]:
+        """Write each (path, new_text, subject, body, trailers) and commit it, one commit per
+        change, crash-safely. Call under `locked()`. Returns, in order, what `apply_file_change`
+        returns for each.
+
+        A window's decisions for many services are applied together so that the git processes
+        around the commits (status, add, sha look-up, push) run once per batch, not once per
+        service: a 100-service window otherwise spends seconds starting git. Each commit is
+        still its own `git commit`, so the repository's hooks and signing apply to every one.
+        A file with uncommitted edits refuses the whole batch before anything is written."""
+        if not changes:
+            return []
+        self.ensure_repository()
+        rels = [self._rel(path) for path, *_ in changes]
+        if len(set(rels)) != len(rels):
+            raise GitOpsError(f"one batch changes a file twice ({sorted({r for r in rels if rels.count(r) > 1})}); "
+                              "each file takes one change per batch")
+        status = self.status(rels)
+        self._refuse_foreign_changes([rel for rel, code in status.items() if code != "??"])
+        results: list[str | None] = [None] * len(changes)
+        writes, unchanged = [], {}
+        for i, ((_, new_text, subject, body, trailers), rel) in enumerate(zip(changes, rels)):
+            path = self.path / rel
+            data = new_text.encode("utf-8")
+            if data == (path.read_bytes() if path.exists() else b""):
+                if trailers.get(PARTITION_TRAILER):
+                    unchanged[i] = trailers[PARTITION_TRAILER]
+                continue
+            writes.append((i, new_text, {
+                "file": rel, "before": file_digest(path), "after": hashlib.sha256(data).hexdigest(),
+                "message": commit_message(subject, body, trailers), "trailers": dict(trailers)}))
+        if unchanged:
+            earlier = self.find_commits_for_partitions(unchanged.values())
+            for i, partition in unchanged.items():
+                results[i] = earlier.get(partition)
+        if not writes:
+            return results
+        atomic_write_json(self.journal_path, {"entries": [entry for _, _, entry in writes]})
+        # `git commit -- <path>` only takes files git already tracks: new ones are written and
+        # added first, all in one `git add`.
+        new = {entry["file"] for _, _, entry in writes if status.get(entry["file"]) == "??"
+               or not (self.path / entry["file"]).exists()}
+        for _, new_text, entry in writes:
+            if entry["file"] in new:
+                atomic_write_text(self.path / entry["file"], new_text, mode=0o644)
+        if new:
+            self.git("add", "--", *sorted(new))
+        for _, new_text, entry in writes:
+            if entry["file"] not in new:
+                atomic_write_text(self.path / entry["file"], new_text, mode=0o644)
+            self._commit_written_file(entry["file"], entry["message"])
+        shas = self.git("log", "--format=%H", "-n", str(len(writes)), "HEAD").stdout.split()[::-1]
+        for (i, _, _), sha in zip(writes, shas):
+            results[i] = sha
+        if self.remote:
+            self.push()
         self.journal_path.unlink()
-        return sha
+        return results
+
+    def _commit_written_file(self, rel: str, message: str) -> None:
+        self.git("commit", "-q", "-m", message, "--", rel)
 
     def sync_with_remote(self) -> str:
         """Bring the clone up to date with gitops.remote before NeuroPilot reads or writes tfvars.
@@ -324,6 +421,10 @@ class InfraRepo:
     def _rel(self, f: str | Path) -> str:
         p = Path(f)
         return str(p.resolve().relative_to(self.path.resolve())) if p.is_absolute() else str(p)
+
+
+def _partition(entry: Mapping) -> str:
+    return entry["trailers"].get(PARTITION_TRAILER, "")
 
 
 def decision_commit_subject(old: Mapping[str, float], new: Mapping[str, float], reward: float, sla: float,

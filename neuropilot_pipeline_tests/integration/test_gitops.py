@@ -77,10 +77,10 @@ def test_wrong_branch_checked_out_is_refused_with_the_fix(repos):
         repo.commit_decision([repo.path / "web" / "terraform.tfvars"], "ai-ops: x", "y", {})
 
 
-def _push_from_other_clone(remote, tmp, name, text):
+def _push_from_other_clone(remote, tmp, name, text, file="web/terraform.tfvars"):
     other = tmp / name
     subprocess.run(["git", "clone", "-q", str(remote), str(other)], check=True)
-    (other / "web" / "terraform.tfvars").write_text(text)
+    (other / file).write_text(text)
     subprocess.run(["git", "-C", str(other), "-c", "user.name=H", "-c", "user.email=h@x", "commit", "-qam", name],
                    check=True)
     git(other, "push", "-q", "origin", "main")
@@ -145,3 +145,105 @@ def test_a_machine_without_a_clone_clones_the_remote_and_commits_on_top(repos):
     assert git(remote, "rev-parse", "main").strip() == sha
     with pytest.raises(Exception, match="must be the repository's address"):
         InfraRepo(tmp / "other" / "infra", remote="origin").clone_if_missing()
+
+
+FLEET = [f"svc{i:02d}" for i in range(12)]
+
+
+@pytest.fixture
+def fleet(tmp_path):
+    remote = tmp_path / "fleet.git"
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(remote)], check=True)
+    repo = InfraRepo.init_demo(tmp_path / "fleet", {f"{s}/terraform.tfvars": START for s in FLEET})
+    git(repo.path, "remote", "add", "origin", str(remote))
+    git(repo.path, "push", "-q", "origin", "main")
+    repo.remote = "origin"
+    return repo, remote
+
+
+def fleet_changes(repo, window="2026-11-01-06:00", services=FLEET):
+    return [(repo.path / s / "terraform.tfvars", START.replace("= 30", f"= {31 + i}"), f"ai-ops: lower {s}",
+             f"why {s}", {"NeuroPilot-Run-Id": "run-1", "NeuroPilot-Partition": f"{window}/{s}"})
+            for i, s in enumerate(services)]
+
+
+def count_git_calls(monkeypatch) -> list:
+    calls, real = [], InfraRepo.git
+
+    def counting(self, *args, **kwargs):
+        calls.append(args[0])
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(InfraRepo, "git", counting)
+    return calls
+
+
+def trailer(repo, sha, key="NeuroPilot-Partition"):
+    return git(repo.path, "log", "-1", f"--format=%(trailers:key={key},valueonly)", sha).strip()
+
+
+def test_a_batch_makes_one_commit_per_service_with_a_handful_of_other_git_calls(fleet, monkeypatch):
+    repo, remote = fleet
+    changes = fleet_changes(repo)
+    calls = count_git_calls(monkeypatch)
+    with repo.locked():
+        shas = repo.apply_file_changes(changes)
+    n = len(FLEET)
+    # Users keep reverting one service's change: still one commit per decision, in order...
+    assert git(repo.path, "log", "--format=%H", "-n", str(n)).split()[::-1] == shas
+    assert int(git(repo.path, "rev-list", "--count", "HEAD")) == n + 1
+    for (path, text, subject, _, _), s, sha in zip(changes, FLEET, shas):
+        assert trailer(repo, sha) == f"2026-11-01-06:00/{s}"
+        assert git(repo.path, "log", "-1", "--format=%s", sha).strip() == subject
+        assert git(repo.path, "diff", "--name-only", f"{sha}~1", sha).strip() == f"{s}/terraform.tfvars"
+        assert path.read_text() == text
+        assert repo.find_commit_for_partition(f"2026-11-01-06:00/{s}") == sha
+    assert git(remote, "rev-parse", "main").strip() == shas[-1]  # pushed
+    assert not repo.journal_path.exists() and not repo.uncommitted([c[0] for c in changes])
+    # ...but not five git processes per service: one commit each, plus a few for the batch.
+    batch_calls = calls[:calls.index("push") + 1]
+    assert batch_calls.count("commit") == n and batch_calls.count("push") == 1
+    assert len(batch_calls) <= n + 6, batch_calls
+
+    # Re-applying the same window finds each decision's commit, with one look-up for all.
+    del calls[:]
+    with repo.locked():
+        assert repo.apply_file_changes(changes) == shas
+    assert calls == ["status", "log"]
+    assert int(git(repo.path, "rev-list", "--count", "HEAD")) == n + 1
+
+
+def test_a_batch_with_one_hand_edited_file_writes_nothing(fleet):
+    repo, remote = fleet
+    edited = repo.path / FLEET[5] / "terraform.tfvars"
+    edited.write_text(START.replace("80", "70"))
+    head = git(repo.path, "rev-parse", "HEAD")
+    with repo.locked(), pytest.raises(ForeignChangesError, match=f"{FLEET[5]}/terraform.tfvars in .* has uncommitted "
+                                                                  "edits that NeuroPilot did not make"):
+        repo.apply_file_changes(fleet_changes(repo))
+    assert git(repo.path, "rev-parse", "HEAD") == head and not repo.journal_path.exists()
+    assert repo.uncommitted([repo.path / s for s in FLEET]) == [f"{FLEET[5]}/terraform.tfvars"]
+    assert edited.read_text() == START.replace("80", "70")
+
+
+def test_a_batch_adds_files_git_does_not_track_yet(fleet):
+    repo, _ = fleet
+    changes = fleet_changes(repo, services=["svc00", "new-a", "svc01", "new-b"])
+    with repo.locked():
+        shas = repo.apply_file_changes(changes)
+    assert [trailer(repo, sha) for sha in shas] == [f"2026-11-01-06:00/{s}" for s in ["svc00", "new-a", "svc01", "new-b"]]
+    for sha, s in zip(shas, ["svc00", "new-a", "svc01", "new-b"]):
+        assert git(repo.path, "diff", "--name-only", f"{sha}~1", sha).strip() == f"{s}/terraform.tfvars"
+    assert not git(repo.path, "status", "--porcelain")
+
+
+def test_a_rejected_push_of_a_batch_is_reported_and_the_commits_stay_local(fleet, tmp_path):
+    repo, remote = fleet
+    _push_from_other_clone(remote, tmp_path, "human", START.replace("= 30", "= 35"), file="svc03/terraform.tfvars")
+    remote_head = git(remote, "rev-parse", "main")
+    with repo.locked(), pytest.raises(PushRejectedError, match="never force-pushes"):
+        repo.apply_file_changes(fleet_changes(repo))
+    assert git(remote, "rev-parse", "main") == remote_head
+    assert int(git(repo.path, "rev-list", "--count", "HEAD")) == len(FLEET) + 1
+    with repo.locked():  # every entry is committed: nothing left to recover
+        assert repo.recover_interrupted_apply().startswith("nothing to recover for 12 files of the interrupted batch: 12 committed")

@@ -45,6 +45,22 @@ def apply_once(repo_path: Path, generation: int) -> None:
                                {"NeuroPilot-Run-Id": f"run-{generation}", "NeuroPilot-Partition": f"g{generation}/web"})
 
 
+def apply_batch(repo_path: Path, generation: int) -> list:
+    """One window's decisions for every service in the repository, as terraform_vars applies them."""
+    from neuropilot_pipeline.core.gitops import InfraRepo
+    from neuropilot_pipeline.core.tfvars import update_tfvars_text
+
+    repo = InfraRepo(repo_path)
+    files = sorted(repo_path.glob("*/terraform.tfvars"))
+    with repo.locked():
+        repo.recover_interrupted_apply()
+        return repo.apply_file_changes([
+            (tfvars, update_tfvars_text(tfvars.read_text(), thresholds(generation + i)),
+             f"ai-ops: generation {generation} {tfvars.parent.name}", "crash test",
+             {"NeuroPilot-Run-Id": f"run-{generation}", "NeuroPilot-Partition": f"g{generation}/{tfvars.parent.name}"})
+            for i, tfvars in enumerate(files)])
+
+
 def main() -> None:
     mode, root = sys.argv[1], Path(sys.argv[2])
     if mode == "parquet":
@@ -91,8 +107,28 @@ def main() -> None:
         # The process dies after the tfvars file is written and before git commits it.
         from neuropilot_pipeline.core.gitops import InfraRepo
 
-        InfraRepo.commit_decision = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)
+        InfraRepo._commit_written_file = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)
         apply_once(root, int(sys.argv[3]))
+    elif mode == "apply-batch-die":
+        # `apply-batch-die DIR GENERATION K before|after`: the process dies once K commits of the
+        # batch are made, with the next service's file written (before) or not yet (after).
+        from neuropilot_pipeline.core.gitops import InfraRepo
+
+        generation, k, when = int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+        commit, made = InfraRepo._commit_written_file, []
+
+        def commit_then_maybe_die(self, rel, message):
+            if when == "before" and len(made) == k:
+                os.kill(os.getpid(), signal.SIGKILL)
+            commit(self, rel, message)
+            made.append(rel)
+            if when == "after" and len(made) == k:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+        InfraRepo._commit_written_file = commit_then_maybe_die
+        apply_batch(root, generation)
+    elif mode == "apply-batch-once":
+        apply_batch(root, int(sys.argv[3]))
     elif mode == "apply-once":
         apply_once(root, int(sys.argv[3]))
     else:

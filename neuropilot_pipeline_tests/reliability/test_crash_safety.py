@@ -202,3 +202,81 @@ def test_a_live_git_in_the_repository_is_waited_for_not_broken(infra):
         if human.poll() is None:
             os.killpg(human.pid, signal.SIGKILL)
         human.wait()
+
+
+FLEET = ["svc0", "svc1", "svc2", "svc3", "svc4"]
+
+
+@pytest.fixture
+def fleet(tmp_path):
+    return InfraRepo.init_demo(tmp_path / "infra", {f"{s}/terraform.tfvars": DEMO_TFVARS.read_text() for s in FLEET})
+
+
+def fleet_values(repo: InfraRepo, service: str) -> dict:
+    values = read_tfvars(repo.path / service / "terraform.tfvars")
+    return {k: values[k] for k in thresholds(0)}
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_kill_between_two_commits_of_a_batch_is_finished_by_recovery_and_the_next_apply(fleet, when):
+    generation, k = 5, 2
+    proc = start("apply-batch-die", fleet.path, str(generation), str(k), when)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.read()
+    assert commits_by_partition(fleet) == ["g5/svc1", "g5/svc0"]
+    assert fleet.journal_path.exists()
+    written = fleet.path / FLEET[k] / "terraform.tfvars"
+    assert bool(fleet.uncommitted([written])) == (when == "before")
+    from neuropilot_pipeline.core.gitops import human_changes
+    assert human_changes(fleet, written, list(thresholds(0))) == []
+
+    done = recover(fleet)
+    # The file written before the kill is committed, with its own message; the ones never
+    # written are left for the re-run, not committed from the journal.
+    finished = FLEET[:k + 1] if when == "before" else FLEET[:k]
+    assert sorted(commits_by_partition(fleet)) == [f"g5/{s}" for s in finished]
+    assert not fleet.journal_path.exists() and not fleet.uncommitted([fleet.path / s for s in FLEET])
+    if when == "before":
+        assert f"completed the interrupted commit of {FLEET[k]}/terraform.tfvars for g5/{FLEET[k]}" in done
+        message = fleet.git("log", "-1", "--format=%B").stdout
+        assert message.startswith(f"ai-ops: generation 5 {FLEET[k]}") and "NeuroPilot-Recovered" in message
+        assert f"NeuroPilot-Partition: g5/{FLEET[k]}" in message
+    for i, s in enumerate(FLEET):
+        expected = thresholds(generation + i) if s in finished else {"cpu_scale_up_threshold": 80, "min_instances": 2}
+        assert fleet_values(fleet, s) == expected, s
+    before_rerun = {p: fleet.find_commit_for_partition(p) for p in commits_by_partition(fleet)}
+
+    # The re-run of the window finishes the chain: each decision committed exactly once.
+    proc = subprocess.run([sys.executable, "-m", "neuropilot_pipeline_tests.reliability.crash_child", "apply-batch-once",
+                           str(fleet.path), str(generation)], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[2])
+    assert proc.returncode == 0, proc.stderr
+    for s in FLEET:
+        assert fleet_values(fleet, s) == thresholds(generation + FLEET.index(s))
+    assert sorted(commits_by_partition(fleet)) == [f"g5/{s}" for s in FLEET]
+    assert {p: fleet.find_commit_for_partition(p) for p in before_rerun} == before_rerun
+    assert not fleet.journal_path.exists() and not fleet.uncommitted([fleet.path / s for s in FLEET])
+
+
+def test_a_journal_left_by_the_one_file_version_is_still_recovered(infra):
+    """A crash under the previous version left a journal describing one file, not a batch."""
+    import hashlib
+    import json
+
+    from neuropilot_pipeline.core.gitops import commit_message
+    from neuropilot_pipeline.core.tfvars import update_tfvars_text
+
+    tfvars = infra.path / "web" / "terraform.tfvars"
+    before, text = tfvars.read_bytes(), update_tfvars_text(tfvars.read_text(), thresholds(9))
+    trailers = {"NeuroPilot-Run-Id": "run-9", "NeuroPilot-Partition": "g9/web"}
+    infra.journal_path.parent.mkdir(parents=True, exist_ok=True)
+    infra.journal_path.write_text(json.dumps({
+        "file": "web/terraform.tfvars", "before": hashlib.sha256(before).hexdigest(),
+        "after": hashlib.sha256(text.encode()).hexdigest(),
+        "message": commit_message("ai-ops: generation 9", "crash test", trailers), "trailers": trailers}))
+    tfvars.write_text(text)
+    assert infra.is_our_pending_write(tfvars)
+    assert recover(infra) == "completed the interrupted commit of web/terraform.tfvars for g9/web"
+    assert_consistent(infra)
+    assert commits_by_partition(infra) == ["g9/web"]
+    assert "NeuroPilot-Recovered" in infra.git("log", "-1", "--format=%B").stdout
