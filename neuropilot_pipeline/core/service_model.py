@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -65,7 +64,8 @@ FIXED_BASELINE = Thresholds(80.0, 30.0, 250.0, 2, 200)
 
 
 # ---- queueing maths ----------------------------------------------------------------------
-# Compiled by numba: the learning policy's replays (below) evaluate them millions of times.
+# Compiled by numba: the minute loop and the learning policy's replays (below) evaluate them
+# millions of times.
 
 @njit(cache=True)
 def _erlang_c_nb(servers, a):
@@ -107,13 +107,6 @@ def tail_probability(t: float, lam: float, servers: int, params: ServiceParams, 
     if c_wait is None:
         c_wait = erlang_c(servers, lam / params.mu)
     return _tail_nb(t, lam, servers, params.mu, c_wait)
-
-
-@lru_cache(maxsize=1 << 18)
-def _p95_cached(lam: float, servers: int, params: ServiceParams) -> float:
-    # Replays of one demand trace under many candidate thresholds ask the same (load, servers)
-    # questions again and again; the answer is exact, so cache it.
-    return p95_seconds(lam, servers, params)
 
 
 def p95_seconds(lam: float, servers: int, params: ServiceParams) -> float:
@@ -173,6 +166,11 @@ def scale_factor_for_peak(requests_per_min: np.ndarray, peak_instances: float, p
 
 # ---- the platform autoscaler -------------------------------------------------------------
 
+# What `AutoscaledService.run` returns per minute, in this order.
+RUN_OUTPUTS = ("requests", "lambda_per_s", "ready", "booting", "utilisation_pct", "p95_ms", "backlog", "cost_usd",
+               "desired", "good")
+
+
 class AutoscaledService:
     """The reference service minute by minute; resumable through `state`."""
 
@@ -197,67 +195,122 @@ class AutoscaledService:
                 "desired_history": list(self.desired_history), "minute": self.minute}
 
     def run(self, requests_per_min: np.ndarray, thresholds: Thresholds) -> dict[str, np.ndarray]:
+        """The minutes of `requests_per_min` (requests per minute) under `thresholds`, per minute;
+        advances the state. The minute loop is `_run_kernel`, compiled by numba."""
         p = self.params
-        req = np.asarray(requests_per_min, dtype=float)
+        req = np.array(requests_per_min, dtype=float)  # a copy: it is also the "requests" output
         n = len(req)
-        out = {k: np.zeros(n) for k in ("requests", "lambda_per_s", "ready", "booting", "utilisation_pct", "p95_ms",
-                                        "backlog", "cost_usd", "desired")}
-        out["good"] = np.zeros(n, dtype=bool)
-        if n and self.ready is None:
+        if n == 0:
+            out = {k: np.zeros(0) for k in RUN_OUTPUTS}
+            out["good"] = np.zeros(0, dtype=bool)
+            return out
+        if self.ready is None:
             self.ready = oracle_instances(req[0] / 60.0, p)
-        mu, k = p.mu, p.slots_per_instance
-        up, down = thresholds.cpu_scale_up_threshold, thresholds.cpu_scale_down_threshold
-        for i in range(n):
-            t = self.minute
-            # Instances whose provisioning finished by now serve this minute.
-            while self.booting and self.booting[0] <= t:
-                self.booting.pop(0)
-                self.ready += 1
-            started_with_backlog = self.backlog > 0
-            lam = (req[i] + self.backlog) / 60.0
-            servers = self.ready * k
-            capacity = servers * mu
-            if lam >= capacity:
+        (lam, ready, booting, util, p95, backlog, cost, desired, good,
+         end_ready, end_booting, end_backlog, end_history, end_minute) = _run_kernel(
+            req, int(self.ready), np.array(self.booting, dtype=np.int64), float(self.backlog),
+            np.array(self.desired_history, dtype=np.int64), int(self.minute),
+            float(thresholds.cpu_scale_up_threshold), float(thresholds.cpu_scale_down_threshold),
+            float(thresholds.latency_threshold_ms), int(thresholds.min_instances), int(thresholds.max_instances),
+            int(p.slots_per_instance), float(p.mu), float(p.slo_p95_ms), int(p.provision_delay_min),
+            int(p.scale_in_window_min), float(p.price_per_instance_hour), p95_seconds(0.0, 1, p) * 1000.0)
+        self.ready = int(end_ready)
+        self.booting = end_booting.tolist()
+        self.backlog = float(end_backlog)
+        self.desired_history = end_history.tolist()
+        self.minute = int(end_minute)
+        return dict(zip(RUN_OUTPUTS, (req, lam, ready, booting, util, p95, backlog, cost, desired, good)))
+
+
+@njit(cache=True)
+def _run_kernel(req, ready, booting, backlog, history, minute, up, down, latency_ms, min_inst, max_inst,
+                slots, mu, slo_ms, delay, scale_in_window, price_per_hour, idle_p95_ms):
+    # `AutoscaledService.run`'s minute loop. Every float is computed by the same operations in
+    # the same order as the spec's Python loop (kept as the oracle in the unit tests), so the
+    # outputs are bit for bit the same; `history` follows Python's list[-window:] exactly.
+    n = req.shape[0]
+    lam_out, ready_out, boot_out, util_out = np.empty(n), np.empty(n), np.empty(n), np.empty(n)
+    p95_out, backlog_out, cost_out, desired_out = np.empty(n), np.empty(n), np.empty(n), np.empty(n)
+    good_out = np.empty(n, dtype=np.bool_)
+    cap = booting.shape[0] + 16
+    boot = np.empty(cap, dtype=np.int64)  # ready-at minutes, oldest first (ring from boot_head)
+    boot[:booting.shape[0]] = booting
+    boot_head, boot_n = 0, booting.shape[0]
+    hist = np.empty(history.shape[0] + n, dtype=np.int64)  # the remembered desired are hist[h_lo:h_hi]
+    hist[:history.shape[0]] = history
+    h_lo, h_hi = 0, history.shape[0]
+    for i in range(n):
+        t = minute
+        while boot_n > 0 and boot[boot_head] <= t:
+            boot_head = (boot_head + 1) % cap
+            boot_n -= 1
+            ready += 1
+        started_with_backlog = backlog > 0
+        lam = (req[i] + backlog) / 60.0
+        servers = ready * slots
+        capacity = servers * mu
+        if lam >= capacity:
+            p95 = math.inf
+            backlog = (lam - capacity) * 60.0
+        else:
+            if servers <= 0:
                 p95 = math.inf
-                self.backlog = (lam - capacity) * 60.0
+            elif lam <= 0:
+                p95 = idle_p95_ms
             else:
-                p95 = _p95_cached(lam, servers, p) * 1000.0
-                self.backlog = 0.0
-            good = (not started_with_backlog) and p95 <= p.slo_p95_ms
-            u = min(1.0, lam / capacity) * 100.0 if capacity > 0 else 100.0
-            provisioned = self.ready + len(self.booting)
-            # Autoscaler, end of minute.
-            if u > up or p95 > thresholds.latency_threshold_ms:
-                desired = max(provisioned + 1, math.ceil(self.ready * u / up))
-            elif u < down:
-                desired = math.ceil(self.ready * u / up)
-            else:
-                desired = provisioned
-            desired = min(max(desired, thresholds.min_instances), thresholds.max_instances)
-            self.desired_history.append(desired)
-            self.desired_history = self.desired_history[-p.scale_in_window_min:]
-            if desired < provisioned:
-                desired = max(self.desired_history)
-            out["requests"][i] = req[i]
-            out["lambda_per_s"][i] = lam
-            out["ready"][i] = self.ready
-            out["booting"][i] = len(self.booting)
-            out["utilisation_pct"][i] = u
-            out["p95_ms"][i] = p95
-            out["good"][i] = good
-            out["backlog"][i] = self.backlog
-            out["cost_usd"][i] = provisioned * p.price_per_instance_hour / 60.0
-            out["desired"][i] = desired
-            if desired > provisioned:
-                self.booting.extend([t + 1 + p.provision_delay_min] * (desired - provisioned))
-            elif desired < provisioned:
-                surplus = provisioned - desired
-                cancel = min(surplus, len(self.booting))
-                if cancel:
-                    del self.booting[len(self.booting) - cancel:]  # newest first
-                self.ready -= surplus - cancel
-            self.minute += 1
-        return out
+                p95 = _p95_seconds_nb(lam, servers, mu, _erlang_c_nb(servers, lam / mu)) * 1000.0
+            backlog = 0.0
+        good = (not started_with_backlog) and p95 <= slo_ms
+        if capacity > 0:
+            x = lam / capacity
+            u = (x if x < 1.0 else 1.0) * 100.0  # Python's min(1.0, x), NaN included
+        else:
+            u = 100.0
+        provisioned = ready + boot_n
+        # Autoscaler, end of minute.
+        if u > up or p95 > latency_ms:
+            desired = max(provisioned + 1, math.ceil(ready * u / up))
+        elif u < down:
+            desired = math.ceil(ready * u / up)
+        else:
+            desired = provisioned
+        desired = min(max(desired, min_inst), max_inst)
+        hist[h_hi] = desired
+        h_hi += 1
+        keep_from = -scale_in_window  # list[keep_from:]
+        h_lo += max(0, h_hi - h_lo + keep_from) if keep_from < 0 else min(keep_from, h_hi - h_lo)
+        if desired < provisioned:
+            desired = hist[h_lo:h_hi].max()
+        lam_out[i] = lam
+        ready_out[i] = ready
+        boot_out[i] = boot_n
+        util_out[i] = u
+        p95_out[i] = p95
+        good_out[i] = good
+        backlog_out[i] = backlog
+        cost_out[i] = provisioned * price_per_hour / 60.0
+        desired_out[i] = desired
+        if desired > provisioned:
+            extra = desired - provisioned
+            if boot_n + extra > cap:
+                grown = np.empty(max(2 * cap, boot_n + extra), dtype=np.int64)
+                for j in range(boot_n):
+                    grown[j] = boot[(boot_head + j) % cap]
+                boot, cap, boot_head = grown, grown.shape[0], 0
+            for _ in range(extra):
+                boot[(boot_head + boot_n) % cap] = t + 1 + delay
+                boot_n += 1
+        elif desired < provisioned:
+            surplus = provisioned - desired
+            cancel = min(surplus, boot_n)
+            boot_n -= cancel  # newest first
+            ready -= surplus - cancel
+        minute += 1
+    end_booting = np.empty(boot_n, dtype=np.int64)
+    for j in range(boot_n):
+        end_booting[j] = boot[(boot_head + j) % cap]
+    return (lam_out, ready_out, boot_out, util_out, p95_out, backlog_out, cost_out, desired_out, good_out,
+            ready, end_booting, backlog, hist[h_lo:h_hi].copy(), minute)
 
 
 # ---- many replays at once ----------------------------------------------------------------
