@@ -1,0 +1,92 @@
+"""Runs execute in one process (the code location's executor), so what keeps two runs from
+writing the warehouse at once is the `warehouse_writer` pool of the shipped dagster.yaml. Two
+ops cycles started at the same moment in two processes, on the shipped instance (PostgreSQL),
+must take turns step by step."""
+
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from neuropilot_pipeline.cli import prepare_demo_home
+from neuropilot_pipeline_tests.e2e.production_stack import PG, Database
+
+ROOT = Path(__file__).resolve().parents[2]
+WINDOWS = ["2026-11-01-00:00", "2026-11-02-00:00"]  # no predecessor collected: both start cold
+POOLED = {"raw_metrics", "metric_features", "anomalies", "reward", "threshold_decision", "terraform_vars"}
+
+# Imports the code location first, then waits for the go file: both runs start together,
+# whatever each process's import took.
+DRIVER = """
+import sys, time, os
+from pathlib import Path
+import dagster as dg
+from neuropilot_pipeline.cli import _defs, run_job
+_defs()
+go = Path(sys.argv[2])
+while not go.exists():
+    time.sleep(0.01)
+result = run_job("ops_cycle", sys.argv[1], dg.DagsterInstance.get())
+sys.exit(0 if result.success else 1)
+"""
+
+
+@pytest.fixture
+def database():
+    unreachable = Database.server_reachable()
+    assert unreachable is None, f"the local PostgreSQL is required (scripts/test.sh starts it): {unreachable}"
+    db = Database()
+    db.create()
+    yield db
+    db.drop()
+
+
+def test_pooled_steps_of_two_runs_at_once_take_turns(tmp_path, database, monkeypatch):
+    home = tmp_path / "home"
+    config = prepare_demo_home(home, fresh=True)
+    dagster_home = tmp_path / "dagster"
+    dagster_home.mkdir()
+    shutil.copyfile(ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "DAGSTER_HOME": str(dagster_home),
+           "DAGSTER_PG_HOST": PG["host"], "DAGSTER_PG_PORT": str(PG["port"]), "DAGSTER_PG_USERNAME": PG["user"],
+           "DAGSTER_PG_PASSWORD": "", "DAGSTER_PG_DB": database.name,
+           "NEUROPILOT_HOME": str(home), "NEUROPILOT_CONFIG": str(config),
+           "NEUROPILOT_PARTITIONS_START": "2026-11-01"}
+    go = tmp_path / "go"
+    procs = [subprocess.Popen([sys.executable, "-c", DRIVER, window, str(go)], cwd=ROOT, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for window in WINDOWS]
+    time.sleep(1.0)
+    go.touch()
+    outputs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+
+    for name in ("DAGSTER_PG_HOST", "DAGSTER_PG_PORT", "DAGSTER_PG_USERNAME", "DAGSTER_PG_PASSWORD", "DAGSTER_PG_DB"):
+        monkeypatch.setenv(name, env[name])  # the shipped dagster.yaml reads them
+    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+        records = instance.get_run_records()
+        assert len(records) == 2
+        spans, blocked = [], []
+        for record in records:
+            run_id = record.dagster_run.run_id
+            started = {}
+            for entry in instance.all_logs(run_id):
+                event = entry.dagster_event
+                if event is None:
+                    continue
+                if event.event_type_value == "STEP_START":
+                    started[event.step_key] = entry.timestamp
+                elif event.event_type_value == "STEP_SUCCESS" and event.step_key in POOLED:
+                    spans.append((started[event.step_key], entry.timestamp, run_id, event.step_key))
+                elif event.event_type_value == "ENGINE_EVENT" and "blocked by limit for pool warehouse_writer" in (
+                        event.message or ""):
+                    blocked.append(run_id)
+    assert len(spans) == 2 * len(POOLED)
+    spans.sort()
+    for (s1, e1, r1, k1), (s2, e2, r2, k2) in zip(spans, spans[1:]):
+        assert s2 >= e1, f"{k1} of run {r1[:8]} overlaps {k2} of run {r2[:8]}"
+    # They did compete: a step of one run waited while the other held the pool.
+    assert blocked, "no step waited for the pool"
