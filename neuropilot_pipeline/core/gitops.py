@@ -75,14 +75,31 @@ class InfraRepo:
         self._checked = False
 
     # ---- plumbing ---------------------------------------------------------------------------
+    def _env(self) -> dict[str, str]:
+        return {**os.environ, "GIT_AUTHOR_NAME": self.author_name, "GIT_AUTHOR_EMAIL": self.author_email,
+                "GIT_COMMITTER_NAME": self.author_name, "GIT_COMMITTER_EMAIL": self.author_email,
+                "GIT_TERMINAL_PROMPT": "0"}
+
     def git(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        env = {**os.environ, "GIT_AUTHOR_NAME": self.author_name, "GIT_AUTHOR_EMAIL": self.author_email,
-               "GIT_COMMITTER_NAME": self.author_name, "GIT_COMMITTER_EMAIL": self.author_email,
-               "GIT_TERMINAL_PROMPT": "0"}
-        proc = subprocess.run(["git", "-C", str(self.path), *args], capture_output=True, text=True, env=env)
+        proc = subprocess.run(["git", "-C", str(self.path), *args], capture_output=True, text=True, env=self._env())
         if check and proc.returncode != 0:
             raise GitOpsError(f"git {' '.join(args)} failed in {self.path}: {proc.stderr.strip() or proc.stdout.strip()}")
         return proc
+
+    @contextmanager
+    def git_lines(self, *args: str) -> Iterator[Iterator[str]]:
+        """The output of a git command line by line, as it comes; leaving the block early stops
+        git. For history walks that can stop once they have found what they look for: NeuroPilot
+        commits every window, so walking the whole history grows slower every day."""
+        proc = subprocess.Popen(["git", "-C", str(self.path), *args], stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, text=True, env=self._env())
+        try:
+            yield (line.rstrip("\n") for line in proc.stdout)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.stdout.close()
+            proc.wait()
 
     def clone_if_missing(self) -> bool:
         """A run on a fresh machine (a Kubernetes Job, a new container) has no clone yet: with
@@ -484,6 +501,22 @@ def human_changes(repo: InfraRepo, path: str | Path, managed: Sequence[str]) -> 
     return changes
 
 
+def newest_authors(repo: InfraRepo, rels: Sequence[str]) -> dict[str, str]:
+    """{file: author of the newest commit that touched it} for the repository-relative `rels`
+    that have one. Reads the history newest first and only as far back as the oldest of those
+    newest commits (a window's worth of commits, not the thousands a month of windows makes)."""
+    wanted, found, author = set(rels), {}, None
+    with repo.git_lines("log", "--format=%x1e%an", "--name-only", "--", *rels) as lines:
+        for line in lines:
+            if line.startswith("\x1e"):
+                author = line[1:]
+            elif author is not None and line in wanted and line not in found:
+                found[line] = author
+                if len(found) == len(wanted):
+                    break
+    return found
+
+
 def files_to_check_for_human_changes(repo: InfraRepo, paths: Sequence[str | Path]) -> set[str]:
     """Of `paths` (as repository-relative names), the ones `human_changes` could find something
     in: newest commit not NeuroPilot's, or edits not committed. Two git calls for all files, so
@@ -492,12 +525,7 @@ def files_to_check_for_human_changes(repo: InfraRepo, paths: Sequence[str | Path
     rels = [repo._rel(p) for p in paths]
     if not rels:
         return set()
-    log = repo.git("log", "--format=%x1e%an", "--name-only", "--", *rels).stdout
-    newest_author: dict[str, str] = {}
-    for record in log.split("\x1e"):
-        lines = [line.strip() for line in record.strip().splitlines() if line.strip()]
-        for name in lines[1:]:
-            newest_author.setdefault(name, lines[0])
+    newest_author = newest_authors(repo, rels)
     dirty = set(repo.uncommitted(rels))
     return {rel for rel in rels if rel in dirty or newest_author.get(rel, repo.author_name) != repo.author_name}
 

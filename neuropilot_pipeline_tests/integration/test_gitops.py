@@ -5,7 +5,8 @@ import subprocess
 import pytest
 
 from neuropilot_pipeline.core.gitops import (
-    ForeignChangesError, InfraRepo, PushRejectedError, decision_commit_subject,
+    ForeignChangesError, InfraRepo, PushRejectedError, decision_commit_subject, files_to_check_for_human_changes,
+    newest_authors,
 )
 from neuropilot_pipeline.core.tfvars import apply_tfvars_updates
 
@@ -247,3 +248,25 @@ def test_a_rejected_push_of_a_batch_is_reported_and_the_commits_stay_local(fleet
     assert int(git(repo.path, "rev-list", "--count", "HEAD")) == len(FLEET) + 1
     with repo.locked():  # every entry is committed: nothing left to recover
         assert repo.recover_interrupted_apply().startswith("nothing to recover for 12 files of the interrupted batch: 12 committed")
+
+
+def test_the_newest_author_of_each_file_is_found_however_far_back(tmp_path):
+    # A person's change to one service, then a month of NeuroPilot commits to another: the
+    # look-up that decides which files get the full human-override check stops reading history
+    # once it has every file, and must still find the person's commit far back.
+    files = {f"{s}/terraform.tfvars": START for s in ("web", "api", "idle")}
+    repo = InfraRepo.init_demo(tmp_path / "infra", files)
+    (repo.path / "web" / "terraform.tfvars").write_text(START.replace("80", "75"))
+    git(repo.path, "-c", "user.name=Alice", "-c", "user.email=alice@example.com", "commit", "-qam", "web: 75")
+    api = repo.path / "api" / "terraform.tfvars"
+    for i in range(40):
+        api.write_text(START.replace("30", str(31 + i)))
+        repo.commit_decision([api], f"ai-ops: {i}", "why", {})
+    found = newest_authors(repo, list(files))
+    assert found["web/terraform.tfvars"] == "Alice" and found["api/terraform.tfvars"] == "NeuroPilot"
+    assert found["idle/terraform.tfvars"] == git(repo.path, "log", "-1", "--format=%an", "--",
+                                                  "idle/terraform.tfvars").strip()
+    assert files_to_check_for_human_changes(repo, [repo.path / f for f in files]) == {"web/terraform.tfvars"} | (
+        {"idle/terraform.tfvars"} if found["idle/terraform.tfvars"] != repo.author_name else set())
+    # Stopping early leaves no git process behind.
+    assert subprocess.run(["pgrep", "-f", f"git -C {repo.path} log"], capture_output=True).returncode == 1
