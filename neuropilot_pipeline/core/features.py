@@ -66,14 +66,21 @@ def compute_features(raw: pd.DataFrame, metrics: Sequence[str], start: pd.Timest
 def _series_grid(raw: pd.DataFrame, services: list[str], metrics: Sequence[str], grid: pd.DatetimeIndex) -> np.ndarray:
     """(services x metrics, minutes) values on the grid; the last sample of a minute wins,
     samples off the minute grid are ignored, non-finite values are NaN."""
-    rows = raw.drop_duplicates(["service", "ts"], keep="last")
-    offset = (rows["ts"] - grid[0]) / pd.Timedelta(minutes=1)
-    on_grid = (offset == np.floor(offset)) & (offset >= 0) & (offset < len(grid))
-    rows, minute = rows[on_grid.to_numpy()], offset[on_grid].to_numpy().astype(np.int64)
-    s = pd.Categorical(rows["service"], categories=services).codes
+    # Integer keys instead of drop_duplicates on (service string, timestamp): with 8 days of
+    # 100 services (1.2 M rows) that was a fifth of the features step.
+    ns = pd.DatetimeIndex(raw["ts"]).as_unit("ns").asi8 - grid[0].as_unit("ns").value
+    step = pd.Timedelta(minutes=1).value
+    s = pd.Categorical(raw["service"], categories=services).codes.astype(np.int64)
+    on_grid = (ns % step == 0) & (ns >= 0) & (ns < len(grid) * step) & (s >= 0)
+    key = s * len(grid) + ns // step
+    # The last row of each (service, minute) wins: the first occurrence in the reversed keys.
+    rev = np.flatnonzero(on_grid)[::-1]
+    _, first = np.unique(key[rev], return_index=True)
+    take = rev[first]
+    minute, s = key[take] % len(grid), s[take]
     cube = np.full((len(services), len(metrics), len(grid)), np.nan)
     for j, metric in enumerate(metrics):
-        cube[s, j, minute] = pd.to_numeric(rows[metric], errors="coerce").to_numpy(dtype=float)
+        cube[s, j, minute] = pd.to_numeric(raw[metric], errors="coerce").to_numpy(dtype=float)[take]
     cube = cube.reshape(len(services) * len(metrics), len(grid))
     return np.where(np.isfinite(cube), cube, np.nan)
 

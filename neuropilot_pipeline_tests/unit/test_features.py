@@ -52,3 +52,19 @@ def test_zscore_of_spike_is_large_and_flat_line_does_not_blow_up():
     assert cpu.loc[pd.Timestamp("2026-11-03 01:00", tz="UTC"), "zscore"] > 1.5
     flat = f[f["metric"] == "flat"]
     assert np.isfinite(flat["zscore"]).all() and (flat["zscore"].abs() < 1e-6).all()
+
+
+def test_a_resent_minute_counts_once_with_its_last_value_and_off_grid_samples_are_ignored():
+    raw = pd.concat([series(), series(seed=1).assign(service="api")], ignore_index=True)
+    start, end = pd.Timestamp("2026-11-03", tz="UTC"), pd.Timestamp("2026-11-03 06:00", tz="UTC")
+    at = pd.Timestamp("2026-11-03 02:00", tz="UTC")
+    resent = raw[(raw["service"] == "web") & (raw["ts"] == at)].assign(cpu=99.0)  # the source sent 02:00 again
+    off_grid = raw[(raw["service"] == "api") & (raw["ts"] == at)].assign(ts=at + pd.Timedelta(seconds=30), cpu=-1e6)
+    f = compute_features(pd.concat([raw, resent, off_grid], ignore_index=True), ["cpu"], start, end)
+    plain = compute_features(raw, ["cpu"], start, end)
+    assert len(f) == len(plain) == 2 * 360
+    web = f[(f["service"] == "web") & (f["ts"] == at)]
+    assert web["value"].tolist() == [99.0]
+    # Everything else is as if neither extra row had been sent (features at t use only earlier minutes).
+    other = ~((f["service"] == "web") & (f["ts"] >= at))
+    pd.testing.assert_frame_equal(f[other].reset_index(drop=True), plain[other].reset_index(drop=True))
