@@ -1,7 +1,7 @@
 import numpy as np
 import pandas as pd
 
-from neuropilot_pipeline.core.features import compute_features
+from neuropilot_pipeline.core.features import _ewma_rows, compute_features, trailing_mean, window_mean
 
 
 def series(days=3, seed=0, spike_at=None):
@@ -68,3 +68,21 @@ def test_a_resent_minute_counts_once_with_its_last_value_and_off_grid_samples_ar
     # Everything else is as if neither extra row had been sent (features at t use only earlier minutes).
     other = ~((f["service"] == "web") & (f["ts"] >= at))
     pd.testing.assert_frame_equal(f[other].reset_index(drop=True), plain[other].reset_index(drop=True))
+
+
+def test_running_means_and_ewma_are_pandas_own_figures():
+    # The compiled kernels stand in for pandas' rolling mean and EWM (column by column they
+    # were most of the step): same floats on series with gaps, flat stretches and spikes.
+    rng = np.random.default_rng(3)
+    x = rng.lognormal(3, 1, (6, 5000))
+    x[0, 100:900] = np.nan  # a long gap: windows with too few points
+    x[1, 2000:4000] = 0.3  # a flat line: exactly 0.3, not 0.3 +- rounding
+    x[2, ::7] = np.nan
+    x[3, 2500] = 1e9  # a spike that must leave the window without a trace of rounding
+    frame = pd.DataFrame(x.T)
+    np.testing.assert_array_equal(trailing_mean(x, 1440, 180), frame.rolling(1440, min_periods=180).mean().to_numpy().T)
+    np.testing.assert_array_equal(_ewma_rows(x, 2 / 21), frame.ewm(span=20, adjust=False, ignore_na=True).mean().to_numpy().T)
+    centre = np.arange(x.shape[1])
+    np.testing.assert_allclose(window_mean(x, np.maximum(0, centre - 15), np.minimum(x.shape[1], centre + 16), 1),
+                               frame.rolling(31, center=True, min_periods=1).mean().to_numpy().T, rtol=1e-14)
+    assert (trailing_mean(x, 1440, 180)[1, 3500:4000] == 0.3).all()
