@@ -70,6 +70,9 @@ def terraform_vars(context: dg.AssetExecutionContext, neuropilot: NeuroPilotReso
 def _apply_decisions(context, cfg, key, decisions, repo, wh, state):
     earlier_today = [k for k in windows_of_day(key[:10]) if k < key]
     applied_today = wh.read_partitions(APPLIED_TABLE, earlier_today)
+    # Changes applied earlier today per service, counted once (not a filter per service).
+    used_today = applied_today[applied_today["applied"]].groupby("service").size().to_dict() \
+        if not applied_today.empty else {}
     limit = cfg.rate_limits["max_applied_changes_per_day"]
     rows, diffs, commits = [], {}, {}
     # Which tfvars a human may have touched, in two git calls; only those get the full check.
@@ -81,8 +84,7 @@ def _apply_decisions(context, cfg, key, decisions, repo, wh, state):
         old = {n: _value(n, d[f"old_{n}"]) for n in MANAGED_THRESHOLDS}
         new = {n: _value(n, d[f"new_{n}"]) for n in MANAGED_THRESHOLDS}
         path = cfg.tfvars_path(service)
-        used = int(applied_today[(applied_today["service"] == service) & applied_today["applied"]].shape[0]) \
-            if not applied_today.empty else 0
+        used = int(used_today.get(service, 0))
         status, diff = "unchanged", ""
         in_force = old
         # Never write over a human's edit the sensor has not recorded yet: record it, hold.
@@ -117,7 +119,8 @@ def _apply_decisions(context, cfg, key, decisions, repo, wh, state):
     # next run. A file with uncommitted edits was held above; the batch checks again.
     shas = repo.apply_file_changes(changes) if changes else []
     if changes and len(cfg.services) == 1 and cfg.config_path is not None:
-        _record_in_config(context, cfg.config_path, next(d[3] for d in decided if d[5] is not None))
+        _record_in_config(context, cfg.config_path, next(values for _, _, status, values, _, _ in decided
+                                                          if status == "applied"))
     for service, path, status, in_force, diff, change in decided:
         commit = shas[change] if change is not None else None
         state.write_json(f"{APPLIED_STATE}-{service}", key, {"thresholds": in_force, "status": status, "commit": commit})

@@ -33,8 +33,8 @@ def compute_features(raw: pd.DataFrame, metrics: Sequence[str], start: pd.Timest
     grid, and the running means and the EWMA run over all rows at once: a series' features are
     the same computed alone or beside others (its row never meets another's). pandas' rolling
     and EWM ran column by column, which at 100 services x 8 metrics x 8 days was most of the
-    step; the running means here are pandas' `rolling(...).mean()` to ~1e-12 and the EWMA is
-    its `ewm(adjust=False, ignore_na=True).mean()` exactly (tests/unit/test_features.py)."""
+    step; the trailing mean and the EWMA here are pandas' `rolling(...).mean()` and
+    `ewm(adjust=False, ignore_na=True).mean()` float for float (tests/unit/test_features.py)."""
     if raw.empty:
         return pd.DataFrame(columns=["service", "metric", "ts", *FEATURE_COLUMNS])
     services = sorted(raw["service"].unique())
@@ -45,14 +45,14 @@ def compute_features(raw: pd.DataFrame, metrics: Sequence[str], start: pd.Timest
     prev[:, 1:] = values[:, :-1]  # what minute t may use: the minutes before it
     minp = max(30, baseline_minutes // 8)
     mean = trailing_mean(prev, baseline_minutes, minp)
+    first = int(np.searchsorted(grid, start))  # the first output minute
     # The std is only reported for the output minutes: roll over just the day before them.
-    from_ = max(0, int(np.searchsorted(grid, start)) - baseline_minutes - 1)
+    from_ = max(0, first - baseline_minutes - 1)
     std = np.full(mean.shape, np.nan)
     std[:, from_:] = pd.DataFrame(prev[:, from_:].T).rolling(baseline_minutes, min_periods=minp).std().to_numpy().T
     ewma = _ewma_rows(prev, 2.0 / (ewma_span + 1.0))
     std_floor = np.maximum(std, 1e-3 * np.abs(mean) + 1e-9)
     detrended = values - mean
-    first = int(np.searchsorted(grid, start))
     keep = slice(first, len(grid))
     seasonal = _seasonal_profile(detrended, season_days, first=first)
     n_series, n_keep = values.shape[0], len(grid[keep])

@@ -23,7 +23,7 @@ POOLED = {"raw_metrics", "metric_features", "anomalies", "reward", "threshold_de
 # Imports the code location first, then waits for the go file: both runs start together,
 # whatever each process's import took.
 DRIVER = """
-import sys, time, os
+import sys, time
 from pathlib import Path
 import dagster as dg
 from neuropilot_pipeline.cli import _defs, run_job
