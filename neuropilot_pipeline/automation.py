@@ -8,7 +8,7 @@ import os
 
 import pandas as pd
 
-from .assets.partitions import WINDOW_HOURS, WINDOW_KEY_FORMAT
+from .assets.partitions import WINDOW_HOURS, WINDOW_KEY_FORMAT, windows_of_day
 
 ops_cycle_job = dg.define_asset_job(
     "ops_cycle",
@@ -52,18 +52,89 @@ def ops_cycle_schedule(context: dg.ScheduleEvaluationContext):
     return dg.RunRequest(run_key=key, partition_key=key)
 
 
-@dg.schedule(cron_schedule="0 3 * * *", job=training_job, execution_timezone="UTC",
-             description="03:00 UTC: retrain the anomaly models on the day that just ended.")
+# Training and the report need the whole day that ended. A backfill or a late ops cycle may still
+# be collecting it at 03:00 / 09:00, so their schedules re-check every 10 minutes and launch the
+# day once (run key = day) when nothing more is on its way.
+TRAINING_CRON = "*/10 3-23 * * *"
+REPORT_CRON = "*/10 9-23 * * *"
+RECHECK_MINUTES = 10
+# A window never collected and with no run on its way is waited for this long after 03:00, so
+# that the ops cycle a restarted daemon catches up (its 00:05 tick) comes first; then the model
+# trains on the rest of the day and its samples say so.
+TRAINING_WAITS_FOR_MISSING_WINDOWS = pd.Timedelta(hours=3)
+IN_FLIGHT = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
+             dg.DagsterRunStatus.STARTED]
+
+
+def day_wait_reason(day: str, watched: list[str], collected: set[str], on_the_way: set[str],
+                    missing_may_still_come: bool) -> str | None:
+    """Why the day's training or report should not start yet, or None when it should.
+
+    `watched` are the partitions it reads (the day's windows, and for the report the day's
+    model); `collected` the windows with features; `on_the_way` the partitions a queued or
+    running run, or a backfill not done yet, will still write."""
+    busy = [k for k in watched if k in on_the_way]
+    if busy:
+        return f"{day}: waiting for {', '.join(busy)}, still queued or running; re-checked every {RECHECK_MINUTES} min."
+    missing = [k for k in watched if k in windows_of_day(day) and k not in collected]
+    if missing and missing_may_still_come:
+        return (f"{day}: windows {', '.join(missing)} are not collected yet and no run is on its way; "
+                f"waiting for the ops cycle to catch up (re-checked every {RECHECK_MINUTES} min).")
+    return None
+
+
+def partitions_on_the_way(instance: dg.DagsterInstance, asset_graph) -> set[str]:
+    """Partition keys that a queued or running run, or a backfill still in progress, will write."""
+    # Dagster has no public API for backfills' remaining partitions yet.
+    from dagster._core.execution.backfill import BulkActionsFilter, BulkActionStatus
+
+    keys = {r.tags.get("dagster/partition") for r in instance.get_runs(dg.RunsFilter(statuses=IN_FLIGHT))}
+    for backfill in instance.get_backfills(filters=BulkActionsFilter(statuses=[BulkActionStatus.REQUESTED])):
+        if backfill.is_asset_backfill:
+            # Asset backfills launch a partition's run only once its parents are done.
+            data = backfill.get_asset_backfill_data(asset_graph)
+            left = data.target_subset - data.materialized_subset - data.failed_and_downstream_subset
+            keys |= {p.partition_key for p in left.iterate_asset_partitions()}
+        else:
+            submitted = {r.tags.get("dagster/partition")
+                         for r in instance.get_runs(dg.RunsFilter(tags={"dagster/backfill": backfill.backfill_id}))}
+            keys |= set(backfill.partition_names or []) - submitted
+    keys.discard(None)
+    return keys
+
+
+def _launch_day_once(context: dg.ScheduleEvaluationContext, schedule: str, first_hour: int, watched_extra: list[str],
+                     missing_grace: pd.Timedelta):
+    at = pd.Timestamp(context.scheduled_execution_time).tz_convert("UTC")
+    day = _closed_day(at)
+    launched = context.instance.get_runs(
+        dg.RunsFilter(tags={"dagster/schedule_name": schedule, "dagster/partition": day}), limit=1)
+    if launched:
+        return dg.SkipReason(f"{day}: already launched (run {launched[0].run_id[:8]}).")
+    collected = context.instance.get_materialized_partitions(dg.AssetKey("metric_features"))
+    on_the_way = partitions_on_the_way(context.instance, context.repository_def.asset_graph)
+    first_tick = at.floor("D") + pd.Timedelta(hours=first_hour)
+    reason = day_wait_reason(day, windows_of_day(day) + watched_extra, set(collected), on_the_way,
+                             missing_may_still_come=at < first_tick + missing_grace)
+    if reason:
+        return dg.SkipReason(reason)
+    return dg.RunRequest(run_key=day, partition_key=day)
+
+
+@dg.schedule(cron_schedule=TRAINING_CRON, job=training_job, execution_timezone="UTC",
+             description="03:00 UTC: retrain the anomaly models on the day that just ended, once none of its "
+                         "windows is still queued or running (re-checked every 10 minutes).")
 def training_schedule(context: dg.ScheduleEvaluationContext):
-    key = _closed_day(context.scheduled_execution_time)
-    return dg.RunRequest(run_key=key, partition_key=key)
+    return _launch_day_once(context, "training_schedule", 3, [], TRAINING_WAITS_FOR_MISSING_WINDOWS)
 
 
-@dg.schedule(cron_schedule="0 9 * * *", job=report_job, execution_timezone="UTC",
-             description="09:00 UTC: the daily intelligence report for the day that just ended.")
+@dg.schedule(cron_schedule=REPORT_CRON, job=report_job, execution_timezone="UTC",
+             description="09:00 UTC: the daily intelligence report for the day that just ended, once none of its "
+                         "windows nor its training is still queued or running (re-checked every 10 minutes).")
 def report_schedule(context: dg.ScheduleEvaluationContext):
-    key = _closed_day(context.scheduled_execution_time)
-    return dg.RunRequest(run_key=key, partition_key=key)
+    # The report also reads the day's model (learning status); missing windows are reported as such.
+    return _launch_day_once(context, "report_schedule", 9, [_closed_day(context.scheduled_execution_time)],
+                            pd.Timedelta(0))
 
 
 @dg.sensor(job=critical_alert_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.STOPPED,

@@ -6,7 +6,10 @@ and `dagster-webserver` as real processes on workspace.yaml, and the daemon left
    turned on and a backfill of the ops cycle over the 8 windows of 2026-11-03 and 2026-11-04 is
    launched, all through the webserver's GraphQL API.
 2. Mid-way through the backfill the daemon is SIGKILLed. While it is down the clock passes 03:00,
-   when training is due; a new daemon is started. Headless Chromium looks at the UI meanwhile.
+   when training is due; a new daemon is started. Its 03:00 training tick must wait: the day's
+   windows are still in the backfill's queue. When the backfill is done, the clock moves to the
+   03:10 re-check, which launches training on the full day. Headless Chromium looks at the UI
+   meanwhile.
 3. A misconfiguration is injected where the simulated service reads the thresholds in force
    (infra/web/terraform.tfvars: max_instances = 2), so the next window is an outage.
 4. The clock jumps to 09:00 while the daemon runs: it catches up the 06:05 ops-cycle tick (window
@@ -216,7 +219,8 @@ class Scenario:
         self.facts["at_crash"] = self.wait("the backfill to be mid-way", mid_way, 240, interval=0.3)
         self.stack.crash_daemon()
         # While the daemon is down the clock passes 03:00, when training is due: the new daemon
-        # must launch that tick once, late, and lose nothing of the backfill.
+        # evaluates that tick late, lets it wait for the backfill's windows of the day, and loses
+        # nothing of the backfill.
         self.clock.set(TODAY.replace(hour=3, second=30))
         self.facts["restarted_at"] = self.clock.now().timestamp()
         self.stack.start_daemon()
@@ -234,11 +238,18 @@ class Scenario:
             return status if status != "REQUESTED" else None
         self.facts["backfill_status"] = self.wait("the backfill to complete", backfill_done, 300, interval=2)
 
+        self.quiet()
+        self.facts["training_runs_before_0310"] = [r["run_id"] for r in runs(self.db) if r["job"] == "train_model"]
+        # The backfill is done: the 03:10 re-check of the training schedule finds the day complete.
+        recheck = TODAY.replace(hour=3, minute=10)
+        if self.clock.now() < recheck - dt.timedelta(seconds=30):  # else the clock gets there by itself
+            self.facts["seconds_to_0310"] = self.clock.next_minute_reads(recheck)
+
         def trained():
             return [r for r in runs(self.db) if r["job"] == "train_model" and r["status"] == "SUCCESS"] or None
-        self.wait("the 03:00 training run", trained, 120)
+        self.wait("the 03:10 training run", trained, 180)
         self.quiet()
-        self.phase("rest of the backfill, 03:00 training", t0)
+        self.phase("rest of the backfill, training at the 03:10 re-check", t0)
 
         # 3. The incident: someone caps the web service at 2 instances.
         tfvars = self.stack.neuropilot_home / "infra" / "web" / "terraform.tfvars"
@@ -334,7 +345,8 @@ def ticks(db: Database) -> list[dict]:
     for t in db.query("SELECT status, type, tick_body FROM job_ticks ORDER BY id"):
         data = json.loads(t["tick_body"])
         out.append({"name": data["job_name"], "type": t["type"], "status": t["status"], "timestamp": data["timestamp"],
-                    "run_ids": data.get("run_ids") or [], "run_keys": data.get("run_keys") or []})
+                    "run_ids": data.get("run_ids") or [], "run_keys": data.get("run_keys") or [],
+                    "skip_reason": data.get("skip_reason") or ""})
     return out
 
 
@@ -407,16 +419,26 @@ def test_the_daemon_ticked_each_schedule_once_for_the_window_that_had_closed(pro
     # Each run key (the partition) was used once: a re-evaluated tick cannot launch a window twice.
     keys = [(r["tags"]["dagster/schedule_name"], r["tags"].get("dagster/run_key")) for r in scheduled]
     assert all(k for _, k in keys) and len(set(keys)) == len(keys)
-    # The daemon's ticks: one successful tick per cron time that passed, each with its one run.
+    # The daemon's ticks: one tick launched each run, at the cron time that passed.
     schedule_ticks = sorted((t for t in ticks(db) if t["type"] == "SCHEDULE"), key=lambda t: t["timestamp"])
-    assert [(t["name"], hhmm(t["timestamp"]), t["status"]) for t in schedule_ticks] == [
-        ("training_schedule", "03:00", "SUCCESS"),  # missed while the daemon was down, launched on restart
-        ("ops_cycle_schedule", "06:05", "SUCCESS"),  # passed in the 6-hour jump of the clock: caught up
-        ("report_schedule", "09:00", "SUCCESS"),  # on time
+    assert [(t["name"], hhmm(t["timestamp"])) for t in schedule_ticks if t["status"] == "SUCCESS"] == [
+        ("training_schedule", "03:10"),  # the re-check after the backfill (03:00 had to wait, below)
+        ("ops_cycle_schedule", "06:05"),  # passed in the 6-hour jump of the clock: caught up
+        ("report_schedule", "09:00"),  # on time
     ]
     run_ids = {r["tags"]["dagster/schedule_name"]: r["run_id"] for r in scheduled}
-    assert all(t["run_ids"] == [run_ids[t["name"]]] for t in schedule_ticks)
-    # The training run waited for the backfill's windows of its day: it trained on the full day.
+    assert all(t["run_ids"] == [run_ids[t["name"]]] for t in schedule_ticks if t["status"] == "SUCCESS")
+    # 03:00, evaluated late by the restarted daemon, found the day's windows still in the backfill:
+    # it waited, and no training run existed until the backfill was done.
+    first = next(t for t in schedule_ticks if t["name"] == "training_schedule")
+    assert (hhmm(first["timestamp"]), first["status"], first["run_ids"]) == ("03:00", "SKIPPED", [])
+    assert f"{YESTERDAY}: waiting for {YESTERDAY}-" in first["skip_reason"], first
+    assert production.facts["training_runs_before_0310"] == []
+    # Ticks after the launch did not launch the day again.
+    later = [t for t in schedule_ticks if t["name"] == "training_schedule" and t["timestamp"] > first["timestamp"]
+             and t["status"] != "SUCCESS"]
+    assert all(t["status"] == "SKIPPED" and "already launched" in t["skip_reason"] for t in later), later
+    # So the training run trained on the full day.
     model = next(m for m in materializations(db) if m["asset"] == "anomaly_model")
     assert (model["partition"], int(metadata(model)["samples"])) == (YESTERDAY, 1440)
 
