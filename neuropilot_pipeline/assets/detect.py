@@ -9,8 +9,7 @@ import pandas as pd
 
 from ..core import detectors
 from ..core.atomic import atomic_write_json
-from ..core.gmm import ModelFileError
-from ..core.parallel import one_native_thread
+from ..core.gmm import ModelFileError, sklearn_on_one_thread
 from ..core.telemetry import METRIC_COLUMNS
 from ..resources.neuropilot import NeuroPilotResource
 from ..storage.reports import report_store
@@ -57,7 +56,7 @@ def gmm_scores(neuropilot: NeuroPilotResource, cfg, raw: pd.DataFrame, services:
     used = {}
     in_force = store.versions_for(services, model_day)
     raw_of = by_service(raw)
-    with one_native_thread():
+    with sklearn_on_one_thread():
         for i, service in enumerate(services):
             found = in_force.get(service)
             if found is None:

@@ -30,9 +30,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.mixture import GaussianMixture
+
+if TYPE_CHECKING:
+    from sklearn.mixture import GaussianMixture
 
 from .atomic import atomic_write_text
 
@@ -95,6 +98,8 @@ class AnomalyModel:
 
     # ---- scoring ----------------------------------------------------------------------
     def _mixture(self) -> GaussianMixture:
+        from sklearn.mixture import GaussianMixture  # imported here: see _fit
+
         gm = GaussianMixture(n_components=len(self.weights), covariance_type="full", reg_covar=REG_COVAR)
         gm.weights_ = self.weights
         gm.means_ = self.means
@@ -233,6 +238,12 @@ def _robust_stats(nll: np.ndarray) -> tuple[float, float]:
 
 
 def _fit(Xs: np.ndarray, k: int, max_iter: int, init: AnomalyModel | None = None) -> GaussianMixture:
+    # scikit-learn is imported where a mixture is built, not with this module: importing it
+    # (~1.7 s) was the largest part of loading the code location, which every run process pays,
+    # and most runs (report, alerts, deliveries, overrides) never build one.
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.mixture import GaussianMixture
+
     kwargs: dict[str, Any] = {}
     if init is not None:
         kwargs = dict(
@@ -338,6 +349,17 @@ def _train_one(args: tuple) -> tuple[Any, Any]:
         return key, exc
 
 
+def sklearn_on_one_thread():
+    """Context: scikit-learn loaded, and it and every BLAS/OpenMP library on one thread (see
+    parallel.one_native_thread). scikit-learn is imported first because it brings its own OpenBLAS
+    and OpenMP, and threadpoolctl limits only the libraries already loaded."""
+    import sklearn.mixture  # noqa: F401
+
+    from .parallel import one_native_thread
+
+    return one_native_thread()
+
+
 def train_many(jobs: Sequence[tuple[str, np.ndarray, AnomalyModel | None, dict[str, Any]]],
                feature_names: Sequence[str], settings: GMMSettings = GMMSettings(),
                log_features: Sequence[str] = (), workers: int | None = None
@@ -345,6 +367,8 @@ def train_many(jobs: Sequence[tuple[str, np.ndarray, AnomalyModel | None, dict[s
     """train_model for many (key, X, previous, info) at once, on up to `workers` processes (default:
     the machine's cores). Each fit is seeded, so the models (and their content-hash versions) are
     the same however many processes train them."""
+    import sklearn.mixture  # noqa: F401  (before map_processes limits the threads: sklearn_on_one_thread)
+
     from .parallel import map_processes
 
     args = [(key, X, list(feature_names), settings, previous, list(log_features), info)

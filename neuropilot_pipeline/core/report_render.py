@@ -14,15 +14,10 @@ import html
 from pathlib import Path
 from typing import Any, Mapping
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")  # headless: no display on servers or in CI
-import matplotlib.dates as mdates  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from .atomic import atomic_path, atomic_write_text  # noqa: E402
+from .atomic import atomic_path, atomic_write_text
 
 METRIC_LABELS = {
     "cpu_percent": "CPU %", "memory_percent": "Memory %", "p95_latency_ms": "p95 latency (ms)",
@@ -31,10 +26,21 @@ METRIC_LABELS = {
 }
 
 
+def _pyplot():
+    """pyplot, headless, imported when the first chart is drawn: importing matplotlib (~0.7 s) with
+    this module made every run process of the code location pay for charts only the report draws."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # headless: no display on servers or in CI
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def _axes():
     # Fixed margins rather than bbox_inches="tight", which draws every chart twice to measure
     # it; the right margin leaves room for a twin axis's labels.
-    fig, ax = plt.subplots(figsize=(7.5, 2.4))
+    fig, ax = _pyplot().subplots(figsize=(7.5, 2.4))
     fig.subplots_adjust(left=0.08, right=0.92, top=0.88, bottom=0.16)
     return fig, ax
 
@@ -42,13 +48,15 @@ def _axes():
 def _dates(ts: pd.Series) -> np.ndarray:
     """Timestamps as matplotlib's day numbers (UTC): converted once per service instead of by
     every plot call, which was a tenth of a chart's time."""
+    import matplotlib.dates as mdates
+
     return mdates.date2num(pd.to_datetime(ts, utc=True).dt.tz_localize(None).to_numpy())
 
 
 def _save(fig, path: Path) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=90)
-    plt.close(fig)
+    _pyplot().close(fig)
 
 
 def render_charts(out_dir: Path, stem: str, service: str, day: pd.DataFrame, history: pd.DataFrame,

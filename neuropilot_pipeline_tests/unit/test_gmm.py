@@ -1,4 +1,5 @@
 import json
+import os
 
 import numpy as np
 import pytest
@@ -109,3 +110,53 @@ def test_training_on_two_processes_gives_the_same_versions_as_one():
     assert isinstance(serial["tiny"], InsufficientSamplesError) and isinstance(parallel["tiny"], InsufficientSamplesError)
     for key, *_ in jobs[:-1]:
         assert serial[key][0].version == parallel[key][0].version
+
+
+# ---- native threads, in a fresh interpreter (this one may have scikit-learn loaded already) ----
+FRESH_PROCESS = r"""
+import json, sys
+import numpy as np
+import neuropilot_pipeline.definitions  # the code location, as a run process loads it
+from threadpoolctl import threadpool_info
+import neuropilot_pipeline.core.gmm as gmm
+
+def widest():
+    return max(i["num_threads"] for i in threadpool_info())
+
+out = {"loaded_with_code_location": sorted(m for m in ("sklearn", "matplotlib") if m in sys.modules)}
+X = np.random.default_rng(0).normal(size=(300, 2))
+if sys.argv[1] == "score":  # the anomalies step: scores under sklearn_on_one_thread
+    model = gmm.AnomalyModel.from_json(open(sys.argv[2]).read())
+    with gmm.sklearn_on_one_thread():
+        model.anomaly_score(X)  # builds the mixture: scikit-learn is in use by now
+        out["threads"] = widest()
+else:  # the model step: one service trains in this process, under map_processes' limit
+    real = gmm.train_model
+    def traced(*args, **kwargs):
+        result = real(*args, **kwargs)
+        out["threads"] = widest()
+        return result
+    gmm.train_model = traced
+    gmm.train_many([("svc", X, None, {})], ["a", "b"], workers=1)
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.parametrize("step", ["score", "train"])
+def test_the_code_location_loads_without_sklearn_and_fits_and_scores_on_one_native_thread(step, tmp_path):
+    # scikit-learn brings its own OpenBLAS and OpenMP when it is imported, and threadpoolctl
+    # limits only libraries already loaded: imported lazily inside the limit, they would run
+    # two threads each, which made training 5x slower (core/parallel.py).
+    import subprocess
+    import sys
+
+    from neuropilot_pipeline.core.gmm import train_model
+
+    model, _ = train_model(np.random.default_rng(1).normal(size=(300, 2)), ["a", "b"])
+    path = tmp_path / "model.json"
+    path.write_text(model.to_json())
+    proc = subprocess.run([sys.executable, "-c", FRESH_PROCESS, step, str(path)], capture_output=True, text=True,
+                          timeout=300, env={k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out == {"loaded_with_code_location": [], "threads": 1}, out
