@@ -156,3 +156,30 @@ def test_several_critical_windows_between_two_ticks_each_get_their_alert():
         again = critical_anomaly_sensor.evaluate_tick(
             dg.build_sensor_context(instance=instance, definitions=defs, cursor=result.cursor))
         assert not again.run_requests
+
+
+def test_training_waits_for_the_windows_a_job_backfill_has_not_submitted_yet():
+    # A backfill of the ops_cycle job (the backfill dialog of the job's partitions) submits its
+    # runs in chunks: partitions not submitted yet have no run to see.
+    from dagster._core.execution.backfill import BulkActionStatus
+    from dagster._core.remote_origin import (
+        RegisteredCodeLocationOrigin, RemotePartitionSetOrigin, RemoteRepositoryOrigin,
+    )
+
+    origin = RemotePartitionSetOrigin(
+        repository_origin=RemoteRepositoryOrigin(RegisteredCodeLocationOrigin("neuropilot"), "__repository__"),
+        partition_set_name="ops_cycle_partition_set")
+    with dg.instance_for_test() as instance:
+        collect(instance, DAY)
+        backfill = PartitionBackfill(backfill_id="ops", status=BulkActionStatus.REQUESTED, from_failure=False,
+                                     tags={}, backfill_timestamp=dt.datetime.now().timestamp(),
+                                     partition_set_origin=origin, partition_names=WINDOWS)
+        instance.add_backfill(backfill)
+        for window in WINDOWS[:3]:  # submitted and done
+            create_run_for_test(instance, job_name="ops_cycle", status=dg.DagsterRunStatus.SUCCESS,
+                                tags={"dagster/partition": window, "dagster/backfill": "ops"})
+        skip = evaluate(training_schedule, instance, "2026-11-03 03:00")
+        assert isinstance(skip, dg.SkipReason) and f"{DAY}: waiting for {WINDOWS[3]}," in skip.skip_message, skip
+        create_run_for_test(instance, job_name="ops_cycle", status=dg.DagsterRunStatus.SUCCESS,
+                            tags={"dagster/partition": WINDOWS[3], "dagster/backfill": "ops"})
+        assert isinstance(evaluate(training_schedule, instance, "2026-11-03 03:10"), dg.RunRequest)
