@@ -101,3 +101,24 @@ def test_shadow_replay_carried_day_by_day_equals_one_replay_of_both_days():
     fixed = AutoscaledService().run(demand, FIXED_BASELINE)
     assert first["fixed_cost"] + second["fixed_cost"] == pytest.approx(float(fixed["cost_usd"].sum()), rel=1e-12)
     assert first["fixed_good_minutes"] + second["fixed_good_minutes"] == int(fixed["good"].sum())
+
+
+def test_scale_up_threshold_is_not_raised_before_a_day_of_demand_is_seen():
+    # Smooth demand that every replay serves without a bad minute: the cheapest candidate has
+    # the highest scale-up threshold (90). A few hours have not shown the daily peak, so it holds
+    # the scale-up threshold until a day of demand is in its history; then it may raise it.
+    from neuropilot_pipeline.core.policy import Observation
+
+    ts = pd.date_range("2026-11-01", periods=360, freq="1min", tz="UTC")
+    rate = 200.0 * (1 + 0.2 * np.sin(np.arange(360) / 30))
+    m = pd.DataFrame({"ts": ts, "cpu_percent": 40.0, "p95_latency_ms": 120.0, "good": True, "instance_count": 4.0,
+                      "cost_usd": 0.004, "request_rate_per_s": rate})
+    unguarded = LearningPolicy(min_history_to_raise_scale_up=0).decide(None, Observation(ts[0], m, FIXED_BASELINE, {}))
+    assert unguarded.thresholds.cpu_scale_up_threshold > 80 and "90/" in unguarded.reason  # what it would do
+    first = LearningPolicy().decide(None, Observation(ts[0], m, FIXED_BASELINE, {}))
+    assert first.thresholds.cpu_scale_up_threshold == 80
+    assert "scale-up held at 80 until 1 day(s) of demand are seen" in first.reason
+    assert first.thresholds.cpu_scale_down_threshold > 30  # the scale-down threshold still moves
+    day_seen = {**first.new_state, "demand": np.tile(rate * 60.0, 4).tolist()}
+    later = LearningPolicy().decide(day_seen, Observation(ts[0], m, first.thresholds, {}))
+    assert later.thresholds.cpu_scale_up_threshold > 80 and "held" not in later.reason, later.reason
