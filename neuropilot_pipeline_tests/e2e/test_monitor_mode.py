@@ -21,7 +21,13 @@ def test_monitor_mode_previews_and_changes_nothing(tmp_path, monkeypatch):
     decision = result.asset_materializations_for_node("threshold_decision")[-1]
     assert decision.metadata["changed_thresholds"].value > 0, "the policy proposed nothing to preview"
     diff = decision.metadata["would_be_diff"].value
-    assert "-cpu_scale_up_threshold   = 80" in diff and "+cpu_scale_up_threshold" in diff
+    # The preview is a unified diff of terraform.tfvars: each changed variable loses its old
+    # line and gets a new one.
+    def names(sign):
+        return {line[1:].split("=")[0].strip() for line in diff.splitlines()
+                if line.startswith(sign) and not line.startswith(sign * 3)}
+    assert names("-") and names("-") == names("+"), diff
+    assert "-cpu_scale_down_threshold = 30" in diff, diff  # the demo's 80/30 start: scale-down moves first
     applied = result.asset_materializations_for_node("terraform_vars")[-1]
     assert applied.metadata["applied"].value == 0
     assert tfvars.read_bytes() == before
