@@ -58,10 +58,10 @@ def ops_cycle_schedule(context: dg.ScheduleEvaluationContext):
 TRAINING_CRON = "*/10 3-23 * * *"
 REPORT_CRON = "*/10 9-23 * * *"
 RECHECK_MINUTES = 10
-# A window never collected and with no run on its way is waited for this long after 03:00, so
-# that the ops cycle a restarted daemon catches up (its 00:05 tick) comes first; then the model
-# trains on the rest of the day and its samples say so.
-TRAINING_WAITS_FOR_MISSING_WINDOWS = pd.Timedelta(hours=3)
+# A window never collected and with no run on its way is waited for until 06:00, so that the ops
+# cycle a restarted daemon catches up (its 00:05 tick) comes first; then the model trains on the
+# rest of the day and its samples say so. The report (from 09:00) states the gap instead.
+TRAINING_WAITS_FOR_MISSING_WINDOWS_UNTIL_HOUR = 6
 IN_FLIGHT = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
              dg.DagsterRunStatus.STARTED]
 
@@ -76,7 +76,8 @@ def day_wait_reason(day: str, watched: list[str], collected: set[str], on_the_wa
     busy = [k for k in watched if k in on_the_way]
     if busy:
         return f"{day}: waiting for {', '.join(busy)}, still queued or running; re-checked every {RECHECK_MINUTES} min."
-    missing = [k for k in watched if k in windows_of_day(day) and k not in collected]
+    windows = set(windows_of_day(day))
+    missing = [k for k in watched if k in windows and k not in collected]
     if missing and missing_may_still_come:
         return (f"{day}: windows {', '.join(missing)} are not collected yet and no run is on its way; "
                 f"waiting for the ops cycle to catch up (re-checked every {RECHECK_MINUTES} min).")
@@ -103,8 +104,8 @@ def partitions_on_the_way(instance: dg.DagsterInstance, asset_graph) -> set[str]
     return keys
 
 
-def _launch_day_once(context: dg.ScheduleEvaluationContext, schedule: str, first_hour: int, watched_extra: list[str],
-                     missing_grace: pd.Timedelta):
+def _launch_day_once(context: dg.ScheduleEvaluationContext, schedule: str, waits_for_training: bool,
+                     missing_windows_until_hour: int):
     at = pd.Timestamp(context.scheduled_execution_time).tz_convert("UTC")
     day = _closed_day(at)
     launched = context.instance.get_runs(
@@ -113,9 +114,9 @@ def _launch_day_once(context: dg.ScheduleEvaluationContext, schedule: str, first
         return dg.SkipReason(f"{day}: already launched (run {launched[0].run_id[:8]}).")
     collected = context.instance.get_materialized_partitions(dg.AssetKey("metric_features"))
     on_the_way = partitions_on_the_way(context.instance, context.repository_def.asset_graph)
-    first_tick = at.floor("D") + pd.Timedelta(hours=first_hour)
-    reason = day_wait_reason(day, windows_of_day(day) + watched_extra, set(collected), on_the_way,
-                             missing_may_still_come=at < first_tick + missing_grace)
+    watched = windows_of_day(day) + ([day] if waits_for_training else [])
+    reason = day_wait_reason(day, watched, set(collected), on_the_way,
+                             missing_may_still_come=at.hour < missing_windows_until_hour)
     if reason:
         return dg.SkipReason(reason)
     return dg.RunRequest(run_key=day, partition_key=day)
@@ -125,7 +126,8 @@ def _launch_day_once(context: dg.ScheduleEvaluationContext, schedule: str, first
              description="03:00 UTC: retrain the anomaly models on the day that just ended, once none of its "
                          "windows is still queued or running (re-checked every 10 minutes).")
 def training_schedule(context: dg.ScheduleEvaluationContext):
-    return _launch_day_once(context, "training_schedule", 3, [], TRAINING_WAITS_FOR_MISSING_WINDOWS)
+    return _launch_day_once(context, "training_schedule", waits_for_training=False,
+                            missing_windows_until_hour=TRAINING_WAITS_FOR_MISSING_WINDOWS_UNTIL_HOUR)
 
 
 @dg.schedule(cron_schedule=REPORT_CRON, job=report_job, execution_timezone="UTC",
@@ -133,8 +135,7 @@ def training_schedule(context: dg.ScheduleEvaluationContext):
                          "windows nor its training is still queued or running (re-checked every 10 minutes).")
 def report_schedule(context: dg.ScheduleEvaluationContext):
     # The report also reads the day's model (learning status); missing windows are reported as such.
-    return _launch_day_once(context, "report_schedule", 9, [_closed_day(context.scheduled_execution_time)],
-                            pd.Timedelta(0))
+    return _launch_day_once(context, "report_schedule", waits_for_training=True, missing_windows_until_hour=0)
 
 
 @dg.sensor(job=critical_alert_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.STOPPED,

@@ -28,9 +28,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
@@ -353,11 +351,14 @@ def sklearn_on_one_thread():
     """Context: scikit-learn loaded, and it and every BLAS/OpenMP library on one thread (see
     parallel.one_native_thread). scikit-learn is imported first because it brings its own OpenBLAS
     and OpenMP, and threadpoolctl limits only the libraries already loaded."""
-    import sklearn.mixture  # noqa: F401
-
     from .parallel import one_native_thread
 
+    _load_sklearn()
     return one_native_thread()
+
+
+def _load_sklearn() -> None:
+    import sklearn.mixture  # noqa: F401
 
 
 def train_many(jobs: Sequence[tuple[str, np.ndarray, AnomalyModel | None, dict[str, Any]]],
@@ -367,9 +368,9 @@ def train_many(jobs: Sequence[tuple[str, np.ndarray, AnomalyModel | None, dict[s
     """train_model for many (key, X, previous, info) at once, on up to `workers` processes (default:
     the machine's cores). Each fit is seeded, so the models (and their content-hash versions) are
     the same however many processes train them."""
-    import sklearn.mixture  # noqa: F401  (before map_processes limits the threads: sklearn_on_one_thread)
-
     from .parallel import map_processes
+
+    _load_sklearn()  # before map_processes limits the threads (see sklearn_on_one_thread)
 
     args = [(key, X, list(feature_names), settings, previous, list(log_features), info)
             for key, X, previous, info in jobs]
