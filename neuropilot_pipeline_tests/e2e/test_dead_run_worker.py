@@ -180,3 +180,18 @@ def test_a_hung_run_worker_is_ended_after_max_runtime_and_the_window_is_retried(
         for victim in (pid, code_server):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(victim, signal.SIGKILL)
+
+
+def test_skipped_schedule_ticks_are_kept_a_week_and_the_rest_ninety_days(stack, monkeypatch):
+    """The daily schedules re-check every 10 minutes until their day is complete, so most of
+    their ticks are SKIPPED: the instance the daemon runs purges those after 7 days."""
+    import dagster as dg
+    from dagster._core.definitions.run_request import InstigatorType
+    from dagster._core.scheduler.instigation import TickStatus
+
+    for name, value in stack.env().items():
+        if name.startswith("DAGSTER_PG_"):
+            monkeypatch.setenv(name, value)
+    with dg.DagsterInstance.from_config(str(stack.dagster_home)) as instance:
+        days = instance.get_tick_retention_settings(InstigatorType.SCHEDULE)
+    assert days == {TickStatus.SKIPPED: 7, TickStatus.STARTED: 90, TickStatus.FAILURE: 90, TickStatus.SUCCESS: 90}
