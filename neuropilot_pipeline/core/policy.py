@@ -170,6 +170,15 @@ def _window_reward(obs: Observation) -> tuple[float, float, bool]:
     return reward, sla, r.sla_met
 
 
+def budget_burn_rate(minutes: pd.DataFrame, sla_target: float) -> float:
+    """How fast the window spent the error budget, as a multiple of the rate the SLA target
+    allows: bad minutes / minutes / (1 - target). 1 spends exactly the budget over any period."""
+    if not len(minutes):
+        return 0.0
+    bad_share = 1.0 - float(np.mean(minutes["good"].astype(bool)))
+    return bad_share / max(1e-12, 1.0 - sla_target / 100.0)
+
+
 class FixedPolicy:
     name = "fixed"
 
@@ -243,10 +252,14 @@ class LearningPolicy:
     backtest or a backfill replays it exactly.
 
     What it learns online from its rewards is its caution `risk` in [0, 1]: the share of the
-    error budget it refuses to spend in replays. A window that missed the SLA raises it at once
-    (half the way to 1); every window that kept the SLA lowers it by `learning_rate` of its
-    value. When the SLA is at risk it scales more first (both CPU thresholds down a full step)
-    and learns later.
+    error budget it refuses to spend in replays. When the SLA is at risk — the window burnt the
+    error budget at `page_burn_rate` (6) times the rate the target allows or faster, which is
+    5 % of a 30-day budget in 6 hours, the Google SRE workbook's paging threshold for a 6-hour
+    window — it scales more first (both CPU thresholds down a full step), raises its caution
+    half the way to 1, and learns later. A window that missed the SLA more slowly (a single
+    bad minute in 6 hours burns at 5.6x) is not an emergency: its demand goes into the replays
+    like any other. Every window that does not page lowers the caution by `learning_rate` of
+    its value.
 
     Phases follow the seed's rollout: days 1-7 "exploration" (it observes and moves at half
     step while its demand history fills), days 8-14 "learning", then "exploitation".
@@ -264,7 +277,7 @@ class LearningPolicy:
     def __init__(self, bounds: Mapping[str, Bounds] = DEFAULT_BOUNDS, learning_rate: float = 0.01,
                  history_days: float = 3.0, initial_risk: float = 0.5, params: Any = None,
                  explore_half_step: bool = True, evaluate_every: int = 1,
-                 min_history_to_raise_scale_up: int = 1440, **_: Any):
+                 min_history_to_raise_scale_up: int = 1440, page_burn_rate: float = 6.0, **_: Any):
         from .service_model import ServiceParams
 
         self.bounds = bounds
@@ -275,6 +288,7 @@ class LearningPolicy:
         self.explore_half_step = explore_half_step
         self.evaluate_every = max(1, int(evaluate_every))
         self.min_history_to_raise_scale_up = int(min_history_to_raise_scale_up)
+        self.page_burn_rate = float(page_burn_rate)
 
     @staticmethod
     def phase_for(day: int) -> str:
@@ -319,13 +333,15 @@ class LearningPolicy:
                                        "the policy state file and re-materialize threshold_decision from that "
                                        "window on.") from None
         current = obs.thresholds
-        if not met:
+        burn = budget_burn_rate(m, obs.sla_target)
+        if not met and burn >= self.page_burn_rate:
             risk = risk + (1.0 - risk) * 0.5
             target = Thresholds(current.cpu_scale_up_threshold - self.bounds["cpu_scale_up_threshold"].max_step,
                                 current.cpu_scale_down_threshold - self.bounds["cpu_scale_down_threshold"].max_step,
                                 current.latency_threshold_ms, current.min_instances, current.max_instances)
-            reason = (f"SLA {sla:.3f} % < target {obs.sla_target} % (error budget burning): scale more first — "
-                      f"both CPU thresholds down a step; caution raised to {risk:.2f}")
+            reason = (f"SLA {sla:.3f} % < target {obs.sla_target} %, error budget burning at {burn:.1f}x "
+                      f"(>= {self.page_burn_rate:g}x): scale more first — both CPU thresholds down a step; "
+                      f"caution raised to {risk:.2f}")
         elif state.get("last_target") and decisions % self.evaluate_every:
             # Replays are re-run every `evaluate_every` decisions (each one by default); in between it keeps
             # course towards the last target, which the step limit may not have reached yet.
@@ -352,6 +368,9 @@ class LearningPolicy:
                 _, cost, bad, target = min(evaluated, key=lambda e: (e[2], e[1]))
                 reason = (f"no candidate kept the SLA in replay; taking the safest ({bad} bad minutes, "
                           f"caution {risk:.2f})")
+        if not met and burn < self.page_burn_rate:
+            reason += (f"; this window missed the SLA ({sla:.3f} %) at a burn rate of {burn:.1f}x, under the "
+                       f"{self.page_burn_rate:g}x that calls for scaling first: its demand is in the replay")
         proposal = target.to_dict()
         if len(demand) < self.min_history_to_raise_scale_up \
                 and proposal["cpu_scale_up_threshold"] > current.cpu_scale_up_threshold:

@@ -44,16 +44,35 @@ def test_replayed_backfill_is_deterministic_and_inside_guardrails():
     assert set(a["phase"]) == {"exploration"}
 
 
-def test_sla_miss_makes_it_scale_more_first_and_raises_its_caution():
-    from neuropilot_pipeline.core.policy import Observation
-
+def _window_with_bad_minutes(bad: int) -> tuple[pd.DatetimeIndex, pd.DataFrame]:
     ts = pd.date_range("2026-11-01", periods=360, freq="1min", tz="UTC")
     m = pd.DataFrame({"ts": ts, "cpu_percent": 70.0, "p95_latency_ms": 150.0, "good": True, "instance_count": 5.0,
                       "cost_usd": 0.004, "request_rate_per_s": 300.0})
-    m.loc[:3, "good"] = False
+    m.loc[:bad - 1, "good"] = False
+    return ts, m
+
+
+@pytest.mark.parametrize("bad", [2, 4, 360])
+def test_sla_miss_burning_the_budget_at_6x_makes_it_scale_more_first_and_raises_its_caution(bad):
+    from neuropilot_pipeline.core.policy import Observation
+
+    ts, m = _window_with_bad_minutes(bad)  # 2 bad minutes in 6 hours burn the 99.95 % budget at 11.1x
     d = LearningPolicy().decide({"risk": 0.2}, Observation(ts[0], m, FIXED_BASELINE, {}))
     assert d.thresholds.cpu_scale_up_threshold == 70 and d.thresholds.cpu_scale_down_threshold == 20
     assert d.new_state["risk"] == pytest.approx(0.6) and "scale more first" in d.reason
+    assert f"burning at {bad / 360 / 0.0005:.1f}x" in d.reason
+
+
+def test_a_slower_sla_miss_is_learnt_from_in_the_replay_not_treated_as_an_emergency():
+    from neuropilot_pipeline.core.policy import Observation
+
+    ts, m = _window_with_bad_minutes(1)  # one bad minute in 6 hours: 5.6x, under the 6x that pages
+    d = LearningPolicy().decide({"risk": 0.2}, Observation(ts[0], m, FIXED_BASELINE, {}))
+    assert "scale more first" not in d.reason and d.reason.startswith("replay of the last")
+    assert "burn rate of 5.6x, under the 6x" in d.reason
+    assert d.new_state["risk"] == pytest.approx(0.2 * 0.99)
+    # Where it heads is the replay's choice (half a step in exploration), not the emergency's full step down.
+    assert (d.thresholds.cpu_scale_up_threshold, d.thresholds.cpu_scale_down_threshold) != (70, 20)
 
 
 def test_coarse_trace_is_spread_over_minutes_and_gaps_are_counted(tmp_path):
