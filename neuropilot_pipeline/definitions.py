@@ -2,10 +2,14 @@
 
 import dagster as dg
 
+from . import pool_claim_fix
 from .assets import apply, deliver, detect, decide, features, ingest, model, overrides, report
 from .automation import JOBS, SCHEDULES, SENSORS
 from .resources.neuropilot import NeuroPilotResource
 from .resources.sources import MetricsSourceResource
+
+# Before any step claims a warehouse_writer slot: one slot must mean one writer.
+pool_claim_fix.install()
 
 defs = dg.Definitions(
     assets=dg.load_assets_from_modules([ingest, features, model, detect, decide, apply, overrides, report, deliver]),

@@ -98,3 +98,39 @@ def test_pooled_steps_of_two_runs_at_once_take_turns(tmp_path, database, monkeyp
         assert s2 >= e1, f"{k1} of run {r1[:8]} overlaps {k2} of run {r2[:8]}"
     # They did compete: a step of one run waited while the other held the pool.
     assert blocked, "no step waited for the pool"
+
+
+def test_two_claims_of_the_one_free_slot_at_the_same_moment_give_it_to_one(database, monkeypatch):
+    """Dagster's claim picks a free slot, then takes it in a second statement; a claim by another
+    process in between must not leave both believing they hold it (neuropilot_pipeline/pool_claim_fix.py).
+    The other claim is run at exactly that moment, on the real PostgreSQL event log storage."""
+    from dagster._utils.concurrency import ConcurrencySlotStatus
+    from dagster_postgres.event_log import PostgresEventLogStorage
+
+    import neuropilot_pipeline.definitions  # noqa: F401  (installs the fix, as every run worker does)
+    from neuropilot_pipeline import pool_claim_fix
+
+    url = f"postgresql+psycopg2://{PG['user']}@{PG['host']}:{PG['port']}/{database.name}"
+    storage = PostgresEventLogStorage(postgres_url=url)
+    try:
+        storage.set_concurrency_slots("warehouse_writer", 1)
+        outcome = {}
+
+        def other_process_claims_now():
+            if not outcome:  # once: the other claim passes this point too
+                outcome["other"] = None
+                outcome["other"] = storage._claim_concurrency_slot("warehouse_writer", "run-b", "raw_metrics")
+        monkeypatch.setattr(pool_claim_fix, "_between_select_and_update", other_process_claims_now)
+        first = storage._claim_concurrency_slot("warehouse_writer", "run-a", "raw_metrics")
+
+        assert outcome["other"] == ConcurrencySlotStatus.CLAIMED
+        assert first == ConcurrencySlotStatus.BLOCKED
+        holders = [(r["run_id"], r["step_key"]) for r in database.query(
+            "SELECT run_id, step_key FROM concurrency_slots WHERE concurrency_key = 'warehouse_writer'")]
+        assert holders == [("run-b", "raw_metrics")]
+        # Once the holder lets go, the blocked claim gets the slot when its executor asks again.
+        storage.free_concurrency_slot_for_step("run-b", "raw_metrics")
+        assert storage._claim_concurrency_slot("warehouse_writer", "run-a", "raw_metrics") == \
+            ConcurrencySlotStatus.CLAIMED
+    finally:
+        storage.dispose()
