@@ -12,13 +12,17 @@ objects through pyarrow and query them with the same DuckDB SQL.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import shutil
+import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path, PurePosixPath
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import duckdb
 import pandas as pd
@@ -98,7 +102,8 @@ class Warehouse:
         return self.table_dir(table) / partition_file_name(partition_key)
 
     def tables(self) -> list[str]:
-        return [t for t in self.folder.subfolders(self.root) if self.partition_files(t)]
+        # Dot folders are the warehouse's own (".pinned": links held by reads in progress).
+        return [t for t in self.folder.subfolders(self.root) if not t.startswith(".") and self.partition_files(t)]
 
     def partition_files(self, table: str) -> list[Path] | list[PurePosixPath]:
         return self.folder.list(self.table_dir(table), suffix=".parquet")
@@ -178,11 +183,62 @@ class Warehouse:
         return con
 
     def query(self, sql: str, params: Sequence | None = None) -> pd.DataFrame:
+        if self.remote:
+            try:
+                with self.connect() as con:
+                    return con.execute(sql, params or []).df()
+            except duckdb.Error as exc:
+                raise WarehouseError(_read_failure(exc)) from exc
+        tables = {t: self.partition_files(t) for t in self.tables()}
+        with self._pinned([f for files in tables.values() for f in files]) as pinned:
+            try:
+                with duckdb.connect(":memory:") as con:
+                    con.execute("SET TimeZone='UTC'")
+                    for table, files in tables.items():
+                        here = [pinned[f] for f in files if f in pinned]
+                        if here:
+                            con.execute(f"CREATE VIEW {table} AS SELECT * FROM "
+                                        f"read_parquet([{', '.join(_quote(f) for f in here)}], union_by_name=true)")
+                    return con.execute(sql, params or []).df()
+            except duckdb.Error as exc:
+                raise WarehouseError(_read_failure(exc, pinned)) from exc
+
+    @contextmanager
+    def _pinned(self, files: Sequence[Path]) -> Iterator[dict[Path, Path]]:
+        """A hard link to the version of each file there is now, for the length of one read.
+
+        DuckDB opens a Parquet file once to plan (schema, min/max statistics) and again to scan
+        it. A partition renamed into place between the two gave a plan from the old file over
+        the new file's rows: "Perfect hash aggregate: aggregate group ... exceeded total groups"
+        in reliability/test_concurrency.py, and a filter pruned by stale statistics could drop
+        rows with no error at all. A link keeps the version it was made to, whatever is renamed
+        over the original meanwhile. Files gone before they could be linked are left out, as a
+        read a moment later would have. (Object storage reads fetch whole objects first.)
+        """
+        area = self.root / ".pinned"
+        area.mkdir(exist_ok=True)
+        _remove_pins_of_dead_readers(area)
+        folder = Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=area))
         try:
-            with self.connect() as con:
-                return con.execute(sql, params or []).df()
-        except duckdb.Error as exc:
-            raise WarehouseError(_read_failure(exc)) from exc
+            links = {}
+            for i, f in enumerate(files):
+                link = folder / f"{i}.parquet"
+                for _ in range(100):
+                    try:
+                        os.link(f, link)
+                        links[f] = link
+                        break
+                    except FileNotFoundError:
+                        # Linux refuses to link an inode that a rename has just replaced (its last
+                        # name is gone): the path names the new version now, so link again.
+                        if not os.path.exists(f):
+                            break
+                    except OSError:  # a file system without hard links: read the file itself
+                        links[f] = Path(f)
+                        break
+            yield links
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
 
     def read_partitions(
         self, table: str, partition_keys: Iterable[str], columns: Sequence[str] | None = None,
@@ -235,21 +291,26 @@ class Warehouse:
         if services:
             where.append("service IN (" + ", ".join("?" for _ in services) + ")")
             params += list(services)
-        if self.remote:
-            source = "fetched_partitions"
-        else:
-            source = f"read_parquet([{', '.join(_quote(f) for f in files)}], union_by_name=true)"
-        sql = f"SELECT {cols} FROM {source}"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
+        pinned: dict = {}
         try:
-            with _reader(os.getpid()).cursor() as con:
-                con.execute("SET TimeZone='UTC'")  # per cursor: settings are not inherited
+            with (contextlib.nullcontext({}) if self.remote else self._pinned(files)) as pinned:
                 if self.remote:
-                    con.register(source, self.folder.read_parquet(files))
-                df = con.execute(sql, params).df()
+                    source = "fetched_partitions"
+                else:
+                    source = f"read_parquet([{', '.join(_quote(pinned[f]) for f in files if f in pinned)}], " \
+                             "union_by_name=true)"
+                    if not pinned:
+                        return pd.DataFrame(columns=list(columns) if columns else None)
+                sql = f"SELECT {cols} FROM {source}"
+                if where:
+                    sql += " WHERE " + " AND ".join(where)
+                with _reader(os.getpid()).cursor() as con:
+                    con.execute("SET TimeZone='UTC'")  # per cursor: settings are not inherited
+                    if self.remote:
+                        con.register(source, self.folder.read_parquet(files))
+                    df = con.execute(sql, params).df()
         except duckdb.Error as exc:
-            raise WarehouseError(_read_failure(exc)) from exc
+            raise WarehouseError(_read_failure(exc, pinned)) from exc
         except ObjectStoreError as exc:
             raise WarehouseError(str(exc)) from exc
         except FileNotFoundError as exc:
@@ -266,8 +327,22 @@ def _reader(pid: int) -> duckdb.DuckDBPyConnection:
     return duckdb.connect(":memory:")
 
 
-def _read_failure(exc: Exception) -> str:
-    return (f"the warehouse could not be read: {exc}. A partition file named above is damaged: delete it and "
+def _remove_pins_of_dead_readers(area: Path) -> None:
+    """A reader killed mid-read leaves its links, which would keep old versions on disk."""
+    for folder in area.iterdir():
+        try:
+            os.kill(int(folder.name.split("-", 1)[0]), 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except (ValueError, PermissionError):
+            pass
+
+
+def _read_failure(exc: Exception, pinned: dict | None = None) -> str:
+    message = str(exc)
+    for original, link in (pinned or {}).items():  # name the partition, not the read's link to it
+        message = message.replace(str(link), str(original))
+    return (f"the warehouse could not be read: {message}. A partition file named above is damaged: delete it and "
             "re-materialize that partition (its other partitions are unaffected).")
 
 
