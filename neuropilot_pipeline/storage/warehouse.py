@@ -170,7 +170,11 @@ class Warehouse:
 
     # ---- reads ------------------------------------------------------------------------
     def connect(self) -> duckdb.DuckDBPyConnection:
-        """An in-memory DuckDB with one view per table over its Parquet files (read-only use)."""
+        """An in-memory DuckDB with one view per table over its Parquet files (read-only use).
+
+        On a local warehouse these views read the live files, which a writer may replace between
+        DuckDB's planning and its scan: `query()` pins the files first (see `_pinned`) and is the
+        read to use there; this is what it uses on object storage, whose reads fetch whole objects."""
         con = duckdb.connect(":memory:")
         con.execute("SET TimeZone='UTC'")
         if self.remote:
