@@ -334,7 +334,8 @@ class LearningPolicy:
                                        "window on.") from None
         current = obs.thresholds
         burn = budget_burn_rate(m, obs.sla_target)
-        if not met and burn >= self.page_burn_rate:
+        pages = not met and burn >= self.page_burn_rate
+        if pages:
             risk = risk + (1.0 - risk) * 0.5
             target = Thresholds(current.cpu_scale_up_threshold - self.bounds["cpu_scale_up_threshold"].max_step,
                                 current.cpu_scale_down_threshold - self.bounds["cpu_scale_down_threshold"].max_step,
@@ -368,7 +369,7 @@ class LearningPolicy:
                 _, cost, bad, target = min(evaluated, key=lambda e: (e[2], e[1]))
                 reason = (f"no candidate kept the SLA in replay; taking the safest ({bad} bad minutes, "
                           f"caution {risk:.2f})")
-        if not met and burn < self.page_burn_rate:
+        if not met and not pages:
             reason += (f"; this window missed the SLA ({sla:.3f} %) at a burn rate of {burn:.1f}x, under the "
                        f"{self.page_burn_rate:g}x that calls for scaling first: its demand is in the replay")
         proposal = target.to_dict()
