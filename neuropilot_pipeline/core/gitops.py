@@ -286,11 +286,19 @@ class InfraRepo:
         if entries is None:
             return None
         status = self.status(e["file"] for e in entries) if entries else {}
-        pending, untouched, foreign = [], [], []
+        # A git killed after it moved the branch but before it renamed index.lock over the index
+        # leaves the commit made and the index one step behind: status then calls the file
+        # modified though it equals HEAD. Judge "committed" against HEAD, not the index.
+        differs_from_head = self._differ_from_head(status) if status else set()
+        pending, untouched, foreign, stale_index = [], [], [], []
         for e in entries:
             current = file_digest(self.path / e["file"])
-            if current == e["after"] and e["file"] in status:
+            if current == e["after"] and e["file"] in status and (status[e["file"]] == "??"
+                                                                   or e["file"] in differs_from_head):
                 pending.append(e)
+            elif current == e["after"] and e["file"] in status:
+                stale_index.append(e["file"])
+                untouched.append((e, True))
             elif current in (e["before"], e["after"]):
                 untouched.append((e, current == e["after"]))
             else:
@@ -300,6 +308,8 @@ class InfraRepo:
                 f"{', '.join(e['file'] for e in foreign)} in {self.path} was changed after an interrupted NeuroPilot "
                 f"apply ({', '.join(_partition(e) for e in foreign)}). "
                 f"Commit or discard that change, then delete {self.journal_path}; NeuroPilot wrote nothing.")
+        if stale_index:
+            self.git("reset", "-q", "--", *stale_index)  # the index entry back to HEAD's, which holds our write
         untracked = [e["file"] for e in pending if status[e["file"]] == "??"]
         if untracked:
             self.git("add", "--", *untracked)
@@ -310,6 +320,9 @@ class InfraRepo:
             self.push()
         self.journal_path.unlink()
         done = [f"completed the interrupted commit of {e['file']} for {_partition(e)}" for e in pending]
+        if stale_index:
+            done.append(f"reset git's index for {', '.join(stale_index)} to HEAD: git was killed after committing "
+                        "but before updating its index")
         if len(entries) == 1 and untouched:
             e, committed = untouched[0]
             done.append(f"nothing to recover for {e['file']} ({_partition(e)}): the change was "
@@ -387,6 +400,12 @@ class InfraRepo:
             self.push()
         self.journal_path.unlink()
         return results
+
+    def _differ_from_head(self, files: Iterable[str]) -> set[str]:
+        """Those of `files` whose working-tree content differs from HEAD's (all, before a first commit)."""
+        if self.git("rev-parse", "--verify", "-q", "HEAD", check=False).returncode != 0:
+            return set(files)
+        return set(self.git("diff", "--no-renames", "--name-only", "HEAD", "--", *files).stdout.splitlines())
 
     def _commit_written_file(self, rel: str, message: str) -> None:
         self.git("commit", "-q", "-m", message, "--", rel)

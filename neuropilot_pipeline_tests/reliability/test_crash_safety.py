@@ -138,26 +138,48 @@ def test_kill_between_tfvars_write_and_commit_is_finished_by_the_next_run(infra)
     assert commits_by_partition(infra) == ["g7/web"]
 
 
-def test_kill_inside_git_commit_leaves_no_stale_lock_behind(infra, tmp_path):
-    # A pre-commit hook that sleeps keeps git inside `commit`, holding .git/index.lock.
-    started = tmp_path / "hook-started"
-    hook = infra.path / ".git" / "hooks" / "pre-commit"
-    hook.write_text(f"#!/bin/sh\ntouch {started}\nsleep 30\n")
+def kill_apply_inside_git_hook(repo: InfraRepo, tmp_path: Path, hook_name: str, condition: str,
+                               generation: int) -> None:
+    """Run one apply and SIGKILL it (git included) while git runs `hook_name` (when `condition` holds)."""
+    started = tmp_path / f"{hook_name}-started"
+    hook = repo.path / ".git" / "hooks" / hook_name
+    hook.write_text(f"#!/bin/sh\n{condition}\ntouch {started}\nsleep 30\n")
     hook.chmod(0o755)
-    proc = start("apply-once", infra.path, "3")
+    proc = start("apply-once", repo.path, str(generation))
     deadline = time.monotonic() + 30
-    while not started.exists():  # (git status also takes index.lock for a moment: wait for the commit itself)
+    while not started.exists():
         assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.poll() is not None else "timeout"
         time.sleep(0.02)
-    assert (infra.path / ".git" / "index.lock").exists()
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     hook.unlink()
+
+
+def test_kill_inside_git_commit_leaves_no_stale_lock_behind(infra, tmp_path):
+    # A pre-commit hook that sleeps keeps git inside `commit`, holding .git/index.lock.
+    # (git status also takes index.lock for a moment: the hook says when the commit itself runs.)
+    kill_apply_inside_git_hook(infra, tmp_path, "pre-commit", "", generation=3)
     assert (infra.path / ".git" / "index.lock").exists()  # what a crash really leaves
     recover(infra)
     assert_consistent(infra)
     assert commits_by_partition(infra) == ["g3/web"]
     assert read_tfvars(infra.path / "web" / "terraform.tfvars")["min_instances"] == thresholds(3)["min_instances"]
+
+
+def test_kill_after_git_moved_the_branch_but_before_it_updated_the_index(infra, tmp_path):
+    # git commit moves the branch, then renames index.lock over the index. Killed in between, the
+    # commit is made but the index still holds the old file, so `git status` calls it modified.
+    # A reference-transaction hook runs exactly there ("committed": the ref is updated).
+    kill_apply_inside_git_hook(infra, tmp_path, "reference-transaction", '[ "$1" = committed ] || exit 0', generation=5)
+    assert commits_by_partition(infra) == ["g5/web"]  # the commit was made...
+    assert (infra.path / ".git" / "index.lock").exists()
+    assert infra.uncommitted([infra.path / "web" / "terraform.tfvars"])  # ...but git's index says otherwise
+
+    done = recover(infra)
+    assert "reset git's index" in done and "completed the interrupted commit" not in done
+    assert_consistent(infra)
+    assert commits_by_partition(infra) == ["g5/web"]
+    assert read_tfvars(infra.path / "web" / "terraform.tfvars")["min_instances"] == thresholds(5)["min_instances"]
 
 
 def test_random_kills_during_apply_loops_lose_nothing(infra):
