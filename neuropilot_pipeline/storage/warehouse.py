@@ -312,7 +312,10 @@ class Warehouse:
                     con.execute("SET TimeZone='UTC'")  # per cursor: settings are not inherited
                     if self.remote:
                         con.register(source, self.folder.read_parquet(files))
-                    df = con.execute(sql, params).df()
+                    # Through Arrow, the way the frames were written: DuckDB's own .df() builds the
+                    # frame column by column in Python-facing code and took 6x as long on the
+                    # features' 10 M rows (16.9 s vs 2.8 s), 1.7x on a window's 8 days of raw rows.
+                    df = con.sql(sql, params=params).to_arrow_table().to_pandas()
         except duckdb.Error as exc:
             raise WarehouseError(_read_failure(exc, pinned)) from exc
         except ObjectStoreError as exc:

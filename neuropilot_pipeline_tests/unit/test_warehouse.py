@@ -25,6 +25,26 @@ def test_window_reads_only_overlapping_partitions_and_filters_rows(tmp_path):
                                  datetime(2026, 11, 1, 7, tzinfo=timezone.utc)) == ["2026-11-01-00:00", "2026-11-01-06:00"]
 
 
+def test_a_partition_reads_back_as_the_frame_that_was_written(tmp_path):
+    # Every column type the assets store, with the gaps real tables have: missing strings and
+    # numbers, and a column an older partition lacks (union_by_name fills it with nulls).
+    wh = Warehouse(tmp_path)
+    newer = pd.DataFrame({
+        "service": ["api", "web"], "ts": pd.to_datetime(["2026-11-01 06:00", "2026-11-01 06:01"], utc=True),
+        "value": [1.5, float("nan")], "samples": [3, 4], "converged": [True, False],
+        "previous_version": [None, "v1"], "note": ["a", "b"],
+    })
+    older = newer.drop(columns="note").assign(ts=newer["ts"] - pd.Timedelta(hours=6))
+    wh.write_partition("model_registry", "2026-11-01-00:00", older)
+    wh.write_partition("model_registry", "2026-11-01-06:00", newer)
+    out = wh.read_partitions("model_registry", ["2026-11-01-00:00", "2026-11-01-06:00"])
+    expected = pd.concat([older.assign(note=None), newer]).sort_values(["service", "ts"], ignore_index=True)
+    expected["note"] = expected["note"].astype("str")
+    pd.testing.assert_frame_equal(out, expected)
+    assert out["ts"].dtype == "datetime64[us, UTC]" and out["samples"].dtype == "int64"
+    assert out["converged"].dtype == bool
+
+
 def test_rewrite_replaces_partition_and_views_see_every_table(tmp_path):
     wh = Warehouse(tmp_path)
     wh.write_partition("raw_metrics", "2026-11-01-00:00", frame("2026-11-01", 360))
