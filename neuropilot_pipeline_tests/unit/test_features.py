@@ -1,7 +1,7 @@
 import numpy as np
 import pandas as pd
 
-from neuropilot_pipeline.core.features import _ewma_rows, compute_features, trailing_mean, window_mean
+from neuropilot_pipeline.core.features import _ewma_rows, category_codes, compute_features, trailing_mean, window_mean
 
 
 def series(days=3, seed=0, spike_at=None):
@@ -86,3 +86,13 @@ def test_running_means_and_ewma_are_pandas_own_figures():
     np.testing.assert_allclose(window_mean(x, np.maximum(0, centre - 15), np.minimum(x.shape[1], centre + 16), 1),
                                frame.rolling(31, center=True, min_periods=1).mean().to_numpy().T, rtol=1e-14)
     assert (trailing_mean(x, 1440, 180)[1, 3500:4000] == 0.3).all()
+
+
+def test_rows_are_matched_to_their_service_and_others_to_none():
+    # Rows of services the run does not cover, and rows with no service, belong to no series.
+    services = ["api", "web", "db"]
+    for values in (pd.Series(["web", "api", None, "cache", "db", "web"], dtype=object),
+                   pd.Series(["web", "api", None, "cache", "db", "web"], dtype="str")):
+        assert category_codes(values, services).tolist() == [1, 0, -1, -1, 2, 1]
+    assert category_codes(pd.Series([], dtype="str"), services).tolist() == []
+    assert category_codes(pd.Series(["web", "x"], dtype="str"), []).tolist() == [-1, -1]
