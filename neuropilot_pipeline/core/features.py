@@ -59,14 +59,23 @@ def compute_features(raw: pd.DataFrame, metrics: Sequence[str], start: pd.Timest
     seasonal = _seasonal_profile(detrended, season_days, first=first)
     n_series, n_keep = values.shape[0], len(grid[keep])
     cut = lambda a: a[:, keep].reshape(-1)  # noqa: E731  series-major, minutes ascending
+    # Labels are built from integer positions (pyarrow's take, and the minutes' int64 values):
+    # tiling the tz-aware grid made ~300,000 Timestamp objects for pandas to parse back, and
+    # repeating Python strings made it convert each one; that was a sixth of the step.
+    minutes = grid[keep].tz_convert(None).to_numpy()
     return pd.DataFrame({
-        "service": np.repeat(np.array(services, dtype=object), len(metrics) * n_keep),
-        "metric": np.tile(np.repeat(np.array(list(metrics), dtype=object), n_keep), len(services)),
-        "ts": np.tile(grid[keep], n_series),
+        "service": _labels(services, np.repeat(np.arange(len(services)), len(metrics) * n_keep)),
+        "metric": _labels(metrics, np.tile(np.repeat(np.arange(len(metrics)), n_keep), len(services))),
+        "ts": pd.DatetimeIndex(np.tile(minutes, n_series)).tz_localize("UTC"),
         "value": cut(values), "baseline_mean": cut(mean), "baseline_std": cut(std), "ewma": cut(ewma),
         "zscore": cut((values - mean) / std_floor), "trend": cut(mean), "seasonal": seasonal.reshape(-1),
         "residual": (detrended[:, keep] - seasonal).reshape(-1),
     })
+
+
+def _labels(names: Sequence[str], positions: np.ndarray) -> pd.Series:
+    """names[positions] as a string column (pandas' `str` dtype, backed by Arrow)."""
+    return pc.take(pa.array(list(names), type=pa.string()), pa.array(positions)).to_pandas()
 
 
 def window_mean(x: np.ndarray, lo: np.ndarray, hi: np.ndarray, min_periods: int) -> np.ndarray:
