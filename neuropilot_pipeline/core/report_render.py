@@ -53,10 +53,11 @@ def _dates(ts: pd.Series) -> np.ndarray:
     return mdates.date2num(pd.to_datetime(ts, utc=True).dt.tz_localize(None).to_numpy())
 
 
-def _save(fig, path: Path) -> None:
+def _save(fig, path: Path, close: bool = True) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=90)
-    _pyplot().close(fig)
+    if close:
+        _pyplot().close(fig)
 
 
 def render_charts(out_dir: Path, stem: str, service: str, day: pd.DataFrame, history: pd.DataFrame,
@@ -70,24 +71,37 @@ def render_charts(out_dir: Path, stem: str, service: str, day: pd.DataFrame, his
     base = history.assign(slot=history["ts"].dt.hour * 60 + history["ts"].dt.minute) if not history.empty else None
     slots = (day["ts"].dt.hour * 60 + day["ts"].dt.minute).to_numpy()
     profiles = base.groupby("slot")[list(METRIC_LABELS)].mean() if base is not None and not base.empty else None
+    # One figure serves the eight metric charts: each is the previous one with its data, title
+    # and legend replaced. A new figure per chart rebuilt its axes, ticks and their text every
+    # time, which was half of each chart's cost.
+    fig, ax = _axes()
+    ax.xaxis_date()
+    ax.tick_params(labelsize=7)
+    (last_day,) = ax.plot(x, np.full(len(x), np.nan), lw=0.8, color="#1f77b4", label="last 24 h")
+    baseline = None
+    if profiles is not None:
+        (baseline,) = ax.plot(x, np.full(len(x), np.nan), lw=0.8, color="#999999", ls="--", label="7-day baseline")
+    marks_of = {m: g for m, g in anomalies.groupby("metric", sort=False)} if not anomalies.empty else {}
     for metric, label in METRIC_LABELS.items():
-        fig, ax = _axes()
-        ax.xaxis_date()
-        ax.plot(x, day[metric].to_numpy(dtype=float), lw=0.8, color="#1f77b4", label="last 24 h")
-        if profiles is not None:
-            ax.plot(x, profiles[metric].reindex(slots).to_numpy(dtype=float), lw=0.8, color="#999999", ls="--",
-                    label="7-day baseline")
-        if not anomalies.empty:
-            marks = anomalies[anomalies["metric"] == metric]
-            if not marks.empty:
-                ax.scatter(_dates(marks["ts"]), marks["value"].to_numpy(dtype=float), color="#d62728", s=18,
-                           zorder=3, label="anomaly")
-        ax.set_title(f"{service}: {label}", fontsize=9)
-        ax.tick_params(labelsize=7)
+        for old in ax.collections[:]:
+            old.remove()
+        last_day.set_ydata(day[metric].to_numpy(dtype=float))
+        if baseline is not None:
+            baseline.set_ydata(profiles[metric].reindex(slots).to_numpy(dtype=float))
+        marks = marks_of.get(metric)
+        if marks is not None:
+            ax.scatter(_dates(marks["ts"]), marks["value"].to_numpy(dtype=float), color="#d62728", s=18,
+                       zorder=3, label="anomaly")
+        ax.relim()  # the data limits of this metric's lines alone (relim skips the marks: add them)
+        for points in ax.collections:
+            ax.update_datalim(points.get_offsets())
+        ax.autoscale_view()
+        ax.set_title(f"{service}: {label}", fontsize=9, y=1.0)
         ax.legend(fontsize=7, loc="upper left")
         name = f"{stem}_{service}_{metric}.png"
-        _save(fig, out_dir / name)
+        _save(fig, out_dir / name, close=False)
         charts[metric] = name
+    _pyplot().close(fig)
     if not decisions.empty:
         d = decisions.sort_values("partition")
         when = _dates(pd.Series(pd.to_datetime(d["partition"], format="%Y-%m-%d-%H:%M", utc=True)))
@@ -97,7 +111,7 @@ def render_charts(out_dir: Path, stem: str, service: str, day: pd.DataFrame, his
         ax.step(when, d["new_cpu_scale_down_threshold"], where="post", label="scale-down %")
         ax2 = ax.twinx()
         ax2.step(when, d["new_latency_threshold_ms"], where="post", color="#2ca02c", ls=":", label="latency ms")
-        ax.set_title(f"{service}: thresholds, last 7 days", fontsize=9)
+        ax.set_title(f"{service}: thresholds, last 7 days", fontsize=9, y=1.0)
         ax.tick_params(labelsize=7)
         ax2.tick_params(labelsize=7)
         ax.legend(fontsize=7, loc="upper left")
@@ -111,7 +125,7 @@ def render_charts(out_dir: Path, stem: str, service: str, day: pd.DataFrame, his
     ax2 = ax.twinx()
     ax2.plot(x, day["request_rate_per_s"].to_numpy(dtype=float), lw=0.6, color="#1f77b4", alpha=0.6,
              label="requests / s")
-    ax.set_title(f"{service}: instances against demand", fontsize=9)
+    ax.set_title(f"{service}: instances against demand", fontsize=9, y=1.0)
     ax.tick_params(labelsize=7)
     ax2.tick_params(labelsize=7)
     ax.legend(fontsize=7, loc="upper left")
@@ -123,7 +137,7 @@ def render_charts(out_dir: Path, stem: str, service: str, day: pd.DataFrame, his
     fig.subplots_adjust(bottom=0.3)  # room for the rotated dates
     ax.bar([str(d.date()) for d in daily_costs.index], daily_costs.to_numpy(), color="#9467bd", label="cost / day")
     ax.axhline(budget_per_day, color="#d62728", ls="--", lw=1, label=f"budget / day ({budget_per_day:.2f})")
-    ax.set_title(f"{service}: cost against budget (USD)", fontsize=9)
+    ax.set_title(f"{service}: cost against budget (USD)", fontsize=9, y=1.0)
     ax.tick_params(labelsize=7, axis="x", rotation=30)
     ax.tick_params(labelsize=7, axis="y")
     ax.legend(fontsize=7, loc="lower left")  # a fixed place: "best" searches for one on every chart

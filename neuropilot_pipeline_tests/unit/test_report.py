@@ -92,3 +92,41 @@ def test_charts_of_several_services_render_on_a_process_pool(tmp_path):
         assert files and all(f"_{service}_" in name for name in files.values())
         for name in files.values():
             assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_metric_chart_shows_only_its_own_metric(tmp_path):
+    # The eight metric charts are drawn on one reused figure: nothing of one chart (its
+    # anomaly marks, its value range) may show on the next.
+    import numpy as np
+    from PIL import Image
+
+    from neuropilot_pipeline.core.report_render import METRIC_LABELS, render_charts
+    from neuropilot_pipeline.core.telemetry import METRIC_COLUMNS
+
+    ts = pd.date_range("2026-11-02", periods=240, freq="1min", tz="UTC")
+    history_ts = pd.date_range("2026-11-01", periods=1440, freq="1min", tz="UTC")
+    wave = lambda n, k: 50 + 10 * np.sin(np.arange(n) / (20.0 + k))  # noqa: E731
+    day = pd.DataFrame({"ts": ts, **{m: wave(len(ts), k) for k, m in enumerate(METRIC_COLUMNS)}})
+    history = pd.DataFrame({"ts": history_ts, **{m: wave(len(history_ts), k) for k, m in enumerate(METRIC_COLUMNS)}})
+    first, second = list(METRIC_LABELS)[:2]
+    marks = pd.DataFrame({"metric": [first], "ts": [ts[100]], "value": [float(day[first].iloc[100])]})
+    costs = pd.Series([1.0], index=[pd.Timestamp("2026-11-02", tz="UTC")])
+
+    def draw(folder, frame, anomalies):
+        folder.mkdir()
+        charts = render_charts(folder, "r", "api", frame, history, anomalies, pd.DataFrame(), costs, 2.0)
+        return {m: np.asarray(Image.open(folder / charts[m]).convert("RGB")) for m in METRIC_LABELS}
+
+    def red_pixels(image):  # the anomaly marks' colour, #d62728
+        return int((np.abs(image.astype(int) - [0xd6, 0x27, 0x28]).sum(axis=-1) < 40).sum())
+
+    plain = draw(tmp_path / "plain", day, pd.DataFrame())
+    marked = draw(tmp_path / "marked", day, marks)
+    assert red_pixels(marked[first]) > 20 and red_pixels(plain[first]) == 0
+    for metric in list(METRIC_LABELS)[1:]:
+        assert red_pixels(marked[metric]) == 0, f"{metric}'s chart shows {first}'s anomaly"
+        assert np.array_equal(marked[metric], plain[metric])
+    # A first metric a thousand times larger changes its own chart, not the next one's scale.
+    scaled = draw(tmp_path / "scaled", day.assign(**{first: day[first] * 1000}), pd.DataFrame())
+    assert not np.array_equal(scaled[first], plain[first])
+    assert all(np.array_equal(scaled[m], plain[m]) for m in list(METRIC_LABELS)[1:]), f"{second} kept {first}'s scale"
