@@ -57,12 +57,12 @@ def compute_features(raw: pd.DataFrame, metrics: Sequence[str], start: pd.Timest
     detrended = values - mean
     keep = slice(first, len(grid))
     seasonal = _seasonal_profile(detrended, season_days, first=first)
-    n_series, n_keep = values.shape[0], len(grid[keep])
-    cut = lambda a: a[:, keep].reshape(-1)  # noqa: E731  series-major, minutes ascending
     # Labels are built from integer positions (pyarrow's take, and the minutes' int64 values):
     # tiling the tz-aware grid made ~300,000 Timestamp objects for pandas to parse back, and
     # repeating Python strings made it convert each one; that was a sixth of the step.
     minutes = grid[keep].tz_convert(None).to_numpy()
+    n_series, n_keep = values.shape[0], len(minutes)
+    cut = lambda a: a[:, keep].reshape(-1)  # noqa: E731  series-major, minutes ascending
     return pd.DataFrame({
         "service": _labels(services, np.repeat(np.arange(len(services)), len(metrics) * n_keep)),
         "metric": _labels(metrics, np.tile(np.repeat(np.arange(len(metrics)), n_keep), len(services))),

@@ -376,18 +376,16 @@ def train_many(jobs: Sequence[tuple[str, np.ndarray, AnomalyModel | None, dict[s
     args = [(key, X, list(feature_names), settings, previous, list(log_features), info)
             for key, X, previous, info in jobs]
     if workers is None:
-        workers = None if _worth_worker_processes(sum(previous is None for _, _, previous, _ in jobs)) else 1
+        # A worker process costs ~2 s to start (a fresh interpreter importing numpy, pandas and
+        # scikit-learn). A full search of up to max_components mixtures costs ~0.5 s a service, a
+        # warm start ~25 ms: a day of warm starts for 100 services took 5.4 s on two fresh workers
+        # and 3.4 s in the run's own process. Models without a previous version (a first day, new
+        # services) are the full searches known in advance; those that drift into a full retrain
+        # run where they are. Two workers pay off once the known searches outweigh two starts.
+        full_searches = sum(previous is None for _, _, previous, _ in jobs)
+        workers = None if full_searches * FULL_SEARCH_S >= 2 * WORKER_START_S else 1
     return dict(map_processes(_train_one, args, workers))
 
 
-# A worker process costs ~2 s to start (a fresh interpreter importing numpy, pandas and
-# scikit-learn). A full search of up to max_components mixtures costs ~0.5 s a service, a warm
-# start ~25 ms: a day of warm starts for 100 services took 5.4 s on two fresh workers and 3.4 s
-# in the run's own process. Models without a previous version (a first day, new services) are
-# the full searches known in advance; the few that drift into a full retrain run where they are.
 WORKER_START_S = 2.0
 FULL_SEARCH_S = 0.5
-
-
-def _worth_worker_processes(full_searches: int) -> bool:
-    return full_searches * FULL_SEARCH_S >= 2 * WORKER_START_S
