@@ -43,34 +43,52 @@ def compute_features(raw: pd.DataFrame, metrics: Sequence[str], start: pd.Timest
     # A regular minute grid: gaps stay NaN instead of shifting the windows.
     grid = pd.date_range(raw["ts"].min().floor("min"), end - pd.Timedelta(minutes=1), freq="1min")
     values = _series_grid(raw, services, metrics, grid)  # (series x minutes)
-    prev = np.full(values.shape, np.nan)
-    prev[:, 1:] = values[:, :-1]  # what minute t may use: the minutes before it
+    n, first = len(grid), int(np.searchsorted(grid, start))  # first: the first output minute
+    # Eight days of 100 services' series are 74 MB an array, and each new one costs about as much
+    # to allocate (fresh pages) as the arithmetic on it: only the running mean spans the grid,
+    # the rest is computed for the minutes it is needed for.
     minp = max(30, baseline_minutes // 8)
-    mean = trailing_mean(prev, baseline_minutes, minp)
-    first = int(np.searchsorted(grid, start))  # the first output minute
+    # Minute t uses the minutes before it: the windows end at t - 1.
+    t = np.arange(n)
+    mean = window_mean(values, np.maximum(0, t - baseline_minutes), t, minp)
+    keep = slice(first, n)
+    values_k, mean_k = values[:, keep], mean[:, keep]
     # The std is only reported for the output minutes: roll over just the day before them.
     from_ = max(0, first - baseline_minutes - 1)
-    std = np.full(mean.shape, np.nan)
-    std[:, from_:] = pd.DataFrame(prev[:, from_:].T).rolling(baseline_minutes, min_periods=minp).std().to_numpy().T
-    ewma = _ewma_rows(prev, 2.0 / (ewma_span + 1.0))
-    std_floor = np.maximum(std, 1e-3 * np.abs(mean) + 1e-9)
-    detrended = values - mean
-    keep = slice(first, len(grid))
-    seasonal = _seasonal_profile(detrended, season_days, first=first)
+    std_k = pd.DataFrame(_before(values, from_, n).T).rolling(baseline_minutes, min_periods=minp).std() \
+        .to_numpy().T[:, first - from_:]
+    # The EWMA of the minutes before t is the EWMA of values at t - 1: kept from first - 1 on.
+    lag = max(0, first - 1)
+    ewma_k = _before(_ewma_rows(values, 2.0 / (ewma_span + 1.0), lag), first - lag, n - lag)
+    std_floor = np.maximum(std_k, 1e-3 * np.abs(mean_k) + 1e-9)
+    detrended_k = values_k - mean_k
+    seasonal = _seasonal_profile(values, mean, season_days, first=first)
     # Labels are built from integer positions (pyarrow's take, and the minutes' int64 values):
     # tiling the tz-aware grid made ~300,000 Timestamp objects for pandas to parse back, and
     # repeating Python strings made it convert each one; that was a sixth of the step.
     minutes = grid[keep].tz_convert(None).to_numpy()
     n_series, n_keep = values.shape[0], len(minutes)
-    cut = lambda a: a[:, keep].reshape(-1)  # noqa: E731  series-major, minutes ascending
+    flat = lambda a: a.reshape(-1)  # noqa: E731  series-major, minutes ascending
     return pd.DataFrame({
         "service": _labels(services, np.repeat(np.arange(len(services)), len(metrics) * n_keep)),
         "metric": _labels(metrics, np.tile(np.repeat(np.arange(len(metrics)), n_keep), len(services))),
         "ts": pd.DatetimeIndex(np.tile(minutes, n_series)).tz_localize("UTC"),
-        "value": cut(values), "baseline_mean": cut(mean), "baseline_std": cut(std), "ewma": cut(ewma),
-        "zscore": cut((values - mean) / std_floor), "trend": cut(mean), "seasonal": seasonal.reshape(-1),
-        "residual": (detrended[:, keep] - seasonal).reshape(-1),
+        "value": flat(values_k), "baseline_mean": flat(mean_k), "baseline_std": flat(std_k), "ewma": flat(ewma_k),
+        "zscore": flat(detrended_k / std_floor), "trend": flat(mean_k), "seasonal": flat(seasonal),
+        "residual": flat(detrended_k - seasonal),
     })
+
+
+def _before(x: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """Columns lo..hi-1 of x shifted right by one: column t holds x[:, t - 1], NaN for t = 0 (what
+    minute t may use), without a shifted copy of all of x."""
+    out = np.empty((x.shape[0], hi - lo))
+    if lo == 0:
+        out[:, 0] = np.nan
+        out[:, 1:] = x[:, :hi - 1]
+    else:
+        out[:] = x[:, lo - 1:hi - 1]
+    return out
 
 
 def _labels(names: Sequence[str], positions: np.ndarray) -> pd.Series:
@@ -132,10 +150,11 @@ def trailing_mean(x: np.ndarray, window: int, min_periods: int) -> np.ndarray:
 
 
 @njit(cache=True)
-def _ewma_rows(x, alpha):
+def _ewma_rows(x, alpha, keep_from=0):
     # pandas' ewm(alpha, adjust=False, ignore_na=True).mean() along each row, operation for
     # operation (so the same floats): a missing value neither moves nor ages the average.
-    out = np.full(x.shape, np.nan)
+    # Returns the columns from `keep_from` on.
+    out = np.full((x.shape[0], x.shape[1] - keep_from), np.nan)
     old_wt, new_wt = 1.0 - alpha, alpha
     for r in range(x.shape[0]):
         weighted = np.nan
@@ -146,7 +165,8 @@ def _ewma_rows(x, alpha):
                     weighted = (old_wt * weighted + new_wt * cur) / (old_wt + new_wt)
             elif cur == cur:
                 weighted = cur
-            out[r, t] = weighted
+            if t >= keep_from:
+                out[r, t - keep_from] = weighted
     return out
 
 
@@ -169,7 +189,8 @@ def _series_grid(raw: pd.DataFrame, services: list[str], metrics: Sequence[str],
     for j, metric in enumerate(metrics):
         cube[s, j, minute] = pd.to_numeric(raw[metric], errors="coerce").to_numpy(dtype=float)[take]
     cube = cube.reshape(len(services) * len(metrics), len(grid))
-    return np.where(np.isfinite(cube), cube, np.nan)
+    np.copyto(cube, np.nan, where=np.isinf(cube))  # in place: a copy of the cube is 74 MB at 100 services
+    return cube
 
 
 def category_codes(values: pd.Series, categories: Sequence[str]) -> np.ndarray:
@@ -180,17 +201,19 @@ def category_codes(values: pd.Series, categories: Sequence[str]) -> np.ndarray:
     return found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
 
 
-def _seasonal_profile(detrended: np.ndarray, season_days: int, smooth: int = 15, first: int = 0) -> np.ndarray:
-    """For each series (row) and minute from `first` on, the mean detrended value at the same
-    minute of day over up to `season_days` earlier days (+-`smooth` minutes), using only
-    earlier days."""
-    n = detrended.shape[1]
+def _seasonal_profile(values: np.ndarray, mean: np.ndarray, season_days: int, smooth: int = 15,
+                      first: int = 0) -> np.ndarray:
+    """For each series (row) and minute from `first` on, the mean detrended value (values - mean)
+    at the same minute of day over up to `season_days` earlier days (+-`smooth` minutes), using
+    only earlier days."""
+    n = values.shape[1]
     # Only the days the output minutes look back on (and `smooth` minutes around them).
     lo = max(0, first - season_days * 1440 - smooth)
+    detrended = values[:, lo:] - mean[:, lo:]
     # Smooth over +-smooth minutes first (a centred window inside *earlier* days is causal).
     centre = np.arange(n - lo)
-    s = window_mean(detrended[:, lo:], np.maximum(0, centre - smooth), np.minimum(n - lo, centre + smooth + 1), 1)
-    acc = np.zeros((detrended.shape[0], n - first))
+    s = window_mean(detrended, np.maximum(0, centre - smooth), np.minimum(n - lo, centre + smooth + 1), 1)
+    acc = np.zeros((values.shape[0], n - first))
     cnt = np.zeros(acc.shape)
     for d in range(1, season_days + 1):
         lag = 1440 * d

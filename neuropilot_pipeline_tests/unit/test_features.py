@@ -70,6 +70,32 @@ def test_a_resent_minute_counts_once_with_its_last_value_and_off_grid_samples_ar
     pd.testing.assert_frame_equal(f[other].reset_index(drop=True), plain[other].reset_index(drop=True))
 
 
+def test_baselines_are_pandas_figures_over_the_minutes_before_each_minute():
+    # The documented definition: at minute t, pandas' trailing 24 h mean and std and its EWMA
+    # (span 20) over the minutes before t. Gaps included, and windows with a full
+    # history, a short one, and none at all (the first minute has nothing before it).
+    raw = series(days=3, seed=5)
+    raw.loc[raw.sample(frac=0.05, random_state=1).index, "cpu"] = np.nan
+    raw = raw.drop(raw.sample(frac=0.02, random_state=2).index)
+    grid = pd.date_range("2026-11-01", periods=3 * 1440, freq="1min", tz="UTC")
+    before = raw.set_index("ts")["cpu"].reindex(grid).shift(1)
+    expected = pd.DataFrame({
+        "baseline_mean": before.rolling(1440, min_periods=180).mean(),
+        "baseline_std": before.rolling(1440, min_periods=180).std(),
+        "ewma": before.ewm(span=20, adjust=False, ignore_na=True).mean(),
+    })
+    for start in (grid[0], grid[1], grid[700], grid[2 * 1440]):
+        end = start + pd.Timedelta(hours=6)
+        f = compute_features(raw[raw["ts"] < end], ["cpu"], start, end).set_index("ts")
+        want = expected.loc[start:end - pd.Timedelta(minutes=1)]
+        # The mean and the EWMA are pandas' own floats; the std rolls over the day before the
+        # window only, so its last digits differ from a roll over the whole history.
+        exact = ["baseline_mean", "ewma"]
+        pd.testing.assert_frame_equal(f[exact], want[exact], check_names=False, check_freq=False, check_exact=True)
+        pd.testing.assert_series_equal(f["baseline_std"], want["baseline_std"], check_names=False, check_freq=False,
+                                       rtol=1e-9)
+
+
 def test_running_means_and_ewma_are_pandas_own_figures():
     # The compiled kernels stand in for pandas' rolling mean and EWM (column by column they
     # were most of the step): same floats on series with gaps, flat stretches and spikes.
