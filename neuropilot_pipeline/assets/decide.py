@@ -7,6 +7,7 @@ import dagster as dg
 import pandas as pd
 
 from ..core.config import INTEGER_THRESHOLDS, MANAGED_THRESHOLDS, OpsConfig
+from ..core.parallel import map_threads
 from ..core.policy import Bounds, Observation, make_policy
 from ..core.reward import window_reward
 from ..core.service_model import Thresholds
@@ -127,6 +128,7 @@ def threshold_decision(context: dg.AssetExecutionContext, neuropilot: NeuroPilot
     skipped = {}
     prev_key = previous_window_key(key)
     prev_collected = None  # read only if some service has no state from the previous window
+    pending = []  # (service, observation, policy state, overrides, thresholds in force, their origin, model)
     for service in services:
         if service not in raw_of or service not in reward_of:
             # No telemetry for this service in this window: no decision, and its policy state
@@ -164,7 +166,11 @@ def threshold_decision(context: dg.AssetExecutionContext, neuropilot: NeuroPilot
             in_force = Thresholds.from_dict({**in_force.to_dict(), **{v: r["value"] for v, r in held.items()}})
             in_force_origin += "; human override of " + ", ".join(sorted(held))
             obs.thresholds = in_force
-        decision = policy.decide(prev_state.get("policy"), obs)
+        pending.append((service, obs, prev_state.get("policy"), held, in_force, in_force_origin, model))
+    # The decisions themselves (mostly the policy's compiled replays, which release the GIL) on
+    # every core; what they read and write stays in order, here.
+    decided = map_threads(lambda p: policy.decide(p[2], p[1]), pending)
+    for (service, obs, _, held, in_force, in_force_origin, model), decision in zip(pending, decided):
         if held:
             decision.thresholds = Thresholds.from_dict({**decision.thresholds.to_dict(),
                                                         **{v: r["value"] for v, r in held.items()}})
@@ -256,17 +262,25 @@ def policy_backtest(context: dg.AssetExecutionContext, neuropilot: NeuroPilotRes
     earlier = wh.read_partitions(BACKTEST_TABLE, earlier_days, services=services)
     earlier_of = {s: g for s, g in earlier.groupby("service", sort=False)} if not earlier.empty else {}
     grid = pd.date_range(day_start, day_end - pd.Timedelta(minutes=1), freq="1min")
-    rows = []
+    shadows = []
     for service, g in raw.groupby("service", sort=True):
         series = g.drop_duplicates("ts").set_index("ts")["request_rate_per_s"].reindex(grid)
-        demand = (series.fillna(0.0) * 60.0).to_numpy()
         # The shadow run goes on from where yesterday's ended: one day of replay per day.
-        carried = state.read_json(f"{BACKTEST_STATE}-{service}", previous_day_key)
+        shadows.append((service, (series.fillna(0.0) * 60.0).to_numpy(), int(series.isna().sum()),
+                        state.read_json(f"{BACKTEST_STATE}-{service}", previous_day_key)))
+
+    def replay(shadow):
         policy = make_policy(cfg.policy, learning_rate=cfg.learning_rate, bounds=policy_bounds(cfg))
-        day, carry_on = shadow_replay(demand, policy, carried, day_start, sla_target=cfg.sla_target,
-                                      monthly_budget=cfg.cost_budget)
+        return shadow_replay(shadow[1], policy, shadow[3], day_start, sla_target=cfg.sla_target,
+                             monthly_budget=cfg.cost_budget)
+
+    # Each service's replay is its own: threads run them on every core (the service model's
+    # compiled kernels release the GIL).
+    replayed = map_threads(replay, shadows)
+    rows = []
+    for (service, _, missing_minutes, carried), (day, carry_on) in zip(shadows, replayed):
         state.write_json(f"{BACKTEST_STATE}-{service}", key, carry_on)
-        day["missing_minutes"] = int(series.isna().sum())
+        day["missing_minutes"] = missing_minutes
         mine = earlier_of.get(service)
         past = {f: float(mine[f"day_{f}"].sum()) for f in DAY_FIGURES} if mine is not None and "day_minutes" in mine \
             else dict.fromkeys(DAY_FIGURES, 0.0)

@@ -222,7 +222,7 @@ class AutoscaledService:
         return dict(zip(RUN_OUTPUTS, (req, lam, ready, booting, util, p95, backlog, cost, desired, good)))
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _run_kernel(req, ready, booting, backlog, history, minute, up, down, latency_ms, min_inst, max_inst,
                 slots, mu, slo_ms, delay, scale_in_window, price_per_hour, idle_p95_ms):
     # `AutoscaledService.run`'s minute loop. Every float is computed by the same operations in
@@ -332,7 +332,7 @@ def _p95_over_nb(limit_ms, lam, servers, mu, c_wait):
     return _p95_seconds_nb(lam, servers, mu, c_wait) * 1000.0 > limit_ms
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _replay_kernel(req, ups, downs, latency_ms, min_inst, max_inst, first_ready, slots, mu, slo_ms,
                    delay, scale_in_window, price_per_hour):
     # Minute by minute, all candidates together: candidates without backlog see the same

@@ -122,6 +122,25 @@ def test_shadow_replay_carried_day_by_day_equals_one_replay_of_both_days():
     assert first["fixed_good_minutes"] + second["fixed_good_minutes"] == int(fixed["good"].sum())
 
 
+
+def test_shadow_replays_on_threads_equal_those_run_one_by_one():
+    # policy_backtest and threshold_decision run services' replays on threads (the compiled
+    # kernels release the GIL): running side by side must not change any service's figures.
+    from neuropilot_pipeline.core.backtest import shadow_replay
+    from neuropilot_pipeline.core.parallel import map_threads
+
+    trace = load_demand_trace()
+    start = pd.Timestamp("2026-11-01", tz="UTC")
+    services = [trace[d * 1440:(d + 1) * 1440] * scale_factor_for_peak(trace, peak) * (1 + 0.1 * d)
+                for d, peak in enumerate((20, 40, 80, 40, 20, 60))]
+
+    def replay(demand):
+        return json.dumps(shadow_replay(demand, make_policy("learned"), None, start), sort_keys=True)
+
+    one_by_one = [replay(d) for d in services]
+    assert map_threads(replay, services, workers=3) == one_by_one
+    assert len(set(one_by_one)) == len(services)  # six different replays, not one repeated
+
 def test_scale_up_threshold_is_not_raised_before_a_day_of_demand_is_seen():
     # Smooth demand that every replay serves without a bad minute: the cheapest candidate has
     # the highest scale-up threshold (90). A few hours have not shown the daily peak, so it holds
