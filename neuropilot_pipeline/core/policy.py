@@ -103,12 +103,12 @@ def _state_number(state: Mapping[str, Any], key: str, default: float, low: float
     return float(value)
 
 
-def _state_demand(state: Mapping[str, Any]) -> list[float]:
+def _state_demand(state: Mapping[str, Any]) -> np.ndarray:
     demand = state.get("demand", [])
     # type() rather than isinstance: bool is an int subclass and must not pass. This runs over
     # days of minutes for every service at every decision, so the checks are vectorised.
     arr = None
-    if isinstance(demand, list) and all(type(x) is float or type(x) is int for x in demand):
+    if isinstance(demand, list) and set(map(type, demand)) <= {float, int}:
         try:
             arr = np.asarray(demand, dtype=float)
         except OverflowError:  # an int too large for a float
@@ -116,16 +116,16 @@ def _state_demand(state: Mapping[str, Any]) -> list[float]:
     if arr is None or not np.isfinite(arr).all() or (arr < 0).any():
         raise PolicyStateError("policy state key 'demand' must be a list of finite demands >= 0. Delete the policy "
                                "state file and re-materialize threshold_decision from that window on.")
-    return arr.tolist()
+    return arr
 
 
-def observed_demand(minutes: pd.DataFrame) -> list[float]:
+def observed_demand(minutes: pd.DataFrame) -> np.ndarray:
     """Requests per minute seen in a window; a missing or impossible sample counts as no demand
     (the source checks refuse impossible values first; this keeps the replay sane regardless)."""
     with np.errstate(over="ignore", invalid="ignore"):
         rate = pd.to_numeric(minutes["request_rate_per_s"], errors="coerce").to_numpy(dtype=float) * 60.0
     rate = np.where(np.isfinite(rate) & (rate >= 0), rate, 0.0)
-    return [float(x) for x in np.round(np.minimum(rate, 1e12), 3)]
+    return np.round(np.minimum(rate, 1e12), 3)
 
 
 @dataclass
@@ -317,7 +317,7 @@ class LearningPolicy:
         # Demand beyond ten times what the largest allowed fleet can serve cannot be planned for
         # anyway; capping it keeps a corrupt sample from making the replay search for millions of instances.
         cap = 10.0 * self.bounds["max_instances"].max * self.params.slots_per_instance * self.params.mu * 60.0
-        demand = [min(x, cap) for x in (_state_demand(state) + observed_demand(m))[-self.history_minutes:]]
+        history = np.minimum(np.concatenate([_state_demand(state), observed_demand(m)])[-self.history_minutes:], cap)
         decisions = int(_state_number(state, "decisions", 0, 0, 1e12))
         minutes_seen = int(_state_number(state, "minutes_seen", 0, 0, 1e15)) + len(m)
         day = minutes_seen // 1440
@@ -354,7 +354,6 @@ class LearningPolicy:
                       f"{target.cpu_scale_down_threshold:g} (caution {risk:.2f})")
         else:
             risk = risk * (1.0 - self.learning_rate)
-            history = np.asarray(demand, dtype=float)
             allowed_bad = int(math.floor(len(history) * (1.0 - obs.sla_target / 100.0) * (1.0 - risk)))
             candidates = self.candidates(current)
             evaluated = [(bad <= allowed_bad, cost, bad, cand)
@@ -373,7 +372,7 @@ class LearningPolicy:
             reason += (f"; this window missed the SLA ({sla:.3f} %) at a burn rate of {burn:.1f}x, under the "
                        f"{self.page_burn_rate:g}x that calls for scaling first: its demand is in the replay")
         proposal = target.to_dict()
-        if len(demand) < self.min_history_to_raise_scale_up \
+        if len(history) < self.min_history_to_raise_scale_up \
                 and proposal["cpu_scale_up_threshold"] > current.cpu_scale_up_threshold:
             proposal["cpu_scale_up_threshold"] = current.cpu_scale_up_threshold
             reason += (f"; scale-up held at {current.cpu_scale_up_threshold:g} until "
@@ -387,7 +386,7 @@ class LearningPolicy:
         new = apply_guardrails(current, proposal, self.bounds)
         avg_reward = float(state.get("avg_reward", reward)) * (1 - self.learning_rate) + reward * self.learning_rate \
             if "avg_reward" in state else reward
-        new_state = {"demand": demand, "decisions": decisions + 1, "minutes_seen": minutes_seen, "risk": risk,
+        new_state = {"demand": history.tolist(), "decisions": decisions + 1, "minutes_seen": minutes_seen, "risk": risk,
                      "avg_reward": avg_reward, "last_target": target.to_dict()}
         return Decision(new, _actions(current, new), reason, reward, phase, new_state)
 
