@@ -1,13 +1,16 @@
 """daily_report: the intelligence report for one UTC day, from the warehouse."""
 
 
+import os
+
 import dagster as dg
 import pandas as pd
 
 from ..core.atomic import atomic_write_json
 from ..core.report import SCHEMA_VERSION, service_report
-from ..core.parallel import map_processes
+from ..core.parallel import map_processes, started_processes
 from ..core.report_render import by_attention, render_charts_of, to_markdown, write_html_report
+from ..core.report_render import warm_up as warm_up_charts
 from ..core.telemetry import METRIC_COLUMNS
 from ..resources.neuropilot import NeuroPilotResource
 from ..storage.reports import report_store
@@ -19,6 +22,7 @@ from .overrides import OVERRIDES_TABLE
 from .partitions import daily_partitions, day_bounds, windows_of_day
 
 CHARTED_SERVICES = 10
+MIN_CHARTED_FOR_WORKERS = 4  # fewer services' charts are drawn in the run's own process
 
 
 def charted_services(cfg) -> int:
@@ -48,10 +52,20 @@ def report_path(reports_dir, day_key: str):
 )
 def daily_report(context: dg.AssetExecutionContext, neuropilot: NeuroPilotResource) -> dg.MaterializeResult:
     cfg = neuropilot.cfg()
-    day = context.partition_key
+    wh = neuropilot.warehouse(cfg)
+    services = watched_services(cfg, wh, windows_of_day(context.partition_key))  # the report covers every service
+    # The chart workers start first and load matplotlib while the report is computed (~1 s a
+    # worker, about what the report takes): charting then starts at once.
+    charted = min(charted_services(cfg), len(services))
+    workers = min(os.cpu_count() or 1, charted) if charted >= MIN_CHARTED_FOR_WORKERS else 0
+    with started_processes(workers, warm_up=warm_up_charts) as chart_workers:
+        return _daily_report(context.partition_key, cfg, neuropilot, services, chart_workers)
+
+
+def _daily_report(day: str, cfg, neuropilot: NeuroPilotResource, services: list[str], chart_workers) \
+        -> dg.MaterializeResult:
     start, end = day_bounds(day)
     wh, models = neuropilot.warehouse(cfg), neuropilot.models(cfg)
-    services = watched_services(cfg, wh, windows_of_day(day))  # the report always covers every service
     cols = ["service", "ts", *METRIC_COLUMNS]
     raw = wh.read_window(RAW_TABLE, start - pd.Timedelta(days=7), end, columns=cols, services=services)
     if raw.empty or raw["ts"].max() < start:
@@ -107,7 +121,8 @@ def daily_report(context: dg.AssetExecutionContext, neuropilot: NeuroPilotResour
                      week_decisions_of.get(service, week_decisions.iloc[0:0]),
                      costs_of.get(service, pd.Series(dtype=float)), cfg.cost_budget / 30.0))
     # ~2.5 s of matplotlib per charted service: on every core when there are several.
-    charts = dict(zip(report["charted_services"], map_processes(render_charts_of, jobs, min_items=4)))
+    charts = dict(zip(report["charted_services"],
+                      map_processes(render_charts_of, jobs, min_items=MIN_CHARTED_FOR_WORKERS, pool=chart_workers)))
     html_path = path.with_suffix(".html")
     write_html_report(html_path, report, charts)
     reports = report_store(cfg)

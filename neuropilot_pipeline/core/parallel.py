@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from multiprocessing import get_context
-from typing import Callable, Iterable, TypeVar
+from typing import Callable, Iterable, Iterator, TypeVar
 
 from threadpoolctl import threadpool_limits
 
@@ -33,20 +34,46 @@ def _worker_start() -> None:
     threadpool_limits(limits=1)
 
 
-def map_processes(fn: Callable[[T], R], items: Iterable[T], workers: int | None = None, min_items: int = 8) -> list[R]:
+def map_processes(fn: Callable[[T], R], items: Iterable[T], workers: int | None = None, min_items: int = 8,
+                  pool: ProcessPoolExecutor | None = None) -> list[R]:
     """[fn(item) for item in items], on up to `workers` processes (default: the cores) when there
     are at least `min_items` (fewer are not worth starting processes for). `fn` must be a
     module-level function; results come back in order. Each item runs with one BLAS/OpenMP
-    thread, in this process or a worker."""
+    thread, in this process or a worker. `pool`: workers already started (`started_processes`)."""
     items = list(items)
     workers = min(workers or os.cpu_count() or 1, len(items))
     if workers <= 1 or len(items) < min_items:
         with one_native_thread():
             return [fn(item) for item in items]
+    chunksize = max(1, len(items) // (4 * workers))
+    if pool is not None:
+        return list(pool.map(fn, items, chunksize=chunksize))
+    with _spawn_pool(workers) as started:
+        return list(started.map(fn, items, chunksize=chunksize))
+
+
+def _spawn_pool(workers: int) -> ProcessPoolExecutor:
     # spawn, not fork: the caller (a Dagster step) runs threads, which fork would copy mid-flight.
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
-                             initializer=_worker_start) as pool:
-        return list(pool.map(fn, items, chunksize=max(1, len(items) // (4 * workers))))
+    return ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"), initializer=_worker_start)
+
+
+@contextmanager
+def started_processes(workers: int, warm_up: Callable[[], object] | None = None) -> Iterator[ProcessPoolExecutor | None]:
+    """Worker processes started now for a `map_processes(..., pool=...)` later, each running
+    `warm_up` (its imports, say) first: starting a worker (an interpreter, numpy, pandas and
+    what `warm_up` loads: ~1 s) then overlaps with what the caller does meanwhile. Fewer than
+    two workers: no pool (None), and map_processes runs in this process."""
+    if workers <= 1:
+        yield None
+        return
+    pool = _spawn_pool(workers)
+    try:
+        if warm_up is not None:
+            for _ in range(workers):
+                pool.submit(warm_up)
+        yield pool
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def map_threads(fn: Callable[[T], R], items: Iterable[T], workers: int | None = None) -> list[R]:

@@ -37,6 +37,15 @@ def _pyplot():
     return plt
 
 
+def warm_up() -> None:
+    """What a chart worker loads before its first chart (pyplot, the fonts), for a pool started
+    ahead of the charts."""
+    fig, ax = _axes()
+    ax.set_title(" ")
+    fig.canvas.draw()
+    _pyplot().close(fig)
+
+
 def _axes():
     # Fixed margins rather than bbox_inches="tight", which draws every chart twice to measure
     # it; the right margin leaves room for a twin axis's labels.

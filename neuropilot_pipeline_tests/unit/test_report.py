@@ -71,27 +71,39 @@ def test_service_report_sections_and_sla():
 
 
 def test_charts_of_several_services_render_on_a_process_pool(tmp_path):
-    # daily_report draws the charted services' PNGs on every core: each service's files must
-    # come back under its own name, whole.
+    # daily_report draws the charted services' PNGs on every core, on workers started (and
+    # warmed up with a throw-away chart) while the report is computed: each service's files must
+    # come back under its own name, whole, and the same bytes as drawn in the run's own process.
     import numpy as np
     import pandas as pd
 
-    from neuropilot_pipeline.core.parallel import map_processes
-    from neuropilot_pipeline.core.report_render import render_charts_of
+    from neuropilot_pipeline.core.parallel import map_processes, started_processes
+    from neuropilot_pipeline.core.report_render import render_charts_of, warm_up
     from neuropilot_pipeline.core.telemetry import METRIC_COLUMNS
 
     ts = pd.date_range("2026-11-02", periods=120, freq="1min", tz="UTC")
-    jobs = []
-    for i, service in enumerate(["a", "b", "c", "d"]):
-        day = pd.DataFrame({"ts": ts, **{m: np.linspace(1, 2 + i, len(ts)) for m in METRIC_COLUMNS}})
-        costs = pd.Series([1.0 + i], index=[pd.Timestamp("2026-11-02", tz="UTC")])
-        jobs.append((tmp_path, "daily_report_20261102", service, day, day.iloc[0:0], pd.DataFrame(),
-                     pd.DataFrame(), costs, 2.0))
-    charts = map_processes(render_charts_of, jobs, workers=2, min_items=2)
-    for service, files in zip(["a", "b", "c", "d"], charts):
+
+    def jobs(folder):
+        folder.mkdir()
+        out = []
+        for i, service in enumerate(["a", "b", "c", "d"]):
+            day = pd.DataFrame({"ts": ts, **{m: np.linspace(1, 2 + i, len(ts)) for m in METRIC_COLUMNS}})
+            costs = pd.Series([1.0 + i], index=[pd.Timestamp("2026-11-02", tz="UTC")])
+            out.append((folder, "daily_report_20261102", service, day, day.iloc[0:0], pd.DataFrame(),
+                        pd.DataFrame(), costs, 2.0))
+        return out
+
+    fresh = map_processes(render_charts_of, jobs(tmp_path / "fresh"), workers=2, min_items=2)
+    with started_processes(2, warm_up=warm_up) as pool:
+        warmed = map_processes(render_charts_of, jobs(tmp_path / "warmed"), workers=2, min_items=2, pool=pool)
+    here = map_processes(render_charts_of, jobs(tmp_path / "here"), workers=1)
+    assert fresh == warmed == here
+    for service, files in zip(["a", "b", "c", "d"], fresh):
         assert files and all(f"_{service}_" in name for name in files.values())
         for name in files.values():
-            assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+            png = (tmp_path / "here" / name).read_bytes()
+            assert png[:8] == b"\x89PNG\r\n\x1a\n"
+            assert (tmp_path / "fresh" / name).read_bytes() == png == (tmp_path / "warmed" / name).read_bytes()
 
 
 def test_a_metric_chart_shows_only_its_own_metric(tmp_path):
