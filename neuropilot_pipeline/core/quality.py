@@ -7,6 +7,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from .features import category_codes
+
 
 def mark_gaps(frame: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
     """Keep a partially bad window, with each minute that lacks a metric marked `gap`."""
@@ -22,24 +24,37 @@ def window_quality(frame: pd.DataFrame, metrics: Sequence[str], start: pd.Timest
                    services: Sequence[str]) -> dict[str, object]:
     """Counts a reader can act on: missing minutes, NaN/Inf values, duplicates, absent services."""
     expected_minutes = int((end - start) / pd.Timedelta(minutes=1))
-    per_service = {}
-    for service in services:
-        g = frame[frame["service"] == service] if not frame.empty else frame
-        ts = g["ts"] if not g.empty else pd.Series([], dtype="datetime64[ns, UTC]")
-        values = g[list(metrics)].to_numpy(dtype=float) if not g.empty else np.empty((0, len(metrics)))
-        # A minute counts as present when at least one metric has a value for it.
-        has_value = np.isfinite(values).any(axis=1) if len(values) else np.zeros(0, dtype=bool)
-        present = ts[has_value].dt.floor("min").nunique() if len(ts) else 0
-        per_service[service] = {
-            "missing_minutes": int(expected_minutes - present),
-            "duplicate_timestamps": int(len(ts) - ts.nunique()) if len(ts) else 0,
-            "nan_values": int(np.isnan(values).sum()),
-            "inf_values": int(np.isinf(values).sum()),
-        }
+    # All services at once, by integer service codes: a mask per service over the whole window
+    # compared every row's service string a hundred times at 100 services.
+    n = len(services)
+    values = frame[list(metrics)].to_numpy(dtype=float) if not frame.empty else np.empty((0, len(metrics)))
+    code = category_codes(frame["service"], services) if not frame.empty else np.zeros(0, dtype=np.int64)
+    ts_ns = pd.DatetimeIndex(frame["ts"]).as_unit("ns").asi8 if not frame.empty else np.zeros(0, dtype=np.int64)
+    mine = code >= 0
+    code, values, ts_ns = code[mine], values[mine], ts_ns[mine]
+    # A minute counts as present when at least one metric has a value for it.
+    has_value = np.isfinite(values).any(axis=1)
+    minute = ts_ns // pd.Timedelta(minutes=1).value
+    present = _distinct_per(code[has_value], minute[has_value], n)
+    rows = np.bincount(code, minlength=n)
+    duplicates = rows - _distinct_per(code, ts_ns, n)
+    nan_values = np.bincount(code, weights=np.isnan(values).sum(axis=1), minlength=n)
+    inf_values = np.bincount(code, weights=np.isinf(values).sum(axis=1), minlength=n)
+    per_service = {
+        service: {"missing_minutes": int(expected_minutes - present[i]), "duplicate_timestamps": int(duplicates[i]),
+                  "nan_values": int(nan_values[i]), "inf_values": int(inf_values[i])}
+        for i, service in enumerate(services)
+    }
     totals = {k: int(sum(s[k] for s in per_service.values())) for k in
               ("missing_minutes", "duplicate_timestamps", "nan_values", "inf_values")}
     absent = [s for s in services if per_service[s]["missing_minutes"] == expected_minutes]
     return {"expected_minutes": expected_minutes, **totals, "absent_services": absent, "per_service": per_service}
+
+
+def _distinct_per(code: np.ndarray, value: np.ndarray, n: int) -> np.ndarray:
+    """For each of n codes, how many distinct values it has."""
+    pairs = np.unique(np.stack([code, value]), axis=1) if len(code) else np.empty((2, 0), dtype=np.int64)
+    return np.bincount(pairs[0], minlength=n)
 
 
 class MetricRangeError(ValueError):
