@@ -268,15 +268,12 @@ def policy_backtest(context: dg.AssetExecutionContext, neuropilot: NeuroPilotRes
         # The shadow run goes on from where yesterday's ended: one day of replay per day.
         shadows.append((service, (series.fillna(0.0) * 60.0).to_numpy(), int(series.isna().sum()),
                         state.read_json(f"{BACKTEST_STATE}-{service}", previous_day_key)))
-
-    def replay(shadow):
-        policy = make_policy(cfg.policy, learning_rate=cfg.learning_rate, bounds=policy_bounds(cfg))
-        return shadow_replay(shadow[1], policy, shadow[3], day_start, sla_target=cfg.sla_target,
-                             monthly_budget=cfg.cost_budget)
-
+    policy = make_policy(cfg.policy, learning_rate=cfg.learning_rate, bounds=policy_bounds(cfg))
     # Each service's replay is its own: threads run them on every core (the service model's
-    # compiled kernels release the GIL).
-    replayed = map_threads(replay, shadows)
+    # compiled kernels release the GIL; the policy holds no state between decisions).
+    replayed = map_threads(lambda shadow: shadow_replay(shadow[1], policy, shadow[3], day_start,
+                                                        sla_target=cfg.sla_target, monthly_budget=cfg.cost_budget),
+                           shadows)
     rows = []
     for (service, _, missing_minutes, carried), (day, carry_on) in zip(shadows, replayed):
         state.write_json(f"{BACKTEST_STATE}-{service}", key, carry_on)

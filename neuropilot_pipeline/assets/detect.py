@@ -9,7 +9,7 @@ import pandas as pd
 
 from ..core import detectors
 from ..core.atomic import atomic_write_json
-from ..core.features import category_codes
+from ..core.features import category_codes, last_rows
 from ..core.gmm import ModelFileError, sklearn_on_one_thread
 from ..core.telemetry import METRIC_COLUMNS
 from ..resources.neuropilot import NeuroPilotResource
@@ -42,10 +42,7 @@ def minute_grid(raw: pd.DataFrame, services: list[str], start: pd.Timestamp, end
         # service strings (3 days of 100 services for the forecast: 432,000 rows).
         s = category_codes(raw["service"], services)
         m = ((raw["ts"] - start) // pd.Timedelta(minutes=1)).to_numpy()
-        on = np.flatnonzero((s >= 0) & (m >= 0) & (m < len(ts)))
-        # The last row of a (service, minute) wins: the first occurrence in the reversed keys.
-        _, first = np.unique((s[on] * len(ts) + m[on])[::-1], return_index=True)
-        take = on[::-1][first]
+        take = last_rows(s * len(ts) + m, np.flatnonzero((s >= 0) & (m >= 0) & (m < len(ts))))
         for j, metric in enumerate(metrics):
             if metric in raw:
                 cube[s[take], j, m[take]] = raw[metric].to_numpy(dtype=float)[take]

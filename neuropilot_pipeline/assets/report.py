@@ -59,13 +59,11 @@ def daily_report(context: dg.AssetExecutionContext, neuropilot: NeuroPilotResour
     charted = min(charted_services(cfg), len(services))
     workers = min(os.cpu_count() or 1, charted) if charted >= MIN_CHARTED_FOR_WORKERS else 0
     with started_processes(workers, warm_up=warm_up_charts) as chart_workers:
-        return _daily_report(context.partition_key, cfg, neuropilot, services, chart_workers)
+        return _daily_report(context.partition_key, cfg, wh, neuropilot.models(cfg), services, chart_workers)
 
 
-def _daily_report(day: str, cfg, neuropilot: NeuroPilotResource, services: list[str], chart_workers) \
-        -> dg.MaterializeResult:
+def _daily_report(day: str, cfg, wh, models, services: list[str], chart_workers) -> dg.MaterializeResult:
     start, end = day_bounds(day)
-    wh, models = neuropilot.warehouse(cfg), neuropilot.models(cfg)
     cols = ["service", "ts", *METRIC_COLUMNS]
     raw = wh.read_window(RAW_TABLE, start - pd.Timedelta(days=7), end, columns=cols, services=services)
     if raw.empty or raw["ts"].max() < start:
