@@ -97,6 +97,7 @@ def main() -> None:
             X = np.vstack([rng.normal(0, 1, (300, 3)), rng.normal(5 + g % 7, 1, (300, 3))])
             model, _ = train_model(X, ["a", "b", "c"])
             model.save(root)
+            print("SAVED", flush=True)
     elif mode == "apply":
         print("READY", flush=True)
         g = int(sys.argv[3]) if len(sys.argv) > 3 else 0
