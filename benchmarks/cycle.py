@@ -93,20 +93,17 @@ def build_history(home: Path, services: list[str], days: int, with_report: bool 
     use_home(home)
     import dagster as dg
 
-    from neuropilot_pipeline.assets.partitions import windows_of_day  # reads the partitions' start: after use_home
+    from neuropilot_pipeline.cli import backfill_plan  # reads the partitions' start: after use_home
+
     instance = dg.DagsterInstance.get()
     t0 = time.perf_counter()
     per_job: dict[str, float] = {}
-    for day in days_from(START, days):
-        for window in windows_of_day(day):
-            _, s = run("ops_cycle", window, instance)
-            per_job["ops_cycle"] = per_job.get("ops_cycle", 0.0) + s
-        _, s = run("train_model", day, instance)
-        per_job["train_model"] = per_job.get("train_model", 0.0) + s
-        if with_report:
-            _, s = run("report_job", day, instance)
-            per_job["report_job"] = per_job.get("report_job", 0.0) + s
-        print(f"  {day}: {time.perf_counter() - t0:7.1f} s so far", flush=True)
+    plan = backfill_plan(days_from(START, days), with_report)  # the runs of `neuropilot backfill`, in its order
+    for i, (job, key) in enumerate(plan):
+        _, s = run(job, key, instance)
+        per_job[job] = per_job.get(job, 0.0) + s
+        if i + 1 == len(plan) or plan[i + 1][1][:10] != key[:10]:
+            print(f"  {key[:10]}: {time.perf_counter() - t0:7.1f} s so far", flush=True)
     summary = {"services": len(services), "days": days, "wall_s": round(time.perf_counter() - t0, 1),
                "per_job_s": {k: round(v, 1) for k, v in per_job.items()}}
     (home / HISTORY_MARKER).write_text(json.dumps(summary))

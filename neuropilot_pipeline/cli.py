@@ -50,7 +50,7 @@ class PartitionError(SystemExit):
     pass
 
 
-def run_job(job_name: str, partition_key: str, instance, quiet: bool = True, services: list[str] | None = None):
+def check_partition(job_name: str, partition_key: str) -> None:
     job = _defs().resolve_job_def(job_name)
     partitions = job.partitions_def
     if partitions is not None and not partitions.has_partition_key(partition_key):
@@ -58,9 +58,16 @@ def run_job(job_name: str, partition_key: str, instance, quiet: bool = True, ser
         first, last = (keys[0], keys[-1]) if keys else ("?", "?")
         raise PartitionError(f"{job_name}: no partition {partition_key!r}; partitions run from {first} to {last} "
                              "(set partitions.start in ops_config.yaml to move the first one).")
+
+
+def run_job(job_name: str, partition_key: str, instance, quiet: bool = True, services: list[str] | None = None,
+            tags: dict[str, str] | None = None):
+    check_partition(job_name, partition_key)
+    job = _defs().resolve_job_def(job_name)
     from .assets.common import SERVICES_TAG
 
-    tags = {"neuropilot/launched_by": "cli", **({SERVICES_TAG: ",".join(services)} if services else {})}
+    tags = {"neuropilot/launched_by": "cli", **({SERVICES_TAG: ",".join(services)} if services else {}),
+            **(tags or {})}
     return job.execute_in_process(partition_key=partition_key, instance=instance, raise_on_error=False, tags=tags,
                                   run_config={"loggers": {"console": {"config": {"log_level": "ERROR" if quiet else "INFO"}}}})
 
@@ -69,7 +76,9 @@ def _failure_message(result) -> str:
     for event in result.all_events:
         if event.is_step_failure and event.step_failure_data and event.step_failure_data.error:
             err = event.step_failure_data.error
-            while err.cause is not None and "Failure" not in err.cls_name and err.cause.message:
+            # The first error that is not Dagster's wrapper: NeuroPilot's own errors name the
+            # file and the fix, while their causes (a JSONDecodeError, say) only the symptom.
+            while err.cause is not None and err.cls_name.startswith("Dagster") and err.cause.message:
                 err = err.cause
             message = err.message.strip()
             for prefix in ("dagster._core.definitions.events.Failure: ", "Failure: "):
@@ -271,6 +280,82 @@ def cmd_full_cycle(args) -> int:
     return _run_modes(args, [("ops_cycle", window), ("train_model", day), ("report_job", day)])
 
 
+BACKFILL_TAG = "neuropilot/backfill"
+
+
+def backfill_plan(days: list[str], with_report: bool = True) -> list[tuple[str, str]]:
+    """The runs of a backfill over whole days, in the only order that gives the same results as
+    the schedules: each day's four windows, then the day's model (the next day's windows are
+    scored with it), then the day's report."""
+    from .assets.partitions import windows_of_day
+
+    plan = []
+    for day in days:
+        plan += [("ops_cycle", window) for window in windows_of_day(day)]
+        plan.append(("train_model", day))
+        if with_report:
+            plan.append(("report_job", day))
+    return plan
+
+
+def _days_between(first: str, last: str) -> list[str]:
+    import pandas as pd
+
+    try:
+        start, end = pd.Timestamp(first), pd.Timestamp(last)
+    except ValueError:
+        raise PartitionError(f"--from {first!r} / --to {last!r}: expected days as YYYY-MM-DD") from None
+    if end < start:
+        raise PartitionError(f"--to {last} is before --from {first}")
+    return [d.strftime("%Y-%m-%d") for d in pd.date_range(start, end, freq="D")]
+
+
+def cmd_backfill(args) -> int:
+    """Whole days, in order, in this process, on the Dagster instance of DAGSTER_HOME.
+
+    An asset backfill launched from the UI advances each chained asset (detector and policy
+    state, model, shadow backtest) one partition per iteration of Dagster's backfill daemon,
+    every 30 s, and starts a process per run: a month takes hours whatever the fleet's size.
+    Here the runs follow each other at once. They are ordinary runs of the instance (the UI
+    lists them, tagged neuropilot/backfill=ID, and lineage is the same), and their steps take
+    the warehouse_writer pool like any run, so the daemon's scheduled runs can go on meanwhile."""
+    import uuid
+
+    _use_home(_home(args), Path(args.config) if args.config else None)
+    days = _days_between(args.start, args.end)
+    plan = backfill_plan(days, with_report=not args.no_report)
+    # Every partition exists before the first run starts (they are contiguous: the ends suffice).
+    for job in dict.fromkeys(job for job, _ in plan):
+        keys = [key for j, key in plan if j == job]
+        check_partition(job, keys[0])
+        check_partition(job, keys[-1])
+    instance = _instance()
+    services = [s for v in (args.service or []) for s in v.split(",") if s.strip()] or None
+    backfill_id = uuid.uuid4().hex[:8]
+    print(f"backfill {backfill_id}: {len(days)} day(s) {days[0]} .. {days[-1]}, {len(plan)} runs "
+          f"(tag {BACKFILL_TAG}={backfill_id}){' for ' + ', '.join(services) if services else ''}", flush=True)
+    t0 = time.perf_counter()
+    day_started = t0
+    for i, (job, key) in enumerate(plan):
+        # The report covers every service: a backfill of some services still reports the fleet.
+        result = run_job(job, key, instance, services=services if job != "report_job" else None,
+                         tags={BACKFILL_TAG: backfill_id})
+        if not result.success:
+            day = key[:10]
+            rest = (["--home", args.home] if args.home else []) + (["--config", args.config] if args.config else [])
+            rest += [f"--service={s}" for s in services or []] + (["--no-report"] if args.no_report else [])
+            print(f"{job} [{key}] FAILED — {_failure_message(result)}\n"
+                  f"Stopped: every later window starts from this one's state. Fix the cause, then resume with\n"
+                  f"  neuropilot backfill --from {day} --to {days[-1]} {' '.join(rest)}".rstrip(), flush=True)
+            return 1
+        if i + 1 == len(plan) or plan[i + 1][1][:10] != key[:10]:  # the day's last run
+            now = time.perf_counter()
+            print(f"  {key[:10]}: {now - day_started:6.1f} s  ({now - t0:7.1f} s so far)", flush=True)
+            day_started = now
+    print(f"backfill {backfill_id}: {len(plan)} runs succeeded in {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
 def cmd_detect(args) -> int:
     from .core.detectors import detect_csv
 
@@ -452,6 +537,16 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "train":
             sp.add_argument("--lookback-hours", type=int)
         sp.set_defaults(func=func)
+
+    bf = common(sub.add_parser("backfill", help="whole days in order (windows, training, report), in this process",
+                               description=cmd_backfill.__doc__))
+    bf.add_argument("--from", dest="start", required=True, metavar="DAY", help="first day, YYYY-MM-DD")
+    bf.add_argument("--to", dest="end", required=True, metavar="DAY", help="last day, YYYY-MM-DD (included)")
+    bf.add_argument("--config", help="ops_config.yaml (default $NEUROPILOT_CONFIG or config/ops_config.yaml)")
+    bf.add_argument("--service", action="append", metavar="NAME",
+                    help="only this service (repeat, or a,b); the others' data is left as it was")
+    bf.add_argument("--no-report", action="store_true", help="windows and training only")
+    bf.set_defaults(func=cmd_backfill)
 
     dt = sub.add_parser("detect", help="score any CSV series with the pipeline's detectors")
     dt.add_argument("input")
