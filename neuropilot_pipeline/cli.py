@@ -50,7 +50,8 @@ class PartitionError(SystemExit):
     pass
 
 
-def check_partition(job_name: str, partition_key: str) -> None:
+def check_partition(job_name: str, partition_key: str):
+    """The job, once `partition_key` is known to be one of its partitions."""
     job = _defs().resolve_job_def(job_name)
     partitions = job.partitions_def
     if partitions is not None and not partitions.has_partition_key(partition_key):
@@ -58,12 +59,12 @@ def check_partition(job_name: str, partition_key: str) -> None:
         first, last = (keys[0], keys[-1]) if keys else ("?", "?")
         raise PartitionError(f"{job_name}: no partition {partition_key!r}; partitions run from {first} to {last} "
                              "(set partitions.start in ops_config.yaml to move the first one).")
+    return job
 
 
 def run_job(job_name: str, partition_key: str, instance, quiet: bool = True, services: list[str] | None = None,
             tags: dict[str, str] | None = None):
-    check_partition(job_name, partition_key)
-    job = _defs().resolve_job_def(job_name)
+    job = check_partition(job_name, partition_key)
     from .assets.common import SERVICES_TAG
 
     tags = {"neuropilot/launched_by": "cli", **({SERVICES_TAG: ",".join(services)} if services else {}),
@@ -234,11 +235,16 @@ def fixed_baseline_replay(cfg, raw, thresholds) -> dict[str, float]:
 
 # ---- the seed's four modes ---------------------------------------------------------------
 
+def _services(args) -> list[str] | None:
+    """--service NAME, repeated or comma-separated; None for every service."""
+    return [s for v in (getattr(args, "service", None) or []) for s in v.split(",") if s.strip()] or None
+
+
 def _run_modes(args, jobs: list[tuple[str, str]]) -> int:
     _use_home(_home(args), Path(args.config) if args.config else None)
     instance = _instance()
     status = 0
-    services = [s for v in (getattr(args, "service", None) or []) for s in v.split(",") if s.strip()] or None
+    services = _services(args)
     for job, key in jobs:
         result = run_job(job, key, instance, services=services if job != "report_job" else None)
         print(f"{job} [{key}]: {'ok' if result.success else 'FAILED — ' + _failure_message(result)}")
@@ -330,7 +336,7 @@ def cmd_backfill(args) -> int:
         check_partition(job, keys[0])
         check_partition(job, keys[-1])
     instance = _instance()
-    services = [s for v in (args.service or []) for s in v.split(",") if s.strip()] or None
+    services = _services(args)
     backfill_id = uuid.uuid4().hex[:8]
     print(f"backfill {backfill_id}: {len(days)} day(s) {days[0]} .. {days[-1]}, {len(plan)} runs "
           f"(tag {BACKFILL_TAG}={backfill_id}){' for ' + ', '.join(services) if services else ''}", flush=True)
