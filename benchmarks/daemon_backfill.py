@@ -91,20 +91,23 @@ def main() -> None:
 
         status = wait_for("the backfill to finish", finished, 6 * 3600, interval=2, on_timeout=stack.log_tails)
         wall = time.time() - t0
-        runs = db.query("SELECT r.partition, r.status, r.create_timestamp, r.start_time, r.end_time, "
+        # A run covers one partition, or a range (the assets' BackfillPolicy): its range tags.
+        runs = db.query("SELECT coalesce(r.partition, (SELECT string_agg(t.value, ' .. ' ORDER BY t.key DESC) "
+                        "FROM run_tags t WHERE t.run_id = r.run_id AND t.key LIKE 'dagster/asset_partition_range_%%')) "
+                        "AS partition, r.status, r.create_timestamp, r.start_time, r.end_time, "
                         "(SELECT string_agg(DISTINCT trim(both '[]\"' FROM e.asset_key), ',') FROM event_logs e "
                         " WHERE e.run_id = r.run_id AND e.dagster_event_type = 'ASSET_MATERIALIZATION') AS assets "
                         "FROM runs r ORDER BY r.id")
     finally:
         stack.stop()
         db.drop()
-    print(f"\n{'partition':18s} {'status':8s} {'created':>8s} {'started':>8s} {'ran':>6s}  assets")
+    print(f"\n{'partitions':34s} {'status':8s} {'created':>8s} {'started':>8s} {'ran':>6s}  assets")
     work = []
     for r in runs:
         created = r["create_timestamp"].replace(tzinfo=dt.timezone.utc).timestamp() - t0
         ran = (r["end_time"] or 0) - (r["start_time"] or 0)
         work.append(ran)
-        print(f"{r['partition'] or '-':18s} {r['status']:8s} {created:7.1f}s {(r['start_time'] or t0) - t0:7.1f}s "
+        print(f"{r['partition'] or '-':34s} {r['status']:8s} {created:7.1f}s {(r['start_time'] or t0) - t0:7.1f}s "
               f"{ran:5.1f}s  {(r['assets'] or '')[:80]}")
     print(f"\nbackfill {status}: {len(runs)} runs in {wall:.1f} s ({wall / 60:.1f} min); the runs themselves "
           f"{sum(work):.1f} s (median {statistics.median(work) if work else 0:.1f} s a run)")

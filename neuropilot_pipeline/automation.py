@@ -8,7 +8,11 @@ import os
 
 import pandas as pd
 
-from .assets.partitions import WINDOW_HOURS, WINDOW_KEY_FORMAT, windows_of_day
+from .assets.partitions import (
+    WINDOW_HOURS, WINDOW_KEY_FORMAT, daily_partitions, six_hourly_partitions, windows_of_day,
+)
+
+RANGE_START_TAG, RANGE_END_TAG = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 
 ops_cycle_job = dg.define_asset_job(
     "ops_cycle",
@@ -84,12 +88,35 @@ def day_wait_reason(day: str, watched: list[str], collected: set[str], on_the_wa
     return None
 
 
+def partitions_of_run(run: dg.DagsterRun) -> set[str]:
+    """The partitions a run writes: its partition, or each one of its range (a backfill's runs
+    cover ranges: the assets' BackfillPolicy)."""
+    tags = run.tags or {}
+    if tags.get("dagster/partition"):
+        return {tags["dagster/partition"]}
+    start, end = tags.get(RANGE_START_TAG), tags.get(RANGE_END_TAG)
+    if not (start and end):
+        return set()
+    partitions = daily_partitions if len(start) == len("2026-11-01") else six_hourly_partitions
+    return set(partitions.get_partition_keys_in_range(dg.PartitionKeyRange(start, end)))
+
+
+def run_partitions_label(run: dg.DagsterRun) -> str:
+    """What a run covers, for people: `2026-11-03-06:00`, or `2026-11-03-00:00 .. 2026-11-04-18:00`."""
+    tags = run.tags or {}
+    if tags.get("dagster/partition"):
+        return tags["dagster/partition"]
+    if tags.get(RANGE_START_TAG) and tags.get(RANGE_END_TAG):
+        return f"{tags[RANGE_START_TAG]} .. {tags[RANGE_END_TAG]}"
+    return "-"
+
+
 def partitions_on_the_way(instance: dg.DagsterInstance, asset_graph) -> set[str]:
     """Partition keys that a queued or running run, or a backfill still in progress, will write."""
     # Dagster has no public API for backfills' remaining partitions yet.
     from dagster._core.execution.backfill import BulkActionsFilter, BulkActionStatus
 
-    keys = {r.tags.get("dagster/partition") for r in instance.get_runs(dg.RunsFilter(statuses=IN_FLIGHT))}
+    keys = {k for r in instance.get_runs(dg.RunsFilter(statuses=IN_FLIGHT)) for k in partitions_of_run(r)}
     for backfill in instance.get_backfills(filters=BulkActionsFilter(statuses=[BulkActionStatus.REQUESTED])):
         if backfill.is_asset_backfill:
             # Asset backfills launch a partition's run only once its parents are done.
@@ -97,8 +124,8 @@ def partitions_on_the_way(instance: dg.DagsterInstance, asset_graph) -> set[str]
             left = data.target_subset - data.materialized_subset - data.failed_and_downstream_subset
             keys |= {p.partition_key for p in left.iterate_asset_partitions()}
         else:
-            submitted = {r.tags.get("dagster/partition")
-                         for r in instance.get_runs(dg.RunsFilter(tags={"dagster/backfill": backfill.backfill_id}))}
+            submitted = {k for r in instance.get_runs(dg.RunsFilter(tags={"dagster/backfill": backfill.backfill_id}))
+                         for k in partitions_of_run(r)}
             keys |= set(backfill.partition_names or []) - submitted
     keys.discard(None)
     return keys
@@ -206,7 +233,7 @@ def run_failure_to_slack(context: dg.RunFailureSensorContext):
     if webhook is None:
         return dg.SkipReason("SLACK_WEBHOOK_URL is not set")
     run = context.dagster_run
-    partition = run.tags.get("dagster/partition", "-")
+    partition = run_partitions_label(run)
     message = context.failure_event.message or "run failed"
     base = os.environ.get("DAGSTER_WEBSERVER_URL", "http://localhost:3000").rstrip("/")
     delivery = webhook.post({"text": f":x: NeuroPilot {run.job_name} failed for {partition}",

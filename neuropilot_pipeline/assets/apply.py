@@ -12,8 +12,10 @@ from ..core.gitops import decision_commit_subject, files_to_check_for_human_chan
 from ..core.tfvars import preview_tfvars_updates, read_tfvars
 from ..core.yaml_edit import update_yaml_values
 from ..resources.neuropilot import NeuroPilotResource
-from .common import WAREHOUSE_POOL, rows_to_replace, run_services, table_metadata
-from .decide import APPLIED_STATE, DECISIONS_TABLE
+from .common import (
+    WAREHOUSE_POOL, WHOLE_RANGE_IN_ONE_RUN, each_partition_of_assets, rows_to_replace, run_services, table_metadata,
+)
+from .decide import APPLIED_STATE, DECISIONS_TABLE, THRESHOLD_DECISION, decide_window
 from .overrides import record_overrides
 from .partitions import six_hourly_partitions, window_bounds, windows_of_day
 
@@ -24,19 +26,36 @@ def _value(name: str, value: float) -> int | float:
     return int(round(value)) if name in INTEGER_THRESHOLDS else round(float(value), 3)
 
 
-@dg.asset(
-    partitions_def=six_hourly_partitions,
+TERRAFORM_VARS = dg.AssetSpec(
+    "terraform_vars",
     group_name="apply",
     kinds={"terraform", "git"},
-    pool=WAREHOUSE_POOL,
     deps=["threshold_decision"],
     description="mode=apply: writes the decided thresholds into each service's terraform.tfvars (only those values "
                 "change), updates ops_config.yaml, and commits to the infrastructure repository. mode=monitor: "
                 "shows the would-be diff and changes nothing.",
 )
-def terraform_vars(context: dg.AssetExecutionContext, neuropilot: NeuroPilotResource) -> dg.MaterializeResult:
+
+
+@dg.multi_asset(
+    specs=[THRESHOLD_DECISION, TERRAFORM_VARS],
+    partitions_def=six_hourly_partitions,
+    backfill_policy=WHOLE_RANGE_IN_ONE_RUN,
+    pool=WAREHOUSE_POOL,
+    can_subset=True,
+)
+def decide_and_apply(context: dg.AssetExecutionContext, neuropilot: NeuroPilotResource):
+    """One window's decision, then its apply, then the next window's: a decision starts from the
+    thresholds the previous window's apply left in force (its `applied` state), so over a range
+    the two cannot run as separate steps. Either can still be materialized alone."""
+    selected = [spec for spec in (THRESHOLD_DECISION, TERRAFORM_VARS) if spec.key in context.selected_asset_keys]
+    work = {THRESHOLD_DECISION.key: decide_window, TERRAFORM_VARS.key: apply_window}
+    yield from each_partition_of_assets(context, lambda key: [work[spec.key](context, neuropilot, key)
+                                                              for spec in selected])
+
+
+def apply_window(context: dg.AssetExecutionContext, neuropilot: NeuroPilotResource, key: str) -> dg.MaterializeResult:
     cfg = neuropilot.cfg()
-    key = context.partition_key
     wh, state = neuropilot.warehouse(cfg), neuropilot.state(cfg)
     services = run_services(context, cfg, wh, [key])
     decisions = wh.read_partitions(DECISIONS_TABLE, [key], services=services)
@@ -55,7 +74,7 @@ def terraform_vars(context: dg.AssetExecutionContext, neuropilot: NeuroPilotReso
         rows, diffs, commits = _apply_decisions(context, cfg, key, decisions, repo, wh, state)
     table = pd.DataFrame(rows)
     info = wh.write_partition(APPLIED_TABLE, key, table, replace_services=rows_to_replace(context, services))
-    return dg.MaterializeResult(metadata={
+    return dg.MaterializeResult(asset_key=TERRAFORM_VARS.key, metadata={
         **table_metadata(info, table, services),
         "mode": cfg.mode,
         "applied": int(table["applied"].sum()),

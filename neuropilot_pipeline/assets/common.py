@@ -1,6 +1,8 @@
 """Small helpers the asset modules share: metadata that reads well in the UI."""
 
 
+import warnings
+from collections.abc import Callable
 from typing import Any
 
 import dagster as dg
@@ -9,6 +11,64 @@ import pandas as pd
 from ..storage.warehouse import WriteInfo
 
 WAREHOUSE_POOL = "warehouse_writer"
+
+# A backfill launched from the UI gives each asset its whole range in one run. Four assets carry
+# state from their previous partition (detectors, policy, model, shadow backtest); with a run
+# per partition Dagster's backfill daemon launches the next one only on its next iteration,
+# every 30 s, and a month took hours. Each asset walks its range oldest first instead (see
+# `each_partition`), so a month is a handful of runs. A failed run is re-run over its range:
+# every partition write replaces what was there.
+WHOLE_RANGE_IN_ONE_RUN = dg.BackfillPolicy.single_run()
+# Dagster 1.13 marks `backfill_policy` beta and warns at every asset definition, in every process
+# that loads the code location; what NeuroPilot relies on is pinned by test_range_runs.py.
+warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", category=dg.BetaWarning)
+
+
+def each_partition(context: dg.AssetExecutionContext, materialize: Callable[[str], dg.MaterializeResult]
+                   ) -> dg.MaterializeResult:
+    """Materialize the run's partitions one after another, oldest first, as separate runs would.
+
+    A run for one partition (a schedule, the launchpad) returns `materialize`'s result as it
+    is. For a range, each partition's metadata goes on that partition's materialization, and
+    each check gets one result for the range that fails if it failed in any partition and says
+    in which. A partition that raises stops the run: the later ones depend on it."""
+    return each_partition_of_assets(context, lambda key: [materialize(key)])[0]
+
+
+def each_partition_of_assets(context: dg.AssetExecutionContext,
+                             materialize: Callable[[str], list[dg.MaterializeResult]]) -> list[dg.MaterializeResult]:
+    """`each_partition` for a multi-asset: `materialize(key)` gives one result per selected asset
+    (each naming its asset_key), in the same order for every partition."""
+    keys = sorted(context.partition_keys)
+    if len(keys) == 1:
+        return materialize(keys[0])
+    checks: dict[tuple, list[tuple[str, dg.AssetCheckResult]]] = {}
+    assets: list = []
+    for i, key in enumerate(keys, 1):
+        results = materialize(key)
+        assets = [r.asset_key for r in results]
+        for result in results:
+            context.add_asset_metadata(dict(result.metadata or {}), asset_key=result.asset_key, partition_key=key)
+            for check in result.check_results or []:
+                checks.setdefault((result.asset_key, check.check_name), []).append((key, check))
+        context.log.info(f"{key}: done ({i} of {len(keys)})")
+    covered = f"{keys[0]} .. {keys[-1]} ({len(keys)} partitions, oldest first)"
+    return [dg.MaterializeResult(asset_key=asset, metadata={"run_covered": covered},
+                                 check_results=[_check_over_range(name, results)
+                                                for (owner, name), results in checks.items() if owner == asset])
+            for asset in assets]
+
+
+def _check_over_range(name: str, results: list[tuple[str, dg.AssetCheckResult]]) -> dg.AssetCheckResult:
+    failed = [(key, r) for key, r in results if not r.passed]
+    plain = {key: {k: (v.value if isinstance(v, dg.MetadataValue) else v) for k, v in (r.metadata or {}).items()}
+             for key, r in failed}
+    return dg.AssetCheckResult(
+        check_name=name, passed=not failed,
+        severity=failed[0][1].severity if failed else dg.AssetCheckSeverity.WARN,
+        metadata={"partitions_checked": len(results), "failed_in": dg.MetadataValue.json([k for k, _ in failed]),
+                  "failures": dg.MetadataValue.json(plain)},
+    )
 
 
 def table_metadata(info: WriteInfo, frame: pd.DataFrame, services: list[str] | None = None,

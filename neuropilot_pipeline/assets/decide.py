@@ -17,7 +17,7 @@ from ..resources.neuropilot import NeuroPilotResource
 from ..resources.sources import thresholds_in_force
 from ..storage.state import StateStore
 from .common import (
-    RAW_TABLE, WAREHOUSE_POOL, by_service, previous_window_unfinished, rows_to_replace, run_services,
+    RAW_TABLE, WAREHOUSE_POOL, WHOLE_RANGE_IN_ONE_RUN, by_service, each_partition, previous_window_unfinished, rows_to_replace, run_services,
     services_in_window, table_metadata,
 )
 from .detect import ANOMALIES_TABLE
@@ -35,6 +35,7 @@ APPLIED_STATE = "applied"
 
 @dg.asset(
     partitions_def=six_hourly_partitions,
+    backfill_policy=WHOLE_RANGE_IN_ONE_RUN,
     group_name="decide",
     kinds={"parquet"},
     pool=WAREHOUSE_POOL,
@@ -43,14 +44,18 @@ APPLIED_STATE = "applied"
                 "cost projected to a month against cost_budget, and reward = (1 if SLA >= target else 0) - cost variance.",
 )
 def reward(context: dg.AssetExecutionContext, neuropilot: NeuroPilotResource) -> dg.MaterializeResult:
+    return each_partition(context, lambda key: _window_reward(context, neuropilot, key))
+
+
+def _window_reward(context: dg.AssetExecutionContext, neuropilot: NeuroPilotResource, key: str) -> dg.MaterializeResult:
     cfg = neuropilot.cfg()
-    start, end = window_bounds(context.partition_key)
+    start, end = window_bounds(key)
     wh = neuropilot.warehouse(cfg)
-    services = run_services(context, cfg, wh, [context.partition_key])
+    services = run_services(context, cfg, wh, [key])
     raw = wh.read_window(RAW_TABLE, start, end, columns=["service", "ts", "p95_latency_ms", "cost_usd",
                                                          "error_rate_percent"], services=services)
     if raw.empty:
-        raise dg.Failure(f"raw_metrics has no rows for {context.partition_key}: materialize raw_metrics for it first.")
+        raise dg.Failure(f"raw_metrics has no rows for {key}: materialize raw_metrics for it first.")
     rows = []
     for service, g in raw.groupby("service", sort=True):
         good = g["p95_latency_ms"] <= cfg.slo_p95_ms
@@ -58,10 +63,10 @@ def reward(context: dg.AssetExecutionContext, neuropilot: NeuroPilotResource) ->
                           monthly_budget=cfg.cost_budget, window_minutes=len(g), weights=cfg.reward_weights or None,
                           latency_p95_ms=float(g["p95_latency_ms"].median()), slo_p95_ms=cfg.slo_p95_ms,
                           availability_pct=100.0 - float(g["error_rate_percent"].mean()))
-        rows.append({"partition": context.partition_key, "service": service, "minutes": len(g),
+        rows.append({"partition": key, "service": service, "minutes": len(g),
                      "good_minutes": int(good.sum()), **_reward_fields(r)})
     table = pd.DataFrame(rows)
-    info = wh.write_partition(REWARD_TABLE, context.partition_key, table,
+    info = wh.write_partition(REWARD_TABLE, key, table,
                               replace_services=rows_to_replace(context, services))
     first = rows[0]
     return dg.MaterializeResult(metadata={
@@ -95,11 +100,12 @@ def thresholds_before(cfg: OpsConfig, state: StateStore, service: str, partition
     return thresholds_in_force(cfg, service)
 
 
-@dg.asset(
-    partitions_def=six_hourly_partitions,
+# Materialized together with terraform_vars by `decide_and_apply` (apply.py): each window's
+# decision starts from the thresholds the previous window's apply left in force.
+THRESHOLD_DECISION = dg.AssetSpec(
+    "threshold_decision",
     group_name="decide",
     kinds={"parquet"},
-    pool=WAREHOUSE_POOL,
     deps=[
         "anomalies", "reward",
         dg.AssetDep("anomaly_model", partition_mapping=previous_day),
@@ -108,9 +114,10 @@ def thresholds_before(cfg: OpsConfig, state: StateStore, service: str, partition
     description="Per service: increase, decrease or maintain each managed threshold, within bounds and step limits, "
                 "with a readable reason and the inputs used. The policy's state is carried from the previous window.",
 )
-def threshold_decision(context: dg.AssetExecutionContext, neuropilot: NeuroPilotResource) -> dg.MaterializeResult:
+
+
+def decide_window(context: dg.AssetExecutionContext, neuropilot: NeuroPilotResource, key: str) -> dg.MaterializeResult:
     cfg = neuropilot.cfg()
-    key = context.partition_key
     start, end = window_bounds(key)
     wh, state, models = neuropilot.warehouse(cfg), neuropilot.state(cfg), neuropilot.models(cfg)
     services = run_services(context, cfg, wh, [key])
@@ -211,7 +218,7 @@ def threshold_decision(context: dg.AssetExecutionContext, neuropilot: NeuroPilot
     table = pd.DataFrame(rows)
     info = wh.write_partition(DECISIONS_TABLE, key, table, replace_services=rows_to_replace(context, services))
     first = rows[0]
-    return dg.MaterializeResult(metadata={
+    return dg.MaterializeResult(asset_key=THRESHOLD_DECISION.key, metadata={
         **table_metadata(info, table, services),
         "mode": cfg.mode,
         "model_version": first["model_version"] or "none yet (cold start)",
@@ -236,6 +243,7 @@ DAY_FIGURES = ("minutes", "good_minutes", "cost", "oracle_cost", "fixed_good_min
 
 @dg.asset(
     partitions_def=daily_partitions,
+    backfill_policy=WHOLE_RANGE_IN_ONE_RUN,
     group_name="decide",
     kinds={"parquet"},
     pool=WAREHOUSE_POOL,
@@ -246,10 +254,13 @@ DAY_FIGURES = ("minutes", "good_minutes", "cost", "oracle_cost", "fixed_good_min
                 "14 days.",
 )
 def policy_backtest(context: dg.AssetExecutionContext, neuropilot: NeuroPilotResource) -> dg.MaterializeResult:
+    return each_partition(context, lambda key: _backtest_day(context, neuropilot, key))
+
+
+def _backtest_day(context: dg.AssetExecutionContext, neuropilot: NeuroPilotResource, key: str) -> dg.MaterializeResult:
     from ..core.backtest import shadow_replay
 
     cfg = neuropilot.cfg()
-    key = context.partition_key
     day_start, day_end = day_bounds(key)
     wh, state = neuropilot.warehouse(cfg), neuropilot.state(cfg)
     services = run_services(context, cfg, wh, windows_of_day(key))

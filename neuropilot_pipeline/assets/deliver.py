@@ -11,6 +11,7 @@ from ..core.notify import SlackWebhook, report_blocks
 from ..core.notion import NotionError, NotionPublisher, make_client
 from ..core.prometheus import QueryLedger
 from ..resources.neuropilot import NeuroPilotResource
+from .common import WHOLE_RANGE_IN_ONE_RUN, each_partition
 from .partitions import daily_partitions
 from ..storage.reports import report_store
 from .report import report_name
@@ -35,6 +36,7 @@ def slack_webhook(cfg) -> SlackWebhook | None:
 
 @dg.asset(
     partitions_def=daily_partitions,
+    backfill_policy=WHOLE_RANGE_IN_ONE_RUN,
     group_name="report",
     kinds={"slack"},
     deps=["daily_report"],
@@ -49,8 +51,12 @@ def slack_webhook(cfg) -> SlackWebhook | None:
 )
 def report_delivery(context: dg.AssetExecutionContext, config: DeliveryConfig,
                     neuropilot: NeuroPilotResource) -> dg.MaterializeResult:
+    return each_partition(context, lambda day: _deliver_day(context, config, neuropilot, day))
+
+
+def _deliver_day(context: dg.AssetExecutionContext, config: DeliveryConfig, neuropilot: NeuroPilotResource,
+                 day: str) -> dg.MaterializeResult:
     cfg = neuropilot.cfg()
-    day = context.partition_key
     reports = report_store(cfg)
     if not reports.exists(report_name(day)):
         raise dg.Failure(f"No report for {day} at {reports.display(report_name(day))}: materialize daily_report for "

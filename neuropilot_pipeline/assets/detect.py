@@ -15,7 +15,8 @@ from ..core.telemetry import METRIC_COLUMNS
 from ..resources.neuropilot import NeuroPilotResource
 from ..storage.reports import report_store
 from .common import (
-    RAW_TABLE, WAREHOUSE_POOL, by_service, previous_window_unfinished, rows_to_replace, run_services, services_in_window,
+    RAW_TABLE, WAREHOUSE_POOL, WHOLE_RANGE_IN_ONE_RUN, by_service, each_partition, previous_window_unfinished,
+    rows_to_replace, run_services, services_in_window,
     table_metadata,
 )
 from .model import MODEL_FEATURES
@@ -93,6 +94,7 @@ def _merge_other_services_state(existing, services, state, ids, joint_since, joi
 
 @dg.asset(
     partitions_def=six_hourly_partitions,
+    backfill_policy=WHOLE_RANGE_IN_ONE_RUN,
     group_name="detect",
     kinds={"parquet"},
     pool=WAREHOUSE_POOL,
@@ -106,8 +108,11 @@ def _merge_other_services_state(existing, services, state, ids, joint_since, joi
                 "deviation). Detector state is carried from the previous window, so verdicts are causal.",
 )
 def anomalies(context: dg.AssetExecutionContext, neuropilot: NeuroPilotResource) -> dg.MaterializeResult:
+    return each_partition(context, lambda key: _window_anomalies(context, neuropilot, key))
+
+
+def _window_anomalies(context: dg.AssetExecutionContext, neuropilot: NeuroPilotResource, key: str) -> dg.MaterializeResult:
     cfg = neuropilot.cfg()
-    key = context.partition_key
     start, end = window_bounds(key)
     wh, store = neuropilot.warehouse(cfg), neuropilot.state(cfg)
     services = run_services(context, cfg, wh, [key])
@@ -167,6 +172,7 @@ def anomalies(context: dg.AssetExecutionContext, neuropilot: NeuroPilotResource)
 
 @dg.asset(
     partitions_def=six_hourly_partitions,
+    backfill_policy=WHOLE_RANGE_IN_ONE_RUN,
     group_name="detect",
     kinds={"json"},
     deps=["anomalies"],
@@ -174,8 +180,11 @@ def anomalies(context: dg.AssetExecutionContext, neuropilot: NeuroPilotResource)
                 "(launched at once by critical_anomaly_sensor).",
 )
 def critical_alerts(context: dg.AssetExecutionContext, neuropilot: NeuroPilotResource) -> dg.MaterializeResult:
+    return each_partition(context, lambda key: _window_critical_alerts(context, neuropilot, key))
+
+
+def _window_critical_alerts(context: dg.AssetExecutionContext, neuropilot: NeuroPilotResource, key: str) -> dg.MaterializeResult:
     cfg = neuropilot.cfg()
-    key = context.partition_key
     table = neuropilot.warehouse(cfg).read_partitions(ANOMALIES_TABLE, [key])
     critical = table[table["severity"] == "critical"] if not table.empty else table
     alert = {
@@ -211,21 +220,26 @@ FORECAST_LIMITS = {"cpu_percent": "cpu_scale_up_threshold", "p95_latency_ms": "s
 
 @dg.asset(
     partitions_def=six_hourly_partitions,
+    backfill_policy=WHOLE_RANGE_IN_ONE_RUN,
     group_name="detect",
     kinds={"statsmodels"},
     pool=WAREHOUSE_POOL,
-    deps=["raw_metrics"],
+    # The limits are the thresholds in force in the window: those the previous window's apply left.
+    deps=["raw_metrics", dg.AssetDep("terraform_vars", partition_mapping=previous_window)],
     description="Predictive alerts: a Holt-Winters forecast (24 h seasonality) of the next 6 h of CPU, p95 latency "
                 "and error rate per service, and when it will cross the scale-up threshold, the SLO or 2 % errors.",
 )
 def forecast_alerts(context: dg.AssetExecutionContext, neuropilot: NeuroPilotResource) -> dg.MaterializeResult:
+    return each_partition(context, lambda key: _window_forecast(context, neuropilot, key))
+
+
+def _window_forecast(context: dg.AssetExecutionContext, neuropilot: NeuroPilotResource, key: str) -> dg.MaterializeResult:
     from ..core.forecast import Forecast, first_crossing, forecast_grid
-    from ..resources.sources import thresholds_in_force
+    from .decide import thresholds_before  # decide imports this module
 
     cfg = neuropilot.cfg()
-    key = context.partition_key
     start, end = window_bounds(key)
-    wh = neuropilot.warehouse(cfg)
+    wh, state = neuropilot.warehouse(cfg), neuropilot.state(cfg)
     services = run_services(context, cfg, wh, [key])
     metrics = tuple(FORECAST_LIMITS)
     history_start = end - pd.Timedelta(days=3)
@@ -238,7 +252,7 @@ def forecast_alerts(context: dg.AssetExecutionContext, neuropilot: NeuroPilotRes
     for i, service in enumerate(services):
         if forecast is None or service not in present:
             continue
-        in_force, _ = thresholds_in_force(cfg, service)
+        in_force, _ = thresholds_before(cfg, state, service, key)
         for j, (metric, limit) in enumerate(FORECAST_LIMITS.items()):
             values = forecast.values[i * len(metrics) + j]
             if not np.isfinite(values).all():

@@ -7,7 +7,7 @@ from ..core.quality import mark_gaps, series_changes, window_quality
 from ..core.telemetry import METRIC_COLUMNS
 from ..resources.neuropilot import NeuroPilotResource
 from ..resources.sources import MetricsSourceResource
-from .common import RAW_TABLE, WAREHOUSE_POOL, narrow_to_tag, selected_services, table_metadata
+from .common import RAW_TABLE, WAREHOUSE_POOL, WHOLE_RANGE_IN_ONE_RUN, each_partition, narrow_to_tag, selected_services, table_metadata
 from .partitions import previous_window_key, six_hourly_partitions, window_bounds
 
 @dg.asset(
@@ -15,6 +15,7 @@ from .partitions import previous_window_key, six_hourly_partitions, window_bound
     group_name="ingest",
     kinds={"parquet", "duckdb"},
     pool=WAREHOUSE_POOL,
+    backfill_policy=WHOLE_RANGE_IN_ONE_RUN,
     retry_policy=dg.RetryPolicy(max_retries=2, delay=30, backoff=dg.Backoff.EXPONENTIAL),
     check_specs=[
         dg.AssetCheckSpec("complete_minutes", asset="raw_metrics",
@@ -31,13 +32,18 @@ from .partitions import previous_window_key, six_hourly_partitions, window_bound
 )
 def raw_metrics(context: dg.AssetExecutionContext, neuropilot: NeuroPilotResource,
                 metrics_source: MetricsSourceResource) -> dg.MaterializeResult:
+    return each_partition(context, lambda key: _collect_window(context, neuropilot, metrics_source, key))
+
+
+def _collect_window(context: dg.AssetExecutionContext, neuropilot: NeuroPilotResource,
+                    metrics_source: MetricsSourceResource, key: str) -> dg.MaterializeResult:
     cfg = neuropilot.cfg()
-    start, end = window_bounds(context.partition_key)
+    start, end = window_bounds(key)
     only = selected_services(context)
     if only is not None and cfg.services:
         only = narrow_to_tag(context, list(cfg.services))  # refuses services the config does not watch
-    collected = metrics_source.collect(cfg, neuropilot.state(cfg), start, end, context.partition_key,
-                                       previous_window_key(context.partition_key), only)
+    collected = metrics_source.collect(cfg, neuropilot.state(cfg), start, end, key,
+                                       previous_window_key(key), only)
     frame = collected.frame
     if frame.empty:
         raise dg.Failure(f"No metrics returned for {'any service' if only is None else ', '.join(only)} "
@@ -47,12 +53,12 @@ def raw_metrics(context: dg.AssetExecutionContext, neuropilot: NeuroPilotResourc
     services = [s for s in (list(cfg.services) or sorted(frame["service"].unique())) if only is None or s in only]
     quality = window_quality(frame, METRIC_COLUMNS, start, end, services)
     wh = neuropilot.warehouse(cfg)
-    before = wh.read_partitions(RAW_TABLE, [previous_window_key(context.partition_key)], columns=["service"])
+    before = wh.read_partitions(RAW_TABLE, [previous_window_key(key)], columns=["service"])
     if only is not None and not before.empty:
         before = before[before["service"].isin(only)]
     changes = series_changes(sorted(before["service"].unique()) if not before.empty else [],
                              sorted(frame["service"].unique())) if not before.empty else {"appeared": [], "disappeared": []}
-    info = wh.write_partition(RAW_TABLE, context.partition_key, frame, replace_services=only)
+    info = wh.write_partition(RAW_TABLE, key, frame, replace_services=only)
     missing, bad = quality["missing_minutes"], quality["nan_values"] + quality["inf_values"]
     return dg.MaterializeResult(
         metadata={

@@ -9,7 +9,7 @@ import pandas as pd
 from ..core.gmm import GMMSettings, InsufficientSamplesError, train_many
 from ..resources.neuropilot import NeuroPilotResource
 from ..storage.models import REGISTRY_TABLE
-from .common import WAREHOUSE_POOL, rows_to_replace, run_services
+from .common import WAREHOUSE_POOL, WHOLE_RANGE_IN_ONE_RUN, each_partition, rows_to_replace, run_services
 from .features import FEATURES_TABLE
 from .partitions import daily_partitions, day_bounds, windows_of_day
 
@@ -30,6 +30,7 @@ def training_matrices(features: pd.DataFrame) -> dict[str, pd.DataFrame]:
 
 @dg.asset(
     partitions_def=daily_partitions,
+    backfill_policy=WHOLE_RANGE_IN_ONE_RUN,
     group_name="learn",
     kinds={"scikitlearn", "json"},
     pool=WAREHOUSE_POOL,
@@ -41,12 +42,16 @@ def training_matrices(features: pd.DataFrame) -> dict[str, pd.DataFrame]:
                 "content-hashed, listed in the model_registry table.",
 )
 def anomaly_model(context: dg.AssetExecutionContext, neuropilot: NeuroPilotResource) -> dg.MaterializeResult:
+    return each_partition(context, lambda key: _train_day(context, neuropilot, key))
+
+
+def _train_day(context: dg.AssetExecutionContext, neuropilot: NeuroPilotResource, key: str) -> dg.MaterializeResult:
     cfg = neuropilot.cfg()
     # Trained on the day's data (lookback ending at its midnight); it scores the next day.
-    _, window_end = day_bounds(context.partition_key)
+    _, window_end = day_bounds(key)
     window_start = window_end - pd.Timedelta(hours=cfg.model.lookback_hours)
     wh, store = neuropilot.warehouse(cfg), neuropilot.models(cfg)
-    services = run_services(context, cfg, wh, windows_of_day(context.partition_key))
+    services = run_services(context, cfg, wh, windows_of_day(key))
     features = wh.read_window(FEATURES_TABLE, window_start, window_end, columns=["service", "metric", "ts", "value"],
                               services=services)
     settings = GMMSettings(n_components=cfg.model.n_components, min_components=cfg.model.min_components,
@@ -63,7 +68,7 @@ def anomaly_model(context: dg.AssetExecutionContext, neuropilot: NeuroPilotResou
         found = previous_versions.get(service)
         previous = store.load(service, found[0]) if found else None
         jobs.append((service, matrices.get(service, empty).to_numpy(dtype=float), previous,
-                     {"service": service, "partition": context.partition_key,
+                     {"service": service, "partition": key,
                       "window": [window_start.isoformat(), window_end.isoformat()]}))
     trained = train_many(jobs, MODEL_FEATURES, settings, log_features=LOG_FEATURES)
     for service, _, previous, _ in jobs:
@@ -74,7 +79,7 @@ def anomaly_model(context: dg.AssetExecutionContext, neuropilot: NeuroPilotResou
         model, report = outcome
         store.save(service, model)
         row = {
-            "partition": context.partition_key, "service": service, "version": model.version,
+            "partition": key, "service": service, "version": model.version,
             "previous_version": previous.version if previous else None,
             "trained_at": pd.Timestamp.now(tz="UTC"), "window_start": window_start, "window_end": window_end,
             "samples": report.samples, "loss": report.loss, "converged": report.converged, "n_iter": report.n_iter,
@@ -91,7 +96,7 @@ def anomaly_model(context: dg.AssetExecutionContext, neuropilot: NeuroPilotResou
             description="; ".join(failures.values()),
             metadata={"window": f"{window_start.isoformat()} – {window_end.isoformat()}"},
         )
-    wh.write_partition(REGISTRY_TABLE, context.partition_key, pd.DataFrame(rows),
+    wh.write_partition(REGISTRY_TABLE, key, pd.DataFrame(rows),
                        replace_services=rows_to_replace(context, services))
     versions = ",".join(f"{r['service']}={r['version']}" for r in rows)
     data_version = rows[0]["version"] if len(rows) == 1 else hashlib.sha256(versions.encode()).hexdigest()[:16]

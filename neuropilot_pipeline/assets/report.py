@@ -17,7 +17,7 @@ from ..storage.reports import report_store
 from .apply import APPLIED_TABLE
 from .decide import DECISIONS_TABLE
 from .detect import ANOMALIES_TABLE
-from .common import RAW_TABLE, by_service, watched_services
+from .common import RAW_TABLE, WHOLE_RANGE_IN_ONE_RUN, by_service, each_partition, watched_services
 from .overrides import OVERRIDES_TABLE
 from .partitions import daily_partitions, day_bounds, windows_of_day
 
@@ -44,6 +44,7 @@ def report_path(reports_dir, day_key: str):
 
 @dg.asset(
     partitions_def=daily_partitions,
+    backfill_policy=WHOLE_RANGE_IN_ONE_RUN,
     group_name="report",
     kinds={"json"},
     deps=["anomalies", "threshold_decision", "terraform_vars", "reward", "anomaly_model", "policy_backtest"],
@@ -52,14 +53,18 @@ def report_path(reports_dir, day_key: str):
 )
 def daily_report(context: dg.AssetExecutionContext, neuropilot: NeuroPilotResource) -> dg.MaterializeResult:
     cfg = neuropilot.cfg()
-    wh = neuropilot.warehouse(cfg)
-    services = watched_services(cfg, wh, windows_of_day(context.partition_key))  # the report covers every service
+    wh, models = neuropilot.warehouse(cfg), neuropilot.models(cfg)
+
+    def services_of(day: str) -> list[str]:
+        return watched_services(cfg, wh, windows_of_day(day))  # the report covers every service
+
     # The chart workers start first and load matplotlib while the report is computed (~1 s a
-    # worker, about what the report takes): charting then starts at once.
-    charted = min(charted_services(cfg), len(services))
+    # worker, about what the report takes): charting then starts at once. A backfill's run
+    # keeps them for all its days (sized by the newest day: fleets grow).
+    charted = min(charted_services(cfg), len(services_of(max(context.partition_keys))))
     workers = min(os.cpu_count() or 1, charted) if charted >= MIN_CHARTED_FOR_WORKERS else 0
     with started_processes(workers, warm_up=warm_up_charts) as chart_workers:
-        return _daily_report(context.partition_key, cfg, wh, neuropilot.models(cfg), services, chart_workers)
+        return each_partition(context, lambda day: _daily_report(day, cfg, wh, models, services_of(day), chart_workers))
 
 
 def _daily_report(day: str, cfg, wh, models, services: list[str], chart_workers) -> dg.MaterializeResult:

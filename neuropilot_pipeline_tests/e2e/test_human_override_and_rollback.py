@@ -9,6 +9,7 @@ import pytest
 from neuropilot_pipeline.cli import main as cli_main, prepare_demo_home
 from neuropilot_pipeline.core.gitops import InfraRepo, human_changes
 from neuropilot_pipeline.storage.warehouse import Warehouse
+from neuropilot_pipeline_tests.dagster_results import materializations
 
 WINDOWS = ["2026-11-01-00:00", "2026-11-01-06:00", "2026-11-01-12:00", "2026-11-01-18:00"]
 
@@ -57,7 +58,7 @@ def test_a_human_commit_is_adopted_held_and_reported_then_rolled_back(home):
 
     # The next cycle records the override instead of writing over it...
     result = run(WINDOWS[2])
-    applied = result.asset_materializations_for_node("terraform_vars")[-1]
+    applied = materializations(result, "terraform_vars")[-1]
     assert "human override of cpu_scale_down_threshold" in applied.metadata["status"].value["web"]
     assert hcl2.loads(tfvars.read_text())["cpu_scale_down_threshold"] == 45
     # ...and the decision after it starts from the human's value and holds it.
@@ -119,7 +120,7 @@ def test_with_a_remote_a_change_pushed_there_is_found_and_decisions_build_on_it(
     git(alice, "commit", "-qm", "readme", user="Bob")
     git(alice, "push", "-q", "origin", "main")
     result = run(WINDOWS[2])
-    applied = result.asset_materializations_for_node("terraform_vars")[-1]
+    applied = materializations(result, "terraform_vars")[-1]
     assert applied.metadata["infra_sync"].value.startswith("fast-forwarded")
     assert (home / "infra" / "README.md").exists()
     assert "human override of cpu_scale_down_threshold" in applied.metadata["status"].value["web"]

@@ -5,6 +5,7 @@ import subprocess
 import dagster as dg
 
 from neuropilot_pipeline.cli import prepare_demo_home
+from neuropilot_pipeline_tests.dagster_results import materializations
 
 
 def test_monitor_mode_previews_and_changes_nothing(tmp_path, monkeypatch):
@@ -18,7 +19,7 @@ def test_monitor_mode_previews_and_changes_nothing(tmp_path, monkeypatch):
 
     result = defs.resolve_job_def("ops_cycle").execute_in_process(partition_key="2026-11-01-00:00",
                                                                   instance=dg.DagsterInstance.ephemeral())
-    decision = result.asset_materializations_for_node("threshold_decision")[-1]
+    decision = materializations(result, "threshold_decision")[-1]
     assert decision.metadata["changed_thresholds"].value > 0, "the policy proposed nothing to preview"
     diff = decision.metadata["would_be_diff"].value
     # The preview is a unified diff of terraform.tfvars: each changed variable loses its old
@@ -28,7 +29,7 @@ def test_monitor_mode_previews_and_changes_nothing(tmp_path, monkeypatch):
                 if line.startswith(sign) and not line.startswith(sign * 3)}
     assert names("-") and names("-") == names("+"), diff
     assert "-cpu_scale_down_threshold = 30" in diff, diff  # the demo's 80/30 start: scale-down moves first
-    applied = result.asset_materializations_for_node("terraform_vars")[-1]
+    applied = materializations(result, "terraform_vars")[-1]
     assert applied.metadata["applied"].value == 0
     assert tfvars.read_bytes() == before
     log = subprocess.run(["git", "-C", str(tmp_path / "infra"), "log", "--format=%s"], capture_output=True,

@@ -11,24 +11,23 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from neuropilot_pipeline.assets.apply import terraform_vars
+from neuropilot_pipeline.assets.apply import decide_and_apply
 from neuropilot_pipeline.assets.common import SERVICES_TAG
-from neuropilot_pipeline.assets.decide import reward, threshold_decision
+from neuropilot_pipeline.assets.decide import reward
 from neuropilot_pipeline.assets.detect import anomalies, forecast_alerts
 from neuropilot_pipeline.assets.features import metric_features
 from neuropilot_pipeline.assets.ingest import raw_metrics
 from neuropilot_pipeline.assets.model import anomaly_model
 from neuropilot_pipeline.assets.partitions import windows_of_day
-from neuropilot_pipeline.core.config import default_config_path
-from neuropilot_pipeline.core.gitops import InfraRepo
-from neuropilot_pipeline.core.yaml_edit import update_yaml_values
 from neuropilot_pipeline.resources.neuropilot import NeuroPilotResource
 from neuropilot_pipeline.resources.sources import MetricsSourceResource
 from neuropilot_pipeline.storage.warehouse import Warehouse
+from neuropilot_pipeline_tests.dagster_results import materializations
+from neuropilot_pipeline_tests.e2e.homes import apply_mode_home
 
 SERVICES = ["web", "api", "db"]
 DAY1, DAY2 = "2026-11-01", "2026-11-02"
-CYCLE = [raw_metrics, metric_features, anomalies, forecast_alerts, reward, threshold_decision, terraform_vars]
+CYCLE = [raw_metrics, metric_features, anomalies, forecast_alerts, reward, decide_and_apply]
 TABLES = ["raw_metrics", "metric_features", "anomalies", "forecast_alerts", "reward", "threshold_decisions",
           "applied_changes"]
 
@@ -55,15 +54,7 @@ class SpikedSource(MetricsSourceResource):
 
 
 def make_home(path):
-    path.mkdir(parents=True)
-    config = path / "ops_config.yaml"
-    shutil.copyfile(default_config_path(), config)
-    update_yaml_values(config, {"mode": "apply", "policy": "learned", "cost_budget": 250.0,
-                                "rollout.monitor_days": 0, "services": SERVICES})
-    tfvars = (default_config_path().parents[1] / "neuropilot_pipeline" / "data" / "demo_infra"
-              / "terraform.tfvars").read_text()
-    InfraRepo.init_demo(path / "infra", {f"{s}/terraform.tfvars": tfvars for s in SERVICES})
-    return config
+    return apply_mode_home(path, SERVICES)
 
 
 def cycle(home, window, spiked=(), tags=None, silent=()):
@@ -202,7 +193,7 @@ def test_a_service_silent_for_a_window_holds_nobody_up_and_keeps_what_its_policy
     silent, after = day2[-1], (pd.Timestamp(day2[-1][:10]) + pd.Timedelta(hours=18)).strftime("%Y-%m-%d-%H:%M")
     result = cycle(home, silent, silent=[silent])
     assert result.success
-    decision = result.asset_materializations_for_node("threshold_decision")[-1]
+    decision = materializations(result, "threshold_decision")[-1]
     assert set(decision.metadata["skipped"].value) == {"api"}
     assert sorted(table(home, "threshold_decisions", [silent])["service"]) == ["db", "web"]
     state = lambda w: (home / "state" / "policy-api" / (w.replace(":", "") + ".json")).read_bytes()  # noqa: E731

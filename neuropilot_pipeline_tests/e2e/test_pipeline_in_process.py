@@ -10,6 +10,7 @@ import pytest
 from neuropilot_pipeline.cli import prepare_demo_home
 from neuropilot_pipeline.assets.partitions import windows_of_day
 from neuropilot_pipeline.storage.warehouse import Warehouse
+from neuropilot_pipeline_tests.dagster_results import materializations
 
 DAY1, DAY2 = "2026-11-01", "2026-11-02"
 
@@ -41,7 +42,7 @@ def pipeline_run(tmp_path_factory):
 
 
 def materialization(result, asset):
-    mats = result.asset_materializations_for_node(asset)
+    mats = materializations(result, asset)
     assert mats, f"{asset} was not materialized"
     return mats[-1]
 

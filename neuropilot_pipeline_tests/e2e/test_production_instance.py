@@ -4,12 +4,14 @@ and `dagster-webserver` as real processes on workspace.yaml, and the daemon left
 
 1. 01:00 (the faked "today" is 2026-11-05): the schedules and the critical-anomaly sensor are
    turned on and a backfill of the ops cycle over the 8 windows of 2026-11-03 and 2026-11-04 is
-   launched, all through the webserver's GraphQL API.
-2. Mid-way through the backfill the daemon is SIGKILLed. While it is down the clock passes 03:00,
+   launched, all through the webserver's GraphQL API. The assets' BackfillPolicy makes it one run
+   over the 8 windows.
+2. Mid-way through that run the daemon is SIGKILLed. While it is down the clock passes 03:00,
    when training is due; a new daemon is started. Its 03:00 training tick must wait: the day's
-   windows are still in the backfill's queue. When the backfill is done, the clock moves to the
-   03:10 re-check, which launches training on the full day. Headless Chromium looks at the UI
-   meanwhile.
+   windows are still being written by the backfill's run (its worker is held with SIGSTOP until
+   the tick is recorded, so the run cannot finish first on a fast machine). When the backfill is
+   done, the clock moves to the 03:10 re-check, which launches training on the full day.
+   Headless Chromium looks at the UI meanwhile.
 3. A misconfiguration is injected where the simulated service reads the thresholds in force
    (infra/web/terraform.tfvars: max_instances = 2), so the next window is an outage.
 4. The clock jumps to 09:00 while the daemon runs: it catches up the 06:05 ops-cycle tick (window
@@ -27,6 +29,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -46,12 +49,14 @@ PARTITIONS_START = "2026-11-03"
 YESTERDAY = "2026-11-04"
 BACKFILL = [f"{day}-{h:02d}:00" for day in ("2026-11-03", "2026-11-04") for h in (0, 6, 12, 18)]
 INCIDENT_WINDOW = "2026-11-05-00:00"
-UI_WINDOW = BACKFILL[1]  # done before the daemon crash: the browser looks while the backfill goes on
+UI_WINDOW = BACKFILL[1]  # the browser looks at it once the backfill is done
 OPS_ASSETS = ["raw_metrics", "metric_features", "anomalies", "forecast_alerts", "reward", "threshold_decision",
               "terraform_vars"]
 # Assets whose steps share the warehouse_writer pool (dagster.yaml: default_limit 1).
 POOL_STEPS = {"raw_metrics", "metric_features", "anomaly_model", "anomalies", "forecast_alerts", "reward",
-              "threshold_decision", "terraform_vars", "human_overrides", "policy_backtest"}
+              "decide_and_apply", "human_overrides", "policy_backtest"}
+OPS_POOL_STEPS = 6  # raw_metrics, metric_features, anomalies, forecast_alerts, reward, decide_and_apply
+RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 SCHEDULES = ("ops_cycle_schedule", "training_schedule", "report_schedule")
 IN_PROGRESS = ("QUEUED", "NOT_STARTED", "STARTING", "STARTED", "CANCELING")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -202,20 +207,26 @@ class Scenario:
         assert data["launchPartitionBackfill"]["__typename"] == "LaunchBackfillSuccess", data
         self.facts["backfill_id"] = backfill_id = data["launchPartitionBackfill"]["backfillId"]
 
-        # 2. Crash the daemon mid-way: some windows done, one executing in its run worker, the rest
-        # waiting in the queue. (Not while a run is STARTING, i.e. being launched: see
-        # docs/operations.md, "When the daemon dies" — that run stays STARTING and holds the pool
-        # until run monitoring fails it after start_timeout_seconds, 180 s, and run retries relaunch it.)
+        # 2. Crash the daemon mid-way: the backfill's run executing in its run worker, some of its
+        # steps done. (Not while a run is STARTING, i.e. being launched: see docs/operations.md,
+        # "When the daemon dies" — that run stays STARTING and holds the pool until run monitoring
+        # fails it after start_timeout_seconds, 180 s, and run retries relaunch it.)
         def mid_way():
             every = runs(self.db)
             mine = [r for r in every if r["tags"].get("dagster/backfill") == backfill_id]
-            by = Counter(r["status"] for r in mine)
             starting = [r for r in every if r["status"] in ("STARTING", "NOT_STARTED")]
-            statuses = {r["partition"]: r["status"] for r in mine}
-            if by["SUCCESS"] >= 2 and by["STARTED"] == 1 and by["QUEUED"] >= 1 and not starting \
-                    and statuses.get(UI_WINDOW) == "SUCCESS":
-                return statuses
-            return None
+            if len(mine) != 1 or mine[0]["status"] != "STARTED" or starting:
+                return None
+            done = [r["step_key"] for r in self.db.query(
+                "SELECT step_key FROM event_logs WHERE run_id = %s AND dagster_event_type = 'STEP_SUCCESS'",
+                (mine[0]["run_id"],))]
+            pid = next((int(m.group(1)) for r in self.db.query(
+                "SELECT event FROM event_logs WHERE run_id = %s ORDER BY id", (mine[0]["run_id"],))
+                if (m := re.search(r"Executing steps in process \(pid: (\d+)\)", r["event"]))), None)
+            if not done or pid is None:
+                return None
+            os.kill(pid, signal.SIGSTOP)  # held until the restarted daemon has evaluated 03:00
+            return {"run_id": mine[0]["run_id"], "status": "STARTED", "steps_done": done, "pid": pid}
         self.facts["at_crash"] = self.wait("the backfill to be mid-way", mid_way, 240, interval=0.3)
         self.stack.crash_daemon()
         # While the daemon is down the clock passes 03:00, when training is due: the new daemon
@@ -224,9 +235,13 @@ class Scenario:
         self.clock.set(TODAY.replace(hour=3, second=30))
         self.facts["restarted_at"] = self.clock.now().timestamp()
         self.stack.start_daemon()
-        # The browser looks at the UI meanwhile (the machine mostly waits on the run queue now).
-        ui = threading.Thread(target=self.capture_ui, daemon=True)
-        ui.start()
+
+        def evaluated_0300():
+            return [t for t in ticks(self.db) if t["name"] == "training_schedule"] or None
+        try:
+            self.wait("the restarted daemon's 03:00 training tick", evaluated_0300, 180)
+        finally:
+            os.kill(self.facts["at_crash"]["pid"], signal.SIGCONT)
         self.phase("backfill until the crash, restart", t0)
 
         t0 = time.monotonic()
@@ -237,6 +252,9 @@ class Scenario:
             status = data["partitionBackfillOrError"]["status"]
             return status if status != "REQUESTED" else None
         self.facts["backfill_status"] = self.wait("the backfill to complete", backfill_done, 300, interval=2)
+        # The browser looks at the UI meanwhile (the machine mostly waits for the clock now).
+        ui = threading.Thread(target=self.capture_ui, daemon=True)
+        ui.start()
 
         self.quiet()
         self.facts["training_runs_before_0310"] = [r["run_id"] for r in runs(self.db) if r["job"] == "train_model"]
@@ -367,7 +385,7 @@ def test_the_shipped_dagster_yaml_keeps_everything_in_postgresql(production):
     assert all(r["status"] == "SUCCESS" for r in all_runs), \
         [(r["job"], r["partition"], r["status"]) for r in all_runs if r["status"] != "SUCCESS"]
     jobs = Counter(r["job"] for r in all_runs)
-    assert (jobs["ops_cycle"], jobs["train_model"], jobs["report_job"]) == (len(BACKFILL) + 1, 1, 1), jobs
+    assert (jobs["ops_cycle"], jobs["train_model"], jobs["report_job"]) == (2, 1, 1), jobs  # backfill + 06:05
     # Every run's events are there, with the materializations and their partitions.
     mats = materializations(db)
     assert {m["run_id"] for m in mats} == {r["run_id"] for r in all_runs}
@@ -382,29 +400,27 @@ def test_the_shipped_dagster_yaml_keeps_everything_in_postgresql(production):
 def test_backfill_survived_the_daemon_crash_with_every_window_materialized_exactly_once(production):
     db, facts = production.db, production.facts
     assert facts["backfill_status"] == "COMPLETED_SUCCESS"
-    # The crash really was mid-way: runs were done, one was executing, the rest were queued.
-    at_crash = Counter(facts["at_crash"].values())
-    assert at_crash["SUCCESS"] >= 2 and at_crash["STARTED"] == 1 and at_crash["QUEUED"] >= 1, at_crash
+    # The crash really was mid-way: the backfill's run was executing, some of its steps done.
+    assert facts["at_crash"]["status"] == "STARTED" and facts["at_crash"]["steps_done"], facts["at_crash"]
     mine = [r for r in runs(db) if r["tags"].get("dagster/backfill") == facts["backfill_id"]]
-    # One run per window, all successful: none lost, none launched twice, none retried.
-    assert sorted(r["partition"] for r in mine) == sorted(BACKFILL)
-    assert all(r["status"] == "SUCCESS" for r in mine)
-    assert not [r for r in mine if "dagster/retry_number" in r["tags"] or "dagster/parent_run_id" in r["tags"]]
-    # The run executing at the crash finished in its own worker; the queued ones were launched
-    # by the new daemon, once each.
-    queued_at_crash = [r for r in mine if facts["at_crash"][r["partition"]] == "QUEUED"]
-    assert queued_at_crash and all(r["start_time"] > facts["restarted_at"] for r in queued_at_crash)
+    # One run over the 8 windows (the assets' BackfillPolicy), which finished in its own worker
+    # while the daemon was down: not lost, not launched twice, not retried.
+    assert [r["run_id"] for r in mine] == [facts["at_crash"]["run_id"]]
+    (run,) = mine
+    assert run["status"] == "SUCCESS" and (run["tags"][RANGE_START], run["tags"][RANGE_END]) == (BACKFILL[0], BACKFILL[-1])
+    assert "dagster/retry_number" not in run["tags"] and "dagster/parent_run_id" not in run["tags"]
     starts = Counter(r["run_id"] for r in db.query("SELECT run_id FROM event_logs WHERE dagster_event_type = 'PIPELINE_START'"))
-    assert all(starts[r["run_id"]] == 1 for r in mine)
-    # Each asset of the ops cycle materialized exactly once per window, by that window's run.
-    run_of = {r["partition"]: r["run_id"] for r in mine}
+    assert starts[run["run_id"]] == 1
+    # Each asset of the ops cycle materialized exactly once per window, each window on its own.
     # (A window's critical_alerts may be there too: the sensor sometimes catches a backfilled window.)
-    backfilled = [m for m in materializations(db) if m["partition"] in run_of and m["asset"] in OPS_ASSETS]
+    backfilled = [m for m in materializations(db) if m["partition"] in BACKFILL and m["asset"] in OPS_ASSETS]
     assert Counter((m["asset"], m["partition"]) for m in backfilled) == \
         Counter({(a, p): 1 for a in OPS_ASSETS for p in BACKFILL})
-    assert all(m["run_id"] == run_of[m["partition"]] for m in backfilled)
+    assert all(m["run_id"] == run["run_id"] for m in backfilled)
+    decided = {m["partition"]: metadata(m) for m in backfilled if m["asset"] == "threshold_decision"}
+    assert all(decided[p]["raw_metrics_partition"] == p for p in BACKFILL)
     # The services tag given in the backfill reached every run and the assets' own selection.
-    assert all(r["tags"].get("neuropilot/services") == "web" for r in mine)
+    assert run["tags"].get("neuropilot/services") == "web"
     assert all(metadata(m)["services"] == ["web"] for m in backfilled if m["asset"] == "threshold_decision")
 
 
@@ -506,7 +522,7 @@ def test_pool_steps_never_overlap_across_runs_and_every_run_is_one_process(produ
         else:
             spans[(e["run_id"], e["step_key"])][1] = e["timestamp"]
     pooled = sorted((start, end, run, step) for (run, step), (start, end) in spans.items() if step in POOL_STEPS)
-    assert len(pooled) >= len(OPS_ASSETS) * (len(BACKFILL) + 1) and all(end for _, end, _, _ in pooled)
+    assert len(pooled) >= OPS_POOL_STEPS * 2 and all(end for _, end, _, _ in pooled)  # the backfill, 06:05
     for (s1, e1, r1, k1), (s2, e2, r2, k2) in zip(pooled, pooled[1:]):
         assert s2 >= e1, f"{k1} of run {r1[:8]} ({s1} – {e1}) overlaps {k2} of run {r2[:8]} ({s2} – {e2})"
     # Every run, scheduled or backfilled, executed in its run process (the code location's

@@ -85,6 +85,21 @@ def test_training_waits_while_a_window_of_its_day_is_running_then_launches_once(
         assert isinstance(skip, dg.SkipReason) and "already launched" in skip.skip_message
 
 
+def test_training_waits_while_a_backfill_run_over_a_range_of_windows_is_running():
+    # A backfill from the UI gives the ops cycle's assets their whole range in one run: no
+    # dagster/partition tag, a range instead. Every window of the range is on its way.
+    with dg.instance_for_test() as instance:
+        collect(instance, DAY, hours=(0, 6, 12))
+        ranged = create_run_for_test(instance, job_name="ops_cycle", status=dg.DagsterRunStatus.STARTED, tags={
+            "dagster/asset_partition_range_start": "2026-11-01-12:00",
+            "dagster/asset_partition_range_end": WINDOWS[1]})
+        skip = evaluate(training_schedule, instance, "2026-11-03 08:00")
+        assert isinstance(skip, dg.SkipReason) and f"waiting for {WINDOWS[0]}, {WINDOWS[1]}, still" in skip.skip_message, skip
+        assert "2026-11-01" not in skip.skip_message  # the day before is not this day's business
+        instance.report_run_failed(ranged)
+        assert isinstance(evaluate(training_schedule, instance, "2026-11-03 08:10"), dg.RunRequest)
+
+
 def test_a_missing_window_is_waited_for_until_06_then_training_goes_on_without_it():
     # E.g. a daemon restarted after 03:00 evaluates the training tick before it has caught up the
     # 00:05 ops cycle: that window has no run yet, but one is coming.

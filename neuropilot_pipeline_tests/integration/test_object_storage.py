@@ -23,6 +23,7 @@ from neuropilot_pipeline.core.config import ConfigError, load_ops_config
 from neuropilot_pipeline.storage.objects import ObjectFolder
 from neuropilot_pipeline.storage.state import StateStore
 from neuropilot_pipeline.storage.warehouse import Warehouse, WarehouseError
+from neuropilot_pipeline_tests.dagster_results import materializations
 
 BUCKET = "neuropilot-test"
 DAY1, DAY2 = "2026-11-01", "2026-11-02"
@@ -127,8 +128,8 @@ def both_runs(s3, tmp_path_factory):
             run = dg.execute_job(dg.reconstructable(ops_cycle_job), instance=instance,
                                  tags={"dagster/partition": windows_of_day(DAY2)[1]})
             assert run.success, [e.message for e in run.all_events if e.is_failure]
-            last = run.asset_materializations_for_node("threshold_decision")[-1]
-            applied = run.asset_materializations_for_node("terraform_vars")[-1]
+            last = materializations(run, "threshold_decision")[-1]
+            applied = materializations(run, "terraform_vars")[-1]
     finally:
         mp.undo()
     mp = _with_env(other, other / "ops_config.yaml", bucket_env)

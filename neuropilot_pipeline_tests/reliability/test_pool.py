@@ -18,7 +18,7 @@ from neuropilot_pipeline_tests.e2e.production_stack import PG, Database
 ROOT = Path(__file__).resolve().parents[2]
 FIRST = "2026-11-01-00:00"  # alone: the instance's first use of the pool creates its slot
 WINDOWS = ["2026-11-02-00:00", "2026-11-03-00:00"]  # then two at once; no predecessor collected
-POOLED = {"raw_metrics", "metric_features", "anomalies", "reward", "threshold_decision", "terraform_vars"}
+POOLED = {"raw_metrics", "metric_features", "anomalies", "reward", "decide_and_apply"}  # step keys
 
 # Imports the code location first, then waits for the go file: both runs start together,
 # whatever each process's import took.

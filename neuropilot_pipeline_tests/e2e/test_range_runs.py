@@ -1,0 +1,141 @@
+"""A run over a range of partitions (what a backfill launched from the UI starts, one per asset)
+gives exactly what one run per partition gives, and records each partition on its own.
+
+Four assets carry state from their previous partition, and a decision starts from what the
+previous window's apply left in force, so a range must be walked window by window, decide then
+apply. Two homes get the same two days: one a run per window and per day, as the schedules
+launch them; the other one run per job and day, the windows of the day as a range.
+
+The telemetry is history, as a backfill reads it from Prometheus: what the service did under
+its initial thresholds. (The demo's simulated source runs the service under the tfvars of the
+moment, a closed loop that only runs forward: a backfill of it is a different experiment.)
+"""
+
+import dataclasses
+import shutil
+import subprocess
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from neuropilot_pipeline.assets.apply import decide_and_apply
+from neuropilot_pipeline.assets.decide import policy_backtest, reward
+from neuropilot_pipeline.assets.detect import anomalies, forecast_alerts
+from neuropilot_pipeline.assets.features import metric_features
+from neuropilot_pipeline.assets.ingest import raw_metrics
+from neuropilot_pipeline.assets.model import anomaly_model
+from neuropilot_pipeline.assets.partitions import windows_of_day
+from neuropilot_pipeline.resources.neuropilot import NeuroPilotResource
+from neuropilot_pipeline.resources.sources import MetricsSourceResource
+from neuropilot_pipeline.storage.warehouse import Warehouse
+from neuropilot_pipeline_tests.dagster_results import materializations
+from neuropilot_pipeline_tests.e2e.homes import apply_mode_home
+
+SERVICES = ["web", "api", "db"]
+DAYS = ["2026-11-01", "2026-11-02"]
+CYCLE = [raw_metrics, metric_features, anomalies, forecast_alerts, reward, decide_and_apply]
+TABLES = {  # what each table holds that depends on when it was computed, not on what
+    "raw_metrics": [], "metric_features": [], "anomalies": [], "forecast_alerts": [], "reward": [],
+    "threshold_decisions": [], "applied_changes": ["commit"], "policy_backtest": [],
+}
+RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
+
+
+class RecordedHistory(MetricsSourceResource):
+    """The simulated service under the thresholds it started with, whatever NeuroPilot decides."""
+
+    def collect(self, cfg, state, start, end, partition_key, previous_partition_key, only=None):
+        initial = cfg.infra_repo.parent / "infra-at-start"
+        frozen = dataclasses.replace(cfg, paths={**cfg.paths, "infra_repo": str(initial)})
+        return super().collect(frozen, state, start, end, partition_key,
+                               previous_partition_key, only)
+
+
+def make_home(path):
+    apply_mode_home(path, SERVICES)
+    shutil.copytree(path / "infra", path / "infra-at-start")
+    return path
+
+
+def materialize(home, assets, keys, instance):
+    resources = {"neuropilot": NeuroPilotResource(config_path=str(home / "ops_config.yaml"), home=str(home)),
+                 "metrics_source": RecordedHistory()}
+    tags = {RANGE_START: keys[0], RANGE_END: keys[-1]} if len(keys) > 1 else {}
+    result = dg.materialize(assets, partition_key=keys[0] if len(keys) == 1 else None, instance=instance,
+                            resources=resources, tags=tags, raise_on_error=False)
+    assert result.success, [str(e.step_failure_data.error) for e in result.all_events if e.is_step_failure]
+    return result
+
+
+@pytest.fixture(scope="module")
+def homes(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ranges")
+    one_by_one, ranged = make_home(root / "one_by_one"), make_home(root / "ranged")
+    instance = dg.DagsterInstance.ephemeral()
+    results = {}
+    for day in DAYS:
+        for window in windows_of_day(day):
+            materialize(one_by_one, CYCLE, [window], instance)
+        materialize(one_by_one, [anomaly_model], [day], instance)
+        results[("cycle", day)] = materialize(ranged, CYCLE, windows_of_day(day), instance)
+        materialize(ranged, [anomaly_model], [day], instance)
+    for day in DAYS:
+        materialize(one_by_one, [policy_backtest], [day], instance)
+    results["backtest"] = materialize(ranged, [policy_backtest], DAYS, instance)
+    return {"one_by_one": one_by_one, "ranged": ranged, "results": results}
+
+
+def table(home, name, drop):
+    frame = Warehouse(home / "warehouse").query(f"SELECT * FROM {name}").drop(columns=drop)
+    for column in frame.columns:  # file paths name the home
+        if frame[column].map(lambda v: isinstance(v, str)).any():
+            frame[column] = frame[column].map(lambda v: v.replace(str(home), "HOME") if isinstance(v, str) else v)
+    return frame.sort_values([c for c in ("partition", "service", "metric", "ts") if c in frame]).reset_index(drop=True)
+
+
+@pytest.mark.parametrize("name", sorted(TABLES))
+def test_a_range_run_writes_what_one_run_per_partition_writes(homes, name):
+    pd.testing.assert_frame_equal(table(homes["ranged"], name, TABLES[name]),
+                                  table(homes["one_by_one"], name, TABLES[name]))
+
+
+def test_the_decisions_compared_were_applied_window_after_window(homes):
+    applied = table(homes["one_by_one"], "applied_changes", [])
+    # Without applied changes the comparison above could not see decide and apply out of order.
+    assert applied["applied"].sum() >= 2 and applied[applied["applied"]]["partition"].nunique() >= 2
+    for home in ("one_by_one", "ranged"):
+        subjects = subprocess.run(["git", "-C", str(homes[home] / "infra"), "log", "--format=%s"],
+                                  capture_output=True, text=True, check=True).stdout
+        assert len(subjects.splitlines()) == applied["applied"].sum() + 1  # + the initial commit
+    for service in SERVICES:
+        files = [(homes[home] / "infra" / service / "terraform.tfvars").read_text() for home in ("one_by_one", "ranged")]
+        assert files[0] == files[1], service
+
+
+def test_each_window_of_a_range_run_has_its_own_materialization_and_metadata(homes):
+    result = homes["results"][("cycle", DAYS[1])]
+    windows = windows_of_day(DAYS[1])
+    for asset in ("raw_metrics", "anomalies", "threshold_decision", "terraform_vars"):
+        assert sorted(m.partition for m in materializations(result, asset)) == windows, asset
+    decisions = {m.partition: m.metadata for m in materializations(result, "threshold_decision")}
+    # The metadata is the window's own, not one set copied onto every window.
+    assert [decisions[w]["raw_metrics_partition"].value for w in windows] == windows
+    assert len({decisions[w]["decisions"].value.__repr__() for w in windows}) > 1
+    assert all(decisions[w]["run_covered"].value.startswith(f"{windows[0]} .. {windows[-1]}") for w in windows)
+
+
+def test_a_range_run_checks_every_window_and_names_those_that_failed(homes):
+    result = homes["results"][("cycle", DAYS[1])]
+    checks = {e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data
+              for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"}
+    assert set(checks) == {"complete_minutes", "finite_values", "no_counter_resets", "stable_series"}
+    for check in checks.values():
+        assert check.metadata["partitions_checked"].value == 4
+        assert check.passed == (check.metadata["failed_in"].value == [])
+
+
+def test_a_range_backtest_carries_its_shadow_run_from_day_to_day(homes):
+    mats = {m.partition: m.metadata for m in materializations(homes["results"]["backtest"], "policy_backtest")}
+    assert sorted(mats) == DAYS
+    assert mats[DAYS[1]]["days"].value == 2.0 and mats[DAYS[0]]["days"].value == 1.0
