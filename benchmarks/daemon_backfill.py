@@ -22,6 +22,7 @@ import json
 import shutil
 import statistics
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -41,6 +42,30 @@ class WallClock:
 
     def env(self) -> dict[str, str]:
         return {}
+
+
+def _is_run_worker(pid: str) -> bool:
+    """A run worker: the process the code server spawns for a run (multiprocessing spawn, its
+    parent `dagster api grpc`). Its own chart and training workers have the run as parent."""
+    proc = Path("/proc") / pid
+    if b"spawn_main" not in (proc / "cmdline").read_bytes():
+        return False
+    ppid = next(line for line in (proc / "status").read_text().splitlines() if line.startswith("PPid:")).split()[1]
+    return b"api\x00grpc" in (Path("/proc") / ppid / "cmdline").read_bytes()
+
+
+def watch_run_workers(stop: threading.Event, peak_kb: list[int]) -> None:
+    """The largest high-water RSS of any run worker (its chart and training workers are
+    processes of their own, not counted), sampled until `stop`."""
+    while not stop.wait(0.5):
+        for proc in Path("/proc").glob("[0-9]*"):
+            try:
+                if not _is_run_worker(proc.name):
+                    continue
+                hwm = next(line for line in (proc / "status").read_text().splitlines() if line.startswith("VmHWM:"))
+            except (OSError, StopIteration):
+                continue  # the process ended meanwhile
+            peak_kb[0] = max(peak_kb[0], int(hwm.split()[1]))
 
 
 def main() -> None:
@@ -74,6 +99,8 @@ def main() -> None:
             six_hourly = "ops_cycle" in n["jobNames"]
             first, last = (windows[0], windows[-1]) if six_hourly else (days[0], days[-1])
             ranges.append({"assetKey": {"path": n["assetKey"]["path"]}, "partitions": {"range": {"start": first, "end": last}}})
+        peak_kb, stop = [0], threading.Event()
+        threading.Thread(target=watch_run_workers, args=(stop, peak_kb), daemon=True).start()
         t0 = time.time()
         data = stack.gql("""mutation($p: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $p) {
             __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message }
@@ -91,6 +118,7 @@ def main() -> None:
 
         status = wait_for("the backfill to finish", finished, 6 * 3600, interval=2, on_timeout=stack.log_tails)
         wall = time.time() - t0
+        stop.set()
         # A run covers one partition, or a range (the assets' BackfillPolicy): its range tags.
         runs = db.query("SELECT coalesce(r.partition, (SELECT string_agg(t.value, ' .. ' ORDER BY t.key DESC) "
                         "FROM run_tags t WHERE t.run_id = r.run_id AND t.key LIKE 'dagster/asset_partition_range_%%')) "
@@ -110,11 +138,12 @@ def main() -> None:
         print(f"{r['partition'] or '-':34s} {r['status']:8s} {created:7.1f}s {(r['start_time'] or t0) - t0:7.1f}s "
               f"{ran:5.1f}s  {(r['assets'] or '')[:80]}")
     print(f"\nbackfill {status}: {len(runs)} runs in {wall:.1f} s ({wall / 60:.1f} min); the runs themselves "
-          f"{sum(work):.1f} s (median {statistics.median(work) if work else 0:.1f} s a run)")
+          f"{sum(work):.1f} s (median {statistics.median(work) if work else 0:.1f} s a run); "
+          f"peak RSS of a run worker {peak_kb[0] / 1024:.0f} MB")
     print(f"compare, in one process: python benchmarks/backfill.py --services {args.services} --days {args.days}")
     print(f"reproduce: python benchmarks/daemon_backfill.py --services {args.services} --days {args.days}")
     print(json.dumps({"services": args.services, "days": args.days, "status": status, "wall_s": round(wall, 1),
-                      "runs": len(runs), "run_s": round(sum(work), 1)}))
+                      "runs": len(runs), "run_s": round(sum(work), 1), "peak_rss_mb": round(peak_kb[0] / 1024, 1)}))
 
 
 if __name__ == "__main__":

@@ -319,12 +319,13 @@ def _days_between(first: str, last: str) -> list[str]:
 def cmd_backfill(args) -> int:
     """Whole days, in order, in this process, on the Dagster instance of DAGSTER_HOME.
 
-    An asset backfill launched from the UI advances each chained asset (detector and policy
-    state, model, shadow backtest) one partition per iteration of Dagster's backfill daemon,
-    every 30 s, and starts a process per run: a month takes hours whatever the fleet's size.
-    Here the runs follow each other at once. They are ordinary runs of the instance (the UI
-    lists them, tagged neuropilot/backfill=ID, and lineage is the same), and their steps take
-    the warehouse_writer pool like any run, so the daemon's scheduled runs can go on meanwhile."""
+    A backfill from the UI runs each asset over its whole range (BackfillPolicy), a run per
+    asset range, each launched on an iteration of Dagster's backfill daemon (every 30 s). Here
+    each window is its own run, one after the other at once, window by window as the schedules
+    run them: the way to backfill the simulated source, whose telemetry depends on the
+    thresholds applied so far. They are ordinary runs of the instance (the UI lists them,
+    tagged neuropilot/backfill=ID, and lineage is the same), and their steps take the
+    warehouse_writer pool like any run, so the daemon's scheduled runs can go on meanwhile."""
     import uuid
 
     _use_home(_home(args), Path(args.config) if args.config else None)

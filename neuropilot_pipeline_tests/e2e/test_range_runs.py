@@ -26,6 +26,7 @@ from neuropilot_pipeline.assets.features import metric_features
 from neuropilot_pipeline.assets.ingest import raw_metrics
 from neuropilot_pipeline.assets.model import anomaly_model
 from neuropilot_pipeline.assets.partitions import windows_of_day
+from neuropilot_pipeline.lineage import explain
 from neuropilot_pipeline.resources.neuropilot import NeuroPilotResource
 from neuropilot_pipeline.resources.sources import MetricsSourceResource
 from neuropilot_pipeline.storage.warehouse import Warehouse
@@ -72,18 +73,18 @@ def materialize(home, assets, keys, instance):
 def homes(tmp_path_factory):
     root = tmp_path_factory.mktemp("ranges")
     one_by_one, ranged = make_home(root / "one_by_one"), make_home(root / "ranged")
-    instance = dg.DagsterInstance.ephemeral()
+    separate, together = dg.DagsterInstance.ephemeral(), dg.DagsterInstance.ephemeral()
     results = {}
     for day in DAYS:
         for window in windows_of_day(day):
-            materialize(one_by_one, CYCLE, [window], instance)
-        materialize(one_by_one, [anomaly_model], [day], instance)
-        results[("cycle", day)] = materialize(ranged, CYCLE, windows_of_day(day), instance)
-        materialize(ranged, [anomaly_model], [day], instance)
+            materialize(one_by_one, CYCLE, [window], separate)
+        materialize(one_by_one, [anomaly_model], [day], separate)
+        results[("cycle", day)] = materialize(ranged, CYCLE, windows_of_day(day), together)
+        materialize(ranged, [anomaly_model], [day], together)
     for day in DAYS:
-        materialize(one_by_one, [policy_backtest], [day], instance)
-    results["backtest"] = materialize(ranged, [policy_backtest], DAYS, instance)
-    return {"one_by_one": one_by_one, "ranged": ranged, "results": results}
+        materialize(one_by_one, [policy_backtest], [day], separate)
+    results["backtest"] = materialize(ranged, [policy_backtest], DAYS, together)
+    return {"one_by_one": one_by_one, "ranged": ranged, "results": results, "ranged_instance": together}
 
 
 def table(home, name, drop):
@@ -139,3 +140,13 @@ def test_a_range_backtest_carries_its_shadow_run_from_day_to_day(homes):
     mats = {m.partition: m.metadata for m in materializations(homes["results"]["backtest"], "policy_backtest")}
     assert sorted(mats) == DAYS
     assert mats[DAYS[1]]["days"].value == 2.0 and mats[DAYS[0]]["days"].value == 1.0
+
+
+def test_explain_follows_a_window_of_a_range_run_to_its_own_inputs(homes):
+    window = windows_of_day(DAYS[1])[2]
+    chain = {link.asset: link for link in explain(homes["ranged_instance"], window, "api")}
+    run_id = homes["results"][("cycle", DAYS[1])].run_id
+    assert chain["threshold_decision"].run_id == chain["terraform_vars"].run_id == run_id
+    assert chain["threshold_decision"].metadata["raw_metrics_partition"] == window
+    assert set(chain["threshold_decision"].metadata["decisions"]) == {"api"}
+    assert chain["anomaly_model"].partition == DAYS[0]  # the window is scored by the day before's model
