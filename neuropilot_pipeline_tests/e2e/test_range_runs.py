@@ -150,3 +150,44 @@ def test_explain_follows_a_window_of_a_range_run_to_its_own_inputs(homes):
     assert chain["threshold_decision"].metadata["raw_metrics_partition"] == window
     assert set(chain["threshold_decision"].metadata["decisions"]) == {"api"}
     assert chain["anomaly_model"].partition == DAYS[0]  # the window is scored by the day before's model
+
+
+def test_a_range_run_that_failed_part_way_and_ran_again_writes_what_an_uninterrupted_one_writes(
+        homes, tmp_path, monkeypatch):
+    import neuropilot_pipeline.assets.apply as apply_module
+
+    home, instance = make_home(tmp_path / "interrupted"), dg.DagsterInstance.ephemeral()
+    materialize(home, CYCLE, windows_of_day(DAYS[0]), instance)
+    materialize(home, [anomaly_model], [DAYS[0]], instance)
+    # The decisions of day 2 fail at its third window: the two before it were decided, applied
+    # and committed, but the run failed, so none of its windows is recorded as materialized.
+    broken = windows_of_day(DAYS[1])[2]
+    decide = apply_module.decide_window
+
+    def decide_or_fail(context, neuropilot, key):
+        if key == broken:
+            raise dg.Failure(f"injected failure at {key}", allow_retries=False)
+        return decide(context, neuropilot, key)
+    monkeypatch.setattr(apply_module, "decide_window", decide_or_fail)
+    resources = {"neuropilot": NeuroPilotResource(config_path=str(home / "ops_config.yaml"), home=str(home)),
+                 "metrics_source": RecordedHistory()}
+    failed = dg.materialize(CYCLE, instance=instance, resources=resources, raise_on_error=False,
+                            tags={RANGE_START: windows_of_day(DAYS[1])[0], RANGE_END: windows_of_day(DAYS[1])[-1]})
+    assert not failed.success and not materializations(failed, "threshold_decision")
+    monkeypatch.setattr(apply_module, "decide_window", decide)
+    # What the user does: backfill the range again.
+    materialize(home, CYCLE, windows_of_day(DAYS[1]), instance)
+    for name in ("threshold_decisions", "applied_changes", "anomalies", "reward"):
+        pd.testing.assert_frame_equal(table(home, name, TABLES[name]), table(homes["ranged"], name, TABLES[name]),
+                                      obj=name)
+    for service in SERVICES:
+        assert (home / "infra" / service / "terraform.tfvars").read_text() == \
+            (homes["ranged"] / "infra" / service / "terraform.tfvars").read_text(), service
+    # The git history tells what happened: the failed run's commits for the windows before the
+    # failure, then the whole range's again (each re-applied decision is a commit of its own).
+    applied = table(home, "applied_changes", [])
+    before_failure = int(applied[applied["applied"] & applied["partition"].isin(windows_of_day(DAYS[1])[:2])].shape[0])
+    assert before_failure > 0
+    logs = [subprocess.run(["git", "-C", str(h / "infra"), "log", "--format=%s"], capture_output=True, text=True,
+                           check=True).stdout.splitlines() for h in (home, homes["ranged"])]
+    assert len(logs[0]) == len(logs[1]) + before_failure and set(logs[0]) == set(logs[1])
