@@ -191,3 +191,15 @@ def test_a_range_run_that_failed_part_way_and_ran_again_writes_what_an_uninterru
     logs = [subprocess.run(["git", "-C", str(h / "infra"), "log", "--format=%s"], capture_output=True, text=True,
                            check=True).stdout.splitlines() for h in (home, homes["ranged"])]
     assert len(logs[0]) == len(logs[1]) + before_failure and set(logs[0]) == set(logs[1])
+
+
+@pytest.mark.parametrize("alone", ["threshold_decision", "terraform_vars"])
+def test_decision_and_apply_can_each_be_materialized_alone(tmp_path, alone):
+    home, instance = make_home(tmp_path / "home"), dg.DagsterInstance.ephemeral()
+    window = windows_of_day(DAYS[0])[0]
+    materialize(home, CYCLE, [window], instance)
+    resources = {"neuropilot": NeuroPilotResource(config_path=str(home / "ops_config.yaml"), home=str(home)),
+                 "metrics_source": RecordedHistory()}
+    result = dg.materialize(CYCLE, selection=[alone], partition_key=window, instance=instance, resources=resources)
+    # decide_and_apply runs only the selected one (can_subset): the other is not materialized.
+    assert [e.asset_key.to_user_string() for e in result.get_asset_materialization_events()] == [alone]
