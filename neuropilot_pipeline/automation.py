@@ -97,7 +97,7 @@ def partitions_of_run(run: dg.DagsterRun) -> set[str]:
     start, end = tags.get(RANGE_START_TAG), tags.get(RANGE_END_TAG)
     if not (start and end):
         return set()
-    partitions = daily_partitions if len(start) == len("2026-11-01") else six_hourly_partitions
+    partitions = daily_partitions if len(start) == len("YYYY-MM-DD") else six_hourly_partitions
     return set(partitions.get_partition_keys_in_range(dg.PartitionKeyRange(start, end)))
 
 

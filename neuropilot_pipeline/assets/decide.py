@@ -17,8 +17,8 @@ from ..resources.neuropilot import NeuroPilotResource
 from ..resources.sources import thresholds_in_force
 from ..storage.state import StateStore
 from .common import (
-    RAW_TABLE, WAREHOUSE_POOL, WHOLE_RANGE_IN_ONE_RUN, by_service, each_partition, previous_window_unfinished, rows_to_replace, run_services,
-    services_in_window, table_metadata,
+    RAW_TABLE, WAREHOUSE_POOL, WHOLE_RANGE_IN_ONE_RUN, by_service, each_partition, previous_window_unfinished,
+    rows_to_replace, run_services, services_in_window, table_metadata,
 )
 from .detect import ANOMALIES_TABLE
 from .overrides import active_overrides

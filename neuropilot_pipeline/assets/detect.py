@@ -16,8 +16,7 @@ from ..resources.neuropilot import NeuroPilotResource
 from ..storage.reports import report_store
 from .common import (
     RAW_TABLE, WAREHOUSE_POOL, WHOLE_RANGE_IN_ONE_RUN, by_service, each_partition, previous_window_unfinished,
-    rows_to_replace, run_services, services_in_window,
-    table_metadata,
+    rows_to_replace, run_services, services_in_window, table_metadata,
 )
 from .model import MODEL_FEATURES
 from .partitions import previous_day, previous_window, previous_window_key, six_hourly_partitions, window_bounds

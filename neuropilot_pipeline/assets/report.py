@@ -1,6 +1,7 @@
 """daily_report: the intelligence report for one UTC day, from the warehouse."""
 
 
+import functools
 import os
 
 import dagster as dg
@@ -55,6 +56,7 @@ def daily_report(context: dg.AssetExecutionContext, neuropilot: NeuroPilotResour
     cfg = neuropilot.cfg()
     wh, models = neuropilot.warehouse(cfg), neuropilot.models(cfg)
 
+    @functools.cache  # the newest day's is asked twice: to size the chart workers, then for its report
     def services_of(day: str) -> list[str]:
         return watched_services(cfg, wh, windows_of_day(day))  # the report covers every service
 

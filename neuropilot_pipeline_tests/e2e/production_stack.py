@@ -12,6 +12,7 @@ import datetime as dt
 import glob
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -120,6 +121,24 @@ threading.Event().wait(0.2)
 print(json.dumps({"time": time.time(), "now": datetime.datetime.now(datetime.timezone.utc).isoformat(),
                   "waited": time.monotonic() - t0}))
 """
+
+
+def engine_messages(db: Database, run_id: str) -> list[str]:
+    """The messages of the run's events (Dagster's own are in the event, a step's log lines in user_message)."""
+    out = []
+    for r in db.query("SELECT event FROM event_logs WHERE run_id = %s ORDER BY id", (run_id,)):
+        entry = json.loads(r["event"])
+        out.append(((entry.get("dagster_event") or {}).get("message") or "") + (entry.get("user_message") or ""))
+    return out
+
+
+def worker_pid(db: Database, run_id: str) -> int | None:
+    for message in engine_messages(db, run_id):
+        # The run's executor runs its steps in the run worker's own process and says so.
+        found = re.search(r"Executing steps in process \(pid: (\d+)\)", message)
+        if found:
+            return int(found.group(1))
+    return None
 
 
 def find_libfaketime() -> str | None:

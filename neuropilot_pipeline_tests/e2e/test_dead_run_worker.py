@@ -19,14 +19,15 @@ import contextlib
 import datetime as dt
 import json
 import os
-import re
 import signal
 import time
 from pathlib import Path
 
 import pytest
 
-from .production_stack import LOCATION, UTC, Database, DagsterStack, FakeClock, StackError, wait_for
+from .production_stack import (
+    LOCATION, UTC, Database, DagsterStack, FakeClock, StackError, engine_messages, wait_for, worker_pid,
+)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(600)]
 
@@ -51,24 +52,6 @@ def claimed_slots(db: Database, run_id: str) -> list[str]:
     return [r["step_key"] for r in db.query(
         "SELECT step_key FROM concurrency_slots WHERE concurrency_key = 'warehouse_writer' AND run_id = %s "
         "AND deleted = false", (run_id,))]
-
-
-def engine_messages(db: Database, run_id: str) -> list[str]:
-    """The messages of the run's events (Dagster's own are in the event, a step's log lines in user_message)."""
-    out = []
-    for r in db.query("SELECT event FROM event_logs WHERE run_id = %s ORDER BY id", (run_id,)):
-        entry = json.loads(r["event"])
-        out.append(((entry.get("dagster_event") or {}).get("message") or "") + (entry.get("user_message") or ""))
-    return out
-
-
-def worker_pid(db: Database, run_id: str) -> int | None:
-    for message in engine_messages(db, run_id):
-        # The run's executor runs its steps in the run worker's own process and says so.
-        found = re.search(r"Executing steps in process \(pid: (\d+)\)", message)
-        if found:
-            return int(found.group(1))
-    return None
 
 
 def status_of(db: Database, run_id: str) -> str:

@@ -40,7 +40,11 @@ import pytest
 
 from neuropilot_pipeline_tests.integration.test_report_delivery import SlackServer
 
-from .production_stack import LOCATION, REPO, UTC, Database, DagsterStack, FakeClock, StackError, wait_for
+from neuropilot_pipeline.automation import RANGE_END_TAG, RANGE_START_TAG
+
+from .production_stack import (
+    LOCATION, REPO, UTC, Database, DagsterStack, FakeClock, StackError, wait_for, worker_pid,
+)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(900)]
 
@@ -56,7 +60,6 @@ OPS_ASSETS = ["raw_metrics", "metric_features", "anomalies", "forecast_alerts", 
 POOL_STEPS = {"raw_metrics", "metric_features", "anomaly_model", "anomalies", "forecast_alerts", "reward",
               "decide_and_apply", "human_overrides", "policy_backtest"}
 OPS_POOL_STEPS = 6  # raw_metrics, metric_features, anomalies, forecast_alerts, reward, decide_and_apply
-RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 SCHEDULES = ("ops_cycle_schedule", "training_schedule", "report_schedule")
 IN_PROGRESS = ("QUEUED", "NOT_STARTED", "STARTING", "STARTED", "CANCELING")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -220,9 +223,7 @@ class Scenario:
             done = [r["step_key"] for r in self.db.query(
                 "SELECT step_key FROM event_logs WHERE run_id = %s AND dagster_event_type = 'STEP_SUCCESS'",
                 (mine[0]["run_id"],))]
-            pid = next((int(m.group(1)) for r in self.db.query(
-                "SELECT event FROM event_logs WHERE run_id = %s ORDER BY id", (mine[0]["run_id"],))
-                if (m := re.search(r"Executing steps in process \(pid: (\d+)\)", r["event"]))), None)
+            pid = worker_pid(self.db, mine[0]["run_id"])
             if not done or pid is None:
                 return None
             os.kill(pid, signal.SIGSTOP)  # held until the restarted daemon has evaluated 03:00
@@ -407,7 +408,8 @@ def test_backfill_survived_the_daemon_crash_with_every_window_materialized_exact
     # while the daemon was down: not lost, not launched twice, not retried.
     assert [r["run_id"] for r in mine] == [facts["at_crash"]["run_id"]]
     (run,) = mine
-    assert run["status"] == "SUCCESS" and (run["tags"][RANGE_START], run["tags"][RANGE_END]) == (BACKFILL[0], BACKFILL[-1])
+    assert run["status"] == "SUCCESS"
+    assert (run["tags"][RANGE_START_TAG], run["tags"][RANGE_END_TAG]) == (BACKFILL[0], BACKFILL[-1])
     assert "dagster/retry_number" not in run["tags"] and "dagster/parent_run_id" not in run["tags"]
     starts = Counter(r["run_id"] for r in db.query("SELECT run_id FROM event_logs WHERE dagster_event_type = 'PIPELINE_START'"))
     assert starts[run["run_id"]] == 1

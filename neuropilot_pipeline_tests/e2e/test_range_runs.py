@@ -26,6 +26,7 @@ from neuropilot_pipeline.assets.features import metric_features
 from neuropilot_pipeline.assets.ingest import raw_metrics
 from neuropilot_pipeline.assets.model import anomaly_model
 from neuropilot_pipeline.assets.partitions import windows_of_day
+from neuropilot_pipeline.automation import RANGE_END_TAG, RANGE_START_TAG
 from neuropilot_pipeline.lineage import explain
 from neuropilot_pipeline.resources.neuropilot import NeuroPilotResource
 from neuropilot_pipeline.resources.sources import MetricsSourceResource
@@ -40,7 +41,6 @@ TABLES = {  # what each table holds that depends on when it was computed, not on
     "raw_metrics": [], "metric_features": [], "anomalies": [], "forecast_alerts": [], "reward": [],
     "threshold_decisions": [], "applied_changes": ["commit"], "policy_backtest": [],
 }
-RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 
 
 class RecordedHistory(MetricsSourceResource):
@@ -59,12 +59,15 @@ def make_home(path):
     return path
 
 
+def resources_of(home) -> dict:
+    return {"neuropilot": NeuroPilotResource(config_path=str(home / "ops_config.yaml"), home=str(home)),
+            "metrics_source": RecordedHistory()}
+
+
 def materialize(home, assets, keys, instance):
-    resources = {"neuropilot": NeuroPilotResource(config_path=str(home / "ops_config.yaml"), home=str(home)),
-                 "metrics_source": RecordedHistory()}
-    tags = {RANGE_START: keys[0], RANGE_END: keys[-1]} if len(keys) > 1 else {}
+    tags = {RANGE_START_TAG: keys[0], RANGE_END_TAG: keys[-1]} if len(keys) > 1 else {}
     result = dg.materialize(assets, partition_key=keys[0] if len(keys) == 1 else None, instance=instance,
-                            resources=resources, tags=tags, raise_on_error=False)
+                            resources=resources_of(home), tags=tags, raise_on_error=False)
     assert result.success, [str(e.step_failure_data.error) for e in result.all_events if e.is_step_failure]
     return result
 
@@ -169,10 +172,9 @@ def test_a_range_run_that_failed_part_way_and_ran_again_writes_what_an_uninterru
             raise dg.Failure(f"injected failure at {key}", allow_retries=False)
         return decide(context, neuropilot, key)
     monkeypatch.setattr(apply_module, "decide_window", decide_or_fail)
-    resources = {"neuropilot": NeuroPilotResource(config_path=str(home / "ops_config.yaml"), home=str(home)),
-                 "metrics_source": RecordedHistory()}
-    failed = dg.materialize(CYCLE, instance=instance, resources=resources, raise_on_error=False,
-                            tags={RANGE_START: windows_of_day(DAYS[1])[0], RANGE_END: windows_of_day(DAYS[1])[-1]})
+    failed = dg.materialize(CYCLE, instance=instance, resources=resources_of(home), raise_on_error=False,
+                            tags={RANGE_START_TAG: windows_of_day(DAYS[1])[0],
+                                  RANGE_END_TAG: windows_of_day(DAYS[1])[-1]})
     assert not failed.success and not materializations(failed, "threshold_decision")
     monkeypatch.setattr(apply_module, "decide_window", decide)
     # What the user does: backfill the range again.
@@ -198,8 +200,7 @@ def test_decision_and_apply_can_each_be_materialized_alone(tmp_path, alone):
     home, instance = make_home(tmp_path / "home"), dg.DagsterInstance.ephemeral()
     window = windows_of_day(DAYS[0])[0]
     materialize(home, CYCLE, [window], instance)
-    resources = {"neuropilot": NeuroPilotResource(config_path=str(home / "ops_config.yaml"), home=str(home)),
-                 "metrics_source": RecordedHistory()}
-    result = dg.materialize(CYCLE, selection=[alone], partition_key=window, instance=instance, resources=resources)
+    result = dg.materialize(CYCLE, selection=[alone], partition_key=window, instance=instance,
+                            resources=resources_of(home))
     # decide_and_apply runs only the selected one (can_subset): the other is not materialized.
     assert [e.asset_key.to_user_string() for e in result.get_asset_materialization_events()] == [alone]
