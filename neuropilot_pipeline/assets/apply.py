@@ -140,15 +140,18 @@ def _apply_decisions(context, cfg, key, decisions, repo, wh, state):
     if changes and len(cfg.services) == 1 and cfg.config_path is not None:
         _record_in_config(context, cfg.config_path, next(values for _, _, status, values, _, _ in decided
                                                           if status == "applied"))
+    applied = {}
     for service, path, status, in_force, diff, change in decided:
         commit = shas[change] if change is not None else None
-        state.write_json(f"{APPLIED_STATE}-{service}", key, {"thresholds": in_force, "status": status, "commit": commit})
+        applied[service] = {"thresholds": in_force, "status": status, "commit": commit}
         rows.append({"partition": key, "service": service, "status": status, "applied": status == "applied",
                      "commit": commit, "tfvars": str(path), **{f"value_{n}": float(v) for n, v in in_force.items()}})
         if diff:
             diffs[service] = diff
         if commit:
             commits[service] = commit
+    if applied:
+        state.write_services(APPLIED_STATE, key, applied)
     return rows, diffs, commits
 
 

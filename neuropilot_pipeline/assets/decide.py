@@ -4,6 +4,7 @@
 from typing import Any
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 
 from ..core.config import INTEGER_THRESHOLDS, MANAGED_THRESHOLDS, OpsConfig
@@ -87,17 +88,30 @@ def policy_bounds(cfg: OpsConfig) -> dict[str, Bounds]:
     return {name: Bounds(spec.min, spec.max, spec.max_step) for name, spec in cfg.thresholds.items()}
 
 
-def thresholds_before(cfg: OpsConfig, state: StateStore, service: str, partition_key: str) -> tuple[Thresholds, str]:
-    """The thresholds in force during this window: what was applied after the previous
-    decision, else (first window, or nothing applied) what the infrastructure holds."""
+def thresholds_before(cfg: OpsConfig, state: StateStore, services: list[str],
+                      partition_key: str) -> dict[str, tuple[Thresholds, str]]:
+    """Per service, the thresholds in force during this window and where they come from: what
+    was applied after the previous decision, else (first window, or nothing applied) what the
+    infrastructure holds."""
     prev_key = previous_window_key(partition_key)
-    applied = state.read_json(f"{APPLIED_STATE}-{service}", prev_key)
-    if applied:
-        return Thresholds.from_dict(applied["thresholds"]), f"applied after {prev_key}"
-    prev_policy = state.read_json(f"{POLICY_STATE}-{service}", prev_key)
-    if prev_policy and "in_force" in prev_policy:
-        return Thresholds.from_dict(prev_policy["in_force"]), f"in force during {prev_key}"
-    return thresholds_in_force(cfg, service)
+    applied = state.read_services(APPLIED_STATE, prev_key, services)
+    decided = state.read_services(POLICY_STATE, prev_key, [s for s in services if s not in applied])
+    out = {}
+    for service in services:
+        if service in applied:
+            out[service] = Thresholds.from_dict(applied[service]["thresholds"]), f"applied after {prev_key}"
+        elif "in_force" in decided.get(service, {}):
+            out[service] = Thresholds.from_dict(decided[service]["in_force"]), f"in force during {prev_key}"
+        else:
+            out[service] = thresholds_in_force(cfg, service)
+    return out
+
+
+def stored_policy_state(state: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A policy state as it is stored: its demand history as an array (see StateStore bundles)."""
+    if state and isinstance(state.get("demand"), list):
+        return {**state, "demand": np.asarray(state["demand"], dtype=float)}
+    return state
 
 
 # Materialized together with terraform_vars by `decide_and_apply` (apply.py): each window's
@@ -136,21 +150,23 @@ def decide_window(context: dg.AssetExecutionContext, neuropilot: NeuroPilotResou
     prev_key = previous_window_key(key)
     prev_collected = None  # read only if some service has no state from the previous window
     pending = []  # (service, observation, policy state, overrides, thresholds in force, their origin, model)
+    carried = state.read_services(POLICY_STATE, prev_key, services)
+    in_force_of = thresholds_before(cfg, state, services, key)
+    new_states = {}
     for service in services:
         if service not in raw_of or service not in reward_of:
             # No telemetry for this service in this window: no decision, and its policy state
             # goes on unchanged (one silent window must not reset what the policy has learned,
             # nor hold up the other services).
             skipped[service] = "no raw_metrics or reward rows in this window"
-            carried = state.read_json(f"{POLICY_STATE}-{service}", previous_window_key(key))
-            if carried is not None:
-                state.write_json(f"{POLICY_STATE}-{service}", key, carried)
+            if service in carried:
+                new_states[service] = carried[service]
             context.log.warning(f"threshold_decision {key}: {service} skipped ({skipped[service]}).")
             continue
         g = raw_of[service].copy()
         g["good"] = g["p95_latency_ms"] <= cfg.slo_p95_ms
-        in_force, in_force_origin = thresholds_before(cfg, state, service, key)
-        prev_state = state.read_json(f"{POLICY_STATE}-{service}", prev_key)
+        in_force, in_force_origin = in_force_of[service]
+        prev_state = carried.get(service)
         if prev_state is None:
             prev_collected = services_in_window(wh, prev_key) if prev_collected is None else prev_collected
             if service in prev_collected:
@@ -183,8 +199,8 @@ def decide_window(context: dg.AssetExecutionContext, neuropilot: NeuroPilotResou
                                                         **{v: r["value"] for v, r in held.items()}})
             decision.reason += "; held (human override): " + ", ".join(
                 f"{v}={r['value']} by {r['author']} until {r['held_until'][:16]}" for v, r in sorted(held.items()))
-        new_state = {"policy": decision.new_state, "in_force": in_force.to_dict(), "proposed": decision.thresholds.to_dict()}
-        state.write_json(f"{POLICY_STATE}-{service}", key, new_state)
+        new_states[service] = {"policy": stored_policy_state(decision.new_state), "in_force": in_force.to_dict(),
+                               "proposed": decision.thresholds.to_dict()}
         rew = reward_of[service]
         row = {
             "partition": key, "service": service, "mode": cfg.mode, "policy": cfg.policy, "phase": decision.phase,
@@ -212,6 +228,8 @@ def decide_window(context: dg.AssetExecutionContext, neuropilot: NeuroPilotResou
             "changes": {n: f"{row[f'old_{n}']:g} -> {row[f'new_{n}']:g}" for n in MANAGED_THRESHOLDS
                         if row[f"old_{n}"] != row[f"new_{n}"]},
         }
+    if new_states:
+        state.write_services(POLICY_STATE, key, new_states)
     if not rows:
         raise dg.Failure(f"threshold_decision for {key}: no service has telemetry in this window "
                          f"({', '.join(skipped)}); materialize raw_metrics and reward for it first.")
@@ -274,11 +292,12 @@ def _backtest_day(context: dg.AssetExecutionContext, neuropilot: NeuroPilotResou
     earlier_of = {s: g for s, g in earlier.groupby("service", sort=False)} if not earlier.empty else {}
     grid = pd.date_range(day_start, day_end - pd.Timedelta(minutes=1), freq="1min")
     shadows = []
+    carried_of = state.read_services(BACKTEST_STATE, previous_day_key, services)
     for service, g in raw.groupby("service", sort=True):
         series = g.drop_duplicates("ts").set_index("ts")["request_rate_per_s"].reindex(grid)
         # The shadow run goes on from where yesterday's ended: one day of replay per day.
         shadows.append((service, (series.fillna(0.0) * 60.0).to_numpy(), int(series.isna().sum()),
-                        state.read_json(f"{BACKTEST_STATE}-{service}", previous_day_key)))
+                        carried_of.get(service)))
     policy = make_policy(cfg.policy, learning_rate=cfg.learning_rate, bounds=policy_bounds(cfg))
     # Each service's replay is its own: threads run them on every core (the service model's
     # compiled kernels release the GIL; the policy holds no state between decisions).
@@ -286,8 +305,9 @@ def _backtest_day(context: dg.AssetExecutionContext, neuropilot: NeuroPilotResou
                                                         sla_target=cfg.sla_target, monthly_budget=cfg.cost_budget),
                            shadows)
     rows = []
+    state.write_services(BACKTEST_STATE, key, {service: {**carry_on, "policy": stored_policy_state(carry_on["policy"])}
+                                               for (service, *_), (_, carry_on) in zip(shadows, replayed)})
     for (service, _, missing_minutes, carried), (day, carry_on) in zip(shadows, replayed):
-        state.write_json(f"{BACKTEST_STATE}-{service}", key, carry_on)
         day["missing_minutes"] = missing_minutes
         mine = earlier_of.get(service)
         past = {f: float(mine[f"day_{f}"].sum()) for f in DAY_FIGURES} if mine is not None and "day_minutes" in mine \

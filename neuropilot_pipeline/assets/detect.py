@@ -248,10 +248,11 @@ def _window_forecast(context: dg.AssetExecutionContext, neuropilot: NeuroPilotRe
     present = set(raw["service"].unique()) if not raw.empty else set()
     forecast = forecast_grid(grid, end, horizon_minutes=360)
     rows = []
+    in_force_of = thresholds_before(cfg, state, [s for s in services if s in present], key)
     for i, service in enumerate(services):
         if forecast is None or service not in present:
             continue
-        in_force, _ = thresholds_before(cfg, state, service, key)
+        in_force, _ = in_force_of[service]
         for j, (metric, limit) in enumerate(FORECAST_LIMITS.items()):
             values = forecast.values[i * len(metrics) + j]
             if not np.isfinite(values).all():

@@ -108,7 +108,9 @@ def _state_demand(state: Mapping[str, Any]) -> np.ndarray:
     # type() rather than isinstance: bool is an int subclass and must not pass. This runs over
     # days of minutes for every service at every decision, so the checks are vectorised.
     arr = None
-    if isinstance(demand, list) and set(map(type, demand)) <= {float, int}:
+    if isinstance(demand, np.ndarray) and demand.ndim == 1 and demand.dtype.kind in "fiu":
+        arr = demand.astype(float, copy=False)  # as a stored state holds it
+    elif isinstance(demand, list) and set(map(type, demand)) <= {float, int}:
         try:
             arr = np.asarray(demand, dtype=float)
         except OverflowError:  # an int too large for a float

@@ -104,16 +104,17 @@ def collect_simulated(cfg: OpsConfig, state: StateStore, start: pd.Timestamp, en
     origin = pd.Timestamp(cfg.partitions_start, tz="UTC")
     trace_minutes = len(load_demand_trace())
     minutes = int((end - start) / pd.Timedelta(minutes=1))
-    frames, notes = [], {}
-    for index, service in enumerate(cfg.services):
-        if only is not None and service not in only:
-            continue
+    frames, notes, new_states = [], {}, {}
+    chosen = [(index, service) for index, service in enumerate(cfg.services) if only is None or service in only]
+    carried = state.read_services(SIMULATOR_STATE, previous_partition_key, [service for _, service in chosen])
+    for index, service in chosen:
         profile = ServiceProfile.for_service(service, peak, trace_minutes, index)
         sim = SimulatedService(profile, origin)
         thresholds, where = thresholds_in_force(cfg, service)
-        prev = state.read_json(f"{SIMULATOR_STATE}-{service}", previous_partition_key)
-        frame, new_state = sim.window(start, minutes, thresholds, prev)
-        state.write_json(f"{SIMULATOR_STATE}-{service}", partition_key, new_state)
+        prev = carried.get(service)
+        frame, new_states[service] = sim.window(start, minutes, thresholds, prev)
         frames.append(frame)
         notes[service] = f"thresholds from {where}; state {'carried from ' + previous_partition_key if prev else 'fresh'}"
+    if new_states:
+        state.write_services(SIMULATOR_STATE, partition_key, new_states)
     return Collected(pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["service", "ts"]), notes)

@@ -59,8 +59,8 @@ def test_days_run_in_order_as_tagged_runs_of_the_instance(backfilled):
 def test_the_first_failed_run_stops_the_backfill_with_its_cause_and_the_resume_command(backfilled):
     tmp_path, home, _, _ = backfilled
     # The last policy state of the first backfill, cut short as by a copy that did not finish.
-    damaged = home / "state" / "policy-web" / "2026-11-02-1800.json"
-    damaged.write_text(damaged.read_text()[:40])
+    damaged = home / "state" / "policy" / "2026-11-02-1800.npz"
+    damaged.write_bytes(damaged.read_bytes()[:40])
     proc = neuropilot(tmp_path, "backfill", "--home", str(home), "--from", "2026-11-03", "--to", "2026-11-04")
     assert proc.returncode == 1
     assert "ops_cycle [2026-11-03-00:00] FAILED" in proc.stdout

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -21,6 +22,7 @@ from neuropilot_pipeline.assets.model import anomaly_model
 from neuropilot_pipeline.assets.partitions import windows_of_day
 from neuropilot_pipeline.resources.neuropilot import NeuroPilotResource
 from neuropilot_pipeline.resources.sources import MetricsSourceResource
+from neuropilot_pipeline.storage.state import StateStore
 from neuropilot_pipeline.storage.warehouse import Warehouse
 from neuropilot_pipeline_tests.dagster_results import materializations
 from neuropilot_pipeline_tests.e2e.homes import apply_mode_home
@@ -120,9 +122,8 @@ def test_one_services_anomaly_never_moves_another_services_thresholds(two_homes)
         assert (calm / "infra" / service / "terraform.tfvars").read_bytes() == \
             (spiked / "infra" / service / "terraform.tfvars").read_bytes()
         for window in day2:
-            name = window.replace(":", "") + ".json"
-            assert (calm / "state" / f"policy-{service}" / name).read_bytes() == \
-                (spiked / "state" / f"policy-{service}" / name).read_bytes()
+            np.testing.assert_equal(StateStore(calm / "state").read_services("policy", window)[service],
+                                    StateStore(spiked / "state").read_services("policy", window)[service])
 
 
 def test_a_run_for_one_service_replaces_its_rows_and_keeps_the_others(two_homes, tmp_path):
@@ -196,10 +197,8 @@ def test_a_service_silent_for_a_window_holds_nobody_up_and_keeps_what_its_policy
     decision = materializations(result, "threshold_decision")[-1]
     assert set(decision.metadata["skipped"].value) == {"api"}
     assert sorted(table(home, "threshold_decisions", [silent])["service"]) == ["db", "web"]
-    state = lambda w: (home / "state" / "policy-api" / (w.replace(":", "") + ".json")).read_bytes()  # noqa: E731
-    assert state(silent) == state(day2[-2])  # carried unchanged through the silent window
+    state = lambda w: StateStore(home / "state").read_services("policy", w)["api"]  # noqa: E731
+    np.testing.assert_equal(state(silent), state(day2[-2]))  # carried unchanged through the silent window
     assert cycle(home, after).success  # and the next window goes on from it
-    import json
-
-    before, now = json.loads(state(day2[-2])), json.loads(state(after))
+    before, now = state(day2[-2]), state(after)
     assert now["policy"]["decisions"] == before["policy"]["decisions"] + 1

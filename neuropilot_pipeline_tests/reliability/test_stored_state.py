@@ -64,6 +64,55 @@ def test_damaged_policy_state_is_refused_with_the_fix(tmp_path, content):
         store.read_json("policy-web", WINDOW)
 
 
+def a_policy_state(seed):
+    demand = np.round(np.random.default_rng(seed).uniform(0, 1e4, 4320), 3)
+    return {"policy": {"demand": demand, "risk": 0.25, "last_target": {"cpu_scale_up_threshold": 85.0}},
+            "in_force": {"cpu_scale_up_threshold": 80.0}}
+
+
+def test_a_bundle_gives_back_every_services_state_exactly_and_a_run_for_one_keeps_the_others(tmp_path):
+    store = StateStore(tmp_path)
+    written = {"web": a_policy_state(1), "db": a_policy_state(2)}
+    store.write_services("policy", WINDOW, written)
+    np.testing.assert_equal(store.read_services("policy", WINDOW), written)  # float64 demand, bit for bit
+    store.write_services("policy", WINDOW, {"web": a_policy_state(3)})  # a run for web alone
+    np.testing.assert_equal(store.read_services("policy", WINDOW), {"web": a_policy_state(3), "db": a_policy_state(2)})
+
+
+def test_state_written_per_service_before_bundles_is_carried_on(tmp_path):
+    # A home upgraded from a version that wrote state/policy-<service>/<window>.json: the next
+    # window must start from what the policy learned, not from nothing.
+    store = StateStore(tmp_path)
+    legacy = {"policy": {"demand": [1.0, 2.0], "risk": 0.1}, "in_force": {"cpu_scale_up_threshold": 85.0}}
+    store.write_json("policy-web", WINDOW, legacy)
+    store.write_services("policy", WINDOW, {"db": a_policy_state(2)})  # db already on bundles
+    found = store.read_services("policy", WINDOW, ["web", "db", "new"])
+    assert found["web"] == legacy and set(found) == {"web", "db"}
+
+
+@pytest.mark.parametrize("damage", [
+    lambda raw: raw[:40],  # truncated
+    lambda raw: b"PK\x03\x04 not a zip",
+    lambda raw: _npz(documents=np.array([{"evil": 1}], dtype=object)),  # a pickle inside: never loaded
+    lambda raw: _npz(documents=np.frombuffer(b'{"web": {"x": {"__array__": "a9"}}}', dtype=np.uint8)),
+    lambda raw: _npz(documents=np.frombuffer(b'[1, 2]', dtype=np.uint8)),
+])
+def test_a_damaged_bundle_is_refused_with_the_file_and_the_fix(tmp_path, damage):
+    store = StateStore(tmp_path)
+    path = store.write_services("policy", WINDOW, {"web": a_policy_state(1)})
+    path.write_bytes(damage(path.read_bytes()))
+    with pytest.raises(StateFileError, match=f"policy state {path}.*re-materialize partition {WINDOW}"):
+        store.read_services("policy", WINDOW, ["web"])
+
+
+def _npz(**arrays) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
 def test_damaged_detector_arrays_are_refused_and_never_unpickled(tmp_path):
     store = StateStore(tmp_path)
     path = store.write_arrays("detectors-web", WINDOW, {"level": np.ones(10)})
