@@ -35,6 +35,29 @@ def each_partition(context: dg.AssetExecutionContext, materialize: Callable[[str
     return each_partition_of_assets(context, lambda key: [materialize(key)])[0]
 
 
+def each_partition_overlapped(context: dg.AssetExecutionContext,
+                              start: Callable[[str], Callable[[], dg.MaterializeResult]]) -> dg.MaterializeResult:
+    """`each_partition` for work that ends waiting on other processes: `start(key)` does this
+    process's part and hands the rest to workers, returning a function that waits for them and
+    gives the result. Over a range, the next partition's `start` runs before this one waits, so
+    this process computes while the workers draw (the report's charts: ~1.5 s a day)."""
+    keys = sorted(context.partition_keys)
+    started: dict[str, Callable[[], dg.MaterializeResult]] = {}
+
+    def materialize(key: str) -> dg.MaterializeResult:
+        finish = started.pop(key, None) or start(key)
+        following = keys.index(key) + 1
+        if following < len(keys):
+            try:
+                started[keys[following]] = start(keys[following])
+            except BaseException:
+                finish()  # this partition's files are whole before the failure stops the run
+                raise
+        return finish()
+
+    return each_partition(context, materialize)
+
+
 def each_partition_of_assets(context: dg.AssetExecutionContext,
                              materialize: Callable[[str], list[dg.MaterializeResult]]) -> list[dg.MaterializeResult]:
     """`each_partition` for a multi-asset: `materialize(key)` gives one result per selected asset

@@ -52,6 +52,19 @@ def map_processes(fn: Callable[[T], R], items: Iterable[T], workers: int | None 
         return list(started.map(fn, items, chunksize=chunksize))
 
 
+def submit_processes(fn: Callable[[T], R], items: Iterable[T], pool: ProcessPoolExecutor | None,
+                     min_items: int = 8) -> Callable[[], list[R]]:
+    """`map_processes` on started workers without waiting: returns a function that waits for
+    the results (in order). The caller goes on with other work while the workers run. Without
+    `pool`, or with fewer than `min_items` items, the items run here, now."""
+    items = list(items)
+    if pool is None or len(items) < min_items:
+        done = map_processes(fn, items, min_items=len(items) + 1)
+        return lambda: done
+    futures = [pool.submit(fn, item) for item in items]
+    return lambda: [f.result() for f in futures]
+
+
 def _spawn_pool(workers: int) -> ProcessPoolExecutor:
     # spawn, not fork: the caller (a Dagster step) runs threads, which fork would copy mid-flight.
     return ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"), initializer=_worker_start)

@@ -12,6 +12,7 @@ moment, a closed loop that only runs forward: a backfill of it is a different ex
 """
 
 import dataclasses
+import json
 import shutil
 import subprocess
 
@@ -26,6 +27,7 @@ from neuropilot_pipeline.assets.features import metric_features
 from neuropilot_pipeline.assets.ingest import raw_metrics
 from neuropilot_pipeline.assets.model import anomaly_model
 from neuropilot_pipeline.assets.partitions import windows_of_day
+from neuropilot_pipeline.assets.report import daily_report
 from neuropilot_pipeline.automation import RANGE_END_TAG, RANGE_START_TAG
 from neuropilot_pipeline.lineage import explain
 from neuropilot_pipeline.resources.neuropilot import NeuroPilotResource
@@ -193,6 +195,69 @@ def test_a_range_run_that_failed_part_way_and_ran_again_writes_what_an_uninterru
     logs = [subprocess.run(["git", "-C", str(h / "infra"), "log", "--format=%s"], capture_output=True, text=True,
                            check=True).stdout.splitlines() for h in (home, homes["ranged"])]
     assert len(logs[0]) == len(logs[1]) + before_failure and set(logs[0]) == set(logs[1])
+
+
+def report_files(home, day):
+    """The day's report files, as a reader compares them: the JSON without its generation time,
+    the HTML with that time and the home's path taken out, the charts' bytes."""
+    files = {p.name: p.read_bytes() for p in (home / "reports").glob(f"daily_report_{day.replace('-', '')}*")}
+    stem = f"daily_report_{day.replace('-', '')}"
+    report = json.loads(files.pop(f"{stem}.json"))
+    generated = report.pop("generated_at")
+    files[f"{stem}.html"] = files[f"{stem}.html"].decode().replace(generated, "GENERATED").replace(str(home), "HOME")
+    return {**files, f"{stem}.json": report}
+
+
+@pytest.fixture
+def reports_on_workers(monkeypatch):
+    """Charts on two worker processes (three services are below the default threshold for
+    workers), and the order in which the report's own work and its charts' collection ran."""
+    import neuropilot_pipeline.assets.report as report_module
+
+    monkeypatch.setattr(report_module, "MIN_CHARTED_FOR_WORKERS", 2)
+    calls = []
+    start, finish = report_module._start_daily_report, report_module._finish_daily_report
+
+    def recorded_start(day, *args):
+        calls.append(("start", day))
+        return start(day, *args)
+
+    def recorded_finish(cfg, report, *args):
+        calls.append(("finish", report["date"]))
+        return finish(cfg, report, *args)
+    monkeypatch.setattr(report_module, "_start_daily_report", recorded_start)
+    monkeypatch.setattr(report_module, "_finish_daily_report", recorded_finish)
+    return calls
+
+
+def test_a_range_report_computes_the_next_day_while_the_charts_are_drawn_and_writes_the_same(
+        homes, reports_on_workers):
+    for day in DAYS:
+        materialize(homes["one_by_one"], [daily_report], [day], dg.DagsterInstance.ephemeral())
+    reports_on_workers.clear()
+    result = materialize(homes["ranged"], [daily_report], DAYS, homes["ranged_instance"])
+    assert reports_on_workers == [("start", DAYS[0]), ("start", DAYS[1]), ("finish", DAYS[0]), ("finish", DAYS[1])]
+    assert [m.partition for m in materializations(result, "daily_report")] == DAYS
+    for day in DAYS:
+        ranged, separate = report_files(homes["ranged"], day), report_files(homes["one_by_one"], day)
+        assert sum(name.endswith(".png") for name in ranged) == 11 * len(SERVICES)
+        assert ranged == separate, day
+
+
+def test_a_range_report_that_fails_on_a_day_leaves_the_day_before_it_whole(homes, tmp_path, reports_on_workers):
+    home = tmp_path / "home"
+    shutil.copytree(homes["ranged"], home, symlinks=True)
+    shutil.rmtree(home / "reports")
+    for window in windows_of_day(DAYS[1]):  # day 2's telemetry is gone: its report must fail
+        (home / "warehouse" / "raw_metrics" / (window.replace(":", "") + ".parquet")).unlink()
+    failed = dg.materialize([daily_report], instance=dg.DagsterInstance.ephemeral(), resources=resources_of(home),
+                            tags={RANGE_START_TAG: DAYS[0], RANGE_END_TAG: DAYS[1]}, raise_on_error=False)
+    assert not failed.success
+    assert any(f"No raw_metrics for {DAYS[1]}" in str(e.step_failure_data.error) for e in failed.all_events
+               if e.is_step_failure)
+    # Day 1's charts were still being drawn when day 2 failed: they and its page were finished.
+    assert reports_on_workers == [("start", DAYS[0]), ("start", DAYS[1]), ("finish", DAYS[0])]
+    assert report_files(home, DAYS[0]) == report_files(homes["one_by_one"], DAYS[0])
 
 
 @pytest.mark.parametrize("alone", ["threshold_decision", "terraform_vars"])
