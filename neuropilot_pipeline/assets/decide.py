@@ -95,7 +95,8 @@ def thresholds_before(cfg: OpsConfig, state: StateStore, services: list[str],
     infrastructure holds."""
     prev_key = previous_window_key(partition_key)
     applied = state.read_services(APPLIED_STATE, prev_key, services)
-    decided = state.read_services(POLICY_STATE, prev_key, [s for s in services if s not in applied])
+    unapplied = [s for s in services if s not in applied]
+    decided = state.read_services(POLICY_STATE, prev_key, unapplied) if unapplied else {}
     out = {}
     for service in services:
         if service in applied:

@@ -365,7 +365,8 @@ def ticks(db: Database) -> list[dict]:
         data = json.loads(t["tick_body"])
         out.append({"name": data["job_name"], "type": t["type"], "status": t["status"], "timestamp": data["timestamp"],
                     "run_ids": data.get("run_ids") or [], "run_keys": data.get("run_keys") or [],
-                    "skip_reason": data.get("skip_reason") or ""})
+                    "skip_reason": data.get("skip_reason") or "",
+                    "error": ((data.get("error") or {}).get("message") or "").strip()})
     return out
 
 
@@ -494,7 +495,7 @@ def test_every_sensor_evaluated_without_error_and_only_the_critical_one_had_caus
     # The daemon still runs while the tests read: each sensor's newest tick may be one it is
     # evaluating at this moment (STARTED). Every earlier tick must have ended well.
     newest = {t["name"]: i for i, t in enumerate(sensor_ticks)}
-    ended_badly = [(t["name"], t["status"]) for i, t in enumerate(sensor_ticks)
+    ended_badly = [(t["name"], t["status"], hhmm(t["timestamp"]), t["error"][-600:]) for i, t in enumerate(sensor_ticks)
                    if t["status"] not in ("SUCCESS", "SKIPPED") and not (t["status"] == "STARTED" and newest[t["name"]] == i)]
     assert not ended_badly, ended_badly
     # No run failed (run_failure_to_slack), nobody committed to the infra repository
