@@ -76,9 +76,18 @@ class InfraRepo:
 
     # ---- plumbing ---------------------------------------------------------------------------
     def _env(self) -> dict[str, str]:
-        return {**os.environ, "GIT_AUTHOR_NAME": self.author_name, "GIT_AUTHOR_EMAIL": self.author_email,
-                "GIT_COMMITTER_NAME": self.author_name, "GIT_COMMITTER_EMAIL": self.author_email,
-                "GIT_TERMINAL_PROMPT": "0"}
+        env = {**os.environ, "GIT_AUTHOR_NAME": self.author_name, "GIT_AUTHOR_EMAIL": self.author_email,
+               "GIT_COMMITTER_NAME": self.author_name, "GIT_COMMITTER_EMAIL": self.author_email,
+               "GIT_TERMINAL_PROMPT": "0"}
+        # git's automatic gc (once ~6,700 loose objects pile up: 100 services commit that in
+        # about 17 windows) runs inside the commit that triggers it, not detached in the
+        # background: a background gc deleted object folders while the next window's stale-lock
+        # sweep walked .git (a month's backfill failed on it), and it holds locks that the sweep
+        # must refuse to touch. Added to any GIT_CONFIG_* settings the environment has.
+        n = int(env.get("GIT_CONFIG_COUNT") or 0)
+        env.update({"GIT_CONFIG_COUNT": str(n + 1), f"GIT_CONFIG_KEY_{n}": "gc.autoDetach",
+                    f"GIT_CONFIG_VALUE_{n}": "false"})
+        return env
 
     def git(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         proc = subprocess.run(["git", "-C", str(self.path), *args], capture_output=True, text=True, env=self._env())
@@ -176,7 +185,14 @@ class InfraRepo:
         refs/heads/<branch>.lock, ...) and every later git command fails. Under our lock, with
         no git process working in the repository, they are stale."""
         git_dir = self.path / ".git"
-        locks = [p for p in git_dir.rglob("*.lock") if self.control_dir not in p.parents]
+        locks = []
+        # os.walk, not rglob: it skips a folder that vanishes while it walks (a person's `git gc`
+        # in the clone deletes loose-object folders) instead of failing the run.
+        for folder, subfolders, files in os.walk(git_dir):
+            if Path(folder) == self.control_dir:
+                subfolders.clear()
+                continue
+            locks += [Path(folder) / name for name in files if name.endswith(".lock")]
         if not locks:
             return
         busy = _git_running_in(self.path)

@@ -5,7 +5,7 @@ import subprocess
 import pytest
 
 from neuropilot_pipeline.core.gitops import (
-    ForeignChangesError, InfraRepo, PushRejectedError, decision_commit_subject, files_to_check_for_human_changes,
+    ForeignChangesError, InfraRepo, _git_running_in, PushRejectedError, decision_commit_subject, files_to_check_for_human_changes,
     newest_authors,
 )
 from neuropilot_pipeline.core.tfvars import apply_tfvars_updates
@@ -13,8 +13,8 @@ from neuropilot_pipeline.core.tfvars import apply_tfvars_updates
 START = "# web\ncpu_scale_up_threshold = 80 # up\ncpu_scale_down_threshold = 30\n"
 
 
-def git(path, *args):
-    return subprocess.run(["git", "-C", str(path), *args], capture_output=True, text=True, check=True).stdout
+def git(path, *args, check=True):
+    return subprocess.run(["git", "-C", str(path), *args], capture_output=True, text=True, check=check).stdout
 
 
 @pytest.fixture
@@ -270,3 +270,26 @@ def test_the_newest_author_of_each_file_is_found_however_far_back(tmp_path):
         {"idle/terraform.tfvars"} if found["idle/terraform.tfvars"] != repo.author_name else set())
     # Stopping early leaves no git process behind.
     assert subprocess.run(["pgrep", "-f", f"git -C {repo.path} log"], capture_output=True).returncode == 1
+
+
+def test_gits_automatic_gc_is_done_when_the_commit_that_started_it_returns(fleet, tmp_path):
+    # git packs its loose objects once there are many (~6,700: 100 services commit that in 17
+    # windows), by default in a detached background process. That process deleted object
+    # folders while the next window swept .git for stale locks, and a month's backfill failed.
+    repo, _ = fleet
+    files = []
+    for i in range(3000):  # loose objects, as thousands of commits leave them
+        files.append(tmp_path / f"object{i}")
+        files[-1].write_text(f"loose object {i}")
+    subprocess.run(["git", "-C", str(repo.path), "hash-object", "-w", "--stdin-paths"], check=True, text=True,
+                   input="\n".join(map(str, files)), capture_output=True)
+    git(repo.path, "config", "gc.auto", "1")  # and a threshold they are far above
+    # Every git command NeuroPilot runs is told to gc in the foreground, whatever the user's
+    # git configuration says...
+    assert repo.git("config", "--get", "gc.autoDetach").stdout.strip() == "false"
+    assert git(repo.path, "config", "--get", "gc.autoDetach", check=False) == ""
+    with repo.locked():
+        repo.apply_file_changes(fleet_changes(repo, services=FLEET[:1]))
+    assert _git_running_in(repo.path) == []  # no gc left running in the background...
+    counts = dict(line.split(": ") for line in git(repo.path, "count-objects", "-v").splitlines())
+    assert int(counts["packs"]) >= 1  # ...because it ran, and finished, inside the commit
