@@ -11,7 +11,7 @@ from ..resources.neuropilot import NeuroPilotResource
 from ..storage.models import REGISTRY_TABLE
 from .common import WAREHOUSE_POOL, WHOLE_RANGE_IN_ONE_RUN, each_partition, rows_to_replace, run_services
 from .features import FEATURES_TABLE
-from .partitions import daily_partitions, day_bounds, windows_of_day
+from .partitions import daily_partitions, day_bounds, previous_day, windows_of_day
 
 # The joint operating point of a service; cost is left out (it is instance_count times a price).
 MODEL_FEATURES = ("cpu_percent", "memory_percent", "p95_latency_ms", "error_rate_percent",
@@ -34,7 +34,9 @@ def training_matrices(features: pd.DataFrame) -> dict[str, pd.DataFrame]:
     group_name="learn",
     kinds={"scikitlearn", "json"},
     pool=WAREHOUSE_POOL,
-    deps=["metric_features"],
+    # Each day warm-starts from the day before's version: declared, so a backfill trains the
+    # days in order and the UI's lineage shows the chain.
+    deps=["metric_features", dg.AssetDep("anomaly_model", partition_mapping=previous_day)],
     check_specs=[dg.AssetCheckSpec("every_service_trained", asset="anomaly_model",
                                    description="Each watched service got a model version today.")],
     description="Per service, a GaussianMixture (with its scaler) trained on the lookback_hours of features "
