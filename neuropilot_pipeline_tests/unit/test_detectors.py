@@ -96,7 +96,7 @@ def test_prefix_run_gives_the_same_verdicts(tmp_path):
     summary = detect_csv(path, out)
     written = pd.read_csv(out)
     assert list(written.columns) == ["timestamp", "value", "score", "is_anomaly", "severity", "score_zscore",
-                                     "score_ewma", "score_seasonal", "score_gmm"]
+                                     "score_ewma", "score_seasonal", "score_gmm", "score_shape"]
     assert summary["anomalies"] == int(written["is_anomaly"].sum()) >= 1
 
 
@@ -133,3 +133,83 @@ def test_joint_alarms_use_the_gmm_score_with_suppression():
     records, since = joint_alarms(g, ["web/joint"], ts, None, DetectorConfig(suppress_minutes=60))
     assert [(r["ts"], r["severity"]) for r in records] == [(ts[10], "critical"), (ts[100], "medium")]
     assert since[0] == 19  # minutes since the last alarm, carried to the next window
+
+
+# ---- the shape detector (core/shape.py) ------------------------------------------------------
+
+def test_a_drop_is_caught_by_its_shape_before_the_statistics_see_it():
+    # A noisy metric (level 50, sd 3) drops by a quarter over three hours and stays there. The
+    # baseline follows the drop, so the point never deviates by the material 20 %; the last two
+    # hours, though, look like nothing in the past week.
+    n = 9 * DAY
+    ts = pd.date_range("2026-11-01", periods=n, freq="1min", tz="UTC")
+    x = 50 + np.random.default_rng(5).normal(0, 3, n)
+    start = 6 * DAY
+    x[start:] -= np.minimum(np.arange(n - start) / 180, 1.0) * 12.0
+    hits, result = flagged(x, ts)
+    statistics_only, _ = flagged(x, ts, shape_gate=0.0, shape_alarm=np.inf)
+    assert hits.tolist() == [start + 104]  # during the drop, and once
+    assert result.scores["shape"][0, hits[0]] >= DetectorConfig().shape_alarm
+    assert statistics_only[0] > hits[0] + 60  # they alarm once the point has fallen far enough
+    record, = anomaly_records(result, ["db/temperature"], ts)
+    assert record["detectors"] == "shape" and "the last 2 h are" in record["explanation"]
+    assert "past 7 days" in record["explanation"] and record["score_shape"] == result.scores["shape"][0, hits[0]]
+
+
+def test_a_spike_the_metric_throws_every_day_stops_alarming_and_a_new_one_does_not():
+    # A batch job doubles the load for 20 minutes at the same time every day: far from the
+    # baseline every time, but after a few days not new. A spike of a shape never seen is.
+    ts, x = daily(days=9, noise=1.0, seed=6)
+    for day in range(9):
+        x[day * DAY + 600: day * DAY + 620] += 40.0
+    hits, result = flagged(x, ts)
+    batch = [day * DAY + 600 + k for day in range(5, 9) for k in range(20)]
+    assert result.scores["zscore"][0, batch].max() > DetectorConfig().threshold  # far from the baseline
+    assert not np.isin(batch, hits).any()
+    x[8 * DAY + 900: 8 * DAY + 960] += 60.0  # an hour at a level the metric never held
+    hits, _ = flagged(x, ts)
+    assert ((hits >= 8 * DAY + 900) & (hits < 8 * DAY + 960)).any()
+
+
+def _pipeline_style(values, ts, config, history_minutes):
+    """6-hour windows whose detector state is stored without the shape buckets and rebuilt
+    from the raw values before each window, as the anomalies asset does."""
+    from neuropilot_pipeline.core.detectors import persisted_state, rebuild_shape_state
+
+    state, parts = None, []
+    for lo in range(0, values.shape[1], 360):
+        if state is not None:
+            h = max(0, lo - history_minutes)
+            stored = {k: np.array(v) for k, v in persisted_state(state).items()}
+            state = rebuild_shape_state(stored, values[:, h:lo], ts[h:lo], config)
+        part, state = detect_chunk(values[:, lo:lo + 360], ts[lo:lo + 360], state, config)
+        parts.append(part)
+    return parts
+
+
+def test_windows_with_the_shape_state_rebuilt_from_raw_give_exactly_the_one_pass_results():
+    from neuropilot_pipeline.core.detectors import shape_history_minutes
+
+    config = DetectorConfig()
+    ts, x = daily(days=11, noise=2.0, seed=7)
+    gappy = x.copy()
+    gappy[5 * DAY: 5 * DAY + 600] = np.nan  # ten hours of no data
+    gappy[np.random.default_rng(8).integers(0, len(x), 400)] = np.nan
+    gappy[8 * DAY:] -= np.linspace(0, 30, len(x) - 8 * DAY)
+    values = np.vstack([x, gappy])
+    whole, _ = detect_chunk(values, ts, None, config)
+    parts = _pipeline_style(values, ts, config, int(shape_history_minutes(config)))
+    for name in ("shape", "zscore", "seasonal"):
+        np.testing.assert_array_equal(np.concatenate([p.scores[name] for p in parts], axis=1), whole.scores[name])
+    np.testing.assert_array_equal(np.concatenate([p.is_anomaly for p in parts], axis=1), whole.is_anomaly)
+    assert whole.is_anomaly[1].any() and np.isfinite(whole.scores["shape"]).mean() > 0.15
+
+
+def test_the_stored_state_holds_no_week_of_buckets():
+    from neuropilot_pipeline.core.detectors import persisted_state
+
+    ts, x = daily(days=2)
+    _, state = detect_chunk(x[None, :], ts, None)
+    stored = persisted_state(state)
+    assert {"shape_values", "shape_slots", "shape_sums"}.isdisjoint(stored)
+    assert sum(v.nbytes for v in stored.values()) < 2_000  # per series; the buckets are ~90 kB

@@ -1,0 +1,311 @@
+"""The shape detector: is the last stretch of a metric unlike anything it did in the past week?
+
+A metric's points are averaged into buckets (`bucket_minutes`, 5; a coarser series keeps one
+point per bucket). The shape at a bucket is its last `length` buckets (2 hours at 5 minutes);
+its distance to the past is the root-mean-square difference to the nearest stretch of the same
+length that started within `lookback_minutes` (7 days) and does not overlap it: the "left
+nearest neighbour" of matrix-profile discord search, on raw values, so a level the metric has
+never held is far from everything. The score is that distance over its typical value (an
+exponentially weighted mean of past distances, half-life `typical_halflife_minutes`): 1 is an
+ordinary stretch, 3 one three times further from anything seen than usual.
+
+Why it is there: the z-score, EWMA and seasonal detectors say how far a point is from its
+baseline, but not whether the metric has done this before. A tweet-volume spike that happens
+every few days is far from the baseline every time; a machine's temperature sliding down over
+a day never is, because the baseline follows it. The shape score tells both apart.
+
+Cost: each bucket updates one running sum of squares per lag (O(lookback) a bucket), and every
+`recompute_minutes` (6 hours, UTC-aligned like the pipeline's windows) the sums are recomputed
+from the buckets themselves. That recomputation is what lets the pipeline rebuild the state at
+a window's start from the raw metrics (`replay_buckets`) instead of storing a week of buckets
+per series in every window's state: a rebuilt state gives exactly the numbers of a state
+carried in memory, because both start their running sums at the same bucket from the same
+values, and the lags either could not share are never used.
+
+Layout: bucket k of a series sits at k % cap and again at k % cap + cap in `shape_values`, so
+"k buckets back" is a plain descending index for every lag (no modulo in the inner loops).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+# Columns of the per-series scalar state (`shape_scalars`).
+CUR_SLOT, CUR_SUM, CUR_N, EVAL_N, LAST_MINUTE, LAST_STEP, N_BUCKETS, TYP_NUM, TYP_DEN, TYP_SLOT, SCRATCH_N, \
+    ACTIVE, SCRATCH_BEST = range(13)
+N_SCALARS = 13
+
+# What a pipeline does not store between windows: a week of buckets per series, rebuilt from
+# the raw metrics (`replay_buckets`). The scalars (the bucket filling, the typical distance) are stored.
+REBUILT = ("shape_values", "shape_slots", "shape_sums")
+
+
+def capacity(bucket_minutes: float, length: int, lookback_minutes: float, recompute_minutes: float) -> int:
+    """Buckets kept per series: the lookback and two recomputation blocks, plus two shapes."""
+    return int(math.ceil((lookback_minutes + 2 * recompute_minutes) / bucket_minutes)) + 2 * length + 2
+
+
+def new_state(n_series: int, cap: int) -> dict[str, np.ndarray]:
+    scalars = np.zeros((n_series, N_SCALARS))
+    scalars[:, [CUR_SLOT, LAST_MINUTE, TYP_SLOT]] = np.nan
+    scalars[:, [EVAL_N, SCRATCH_N]] = -1.0
+    return {
+        "shape_scalars": scalars,
+        "shape_values": np.full((n_series, 2 * cap), np.nan),  # bucket means, twice (see Layout)
+        "shape_slots": np.full((n_series, cap), np.nan),  # their bucket numbers (minutes // bucket_minutes)
+        # Sums of squares per lag: row ACTIVE for the shape ending at the last closed bucket, the
+        # other row for the bucket filling when it was evaluated (a closing then only flips ACTIVE).
+        "shape_sums": np.full((n_series, 2, cap), np.nan),
+    }
+
+
+def reset_rebuilt(state: dict[str, np.ndarray], cap: int) -> dict[str, np.ndarray]:
+    """Fresh rebuilt parts for `state`'s series (whose scalars are kept, but for the counters that
+    index the rebuilt parts)."""
+    n = state["shape_scalars"].shape[0]
+    fresh = new_state(n, cap)
+    out = dict(state)
+    out.update({k: fresh[k] for k in REBUILT})
+    scalars = np.array(state["shape_scalars"], dtype=float, copy=True)
+    scalars[:, N_BUCKETS] = 0.0
+    scalars[:, SCRATCH_N] = -1.0
+    scalars[:, ACTIVE] = 0.0
+    out["shape_scalars"] = scalars
+    return out
+
+
+@njit(cache=True)
+def _lag_bounds(slots, i, e, bound_slot, length, cap):
+    """(lo, hi): the lags whose shape starts in the ring and at or after bound_slot, for the shape
+    ending at bucket index e. Starts are e - lag - length + 1; slots rise with the index."""
+    max_lag = cap - 2 * length
+    hi = min(max_lag, e - length + 1)  # start >= 0
+    lo = length
+    if hi < lo:
+        return lo, lo - 1
+    # the largest lag whose start slot >= bound_slot (bisection over a rising sequence)
+    if slots[i, (e - hi - length + 1) % cap] >= bound_slot:
+        return lo, hi
+    if slots[i, (e - lo - length + 1) % cap] < bound_slot:
+        return lo, lo - 1
+    a, b = lo, hi  # start slot of lag a >= bound, of lag b < bound
+    while b - a > 1:
+        mid = (a + b) // 2
+        if slots[i, (e - mid - length + 1) % cap] >= bound_slot:
+            a = mid
+        else:
+            b = mid
+    return lo, a
+
+
+@njit(cache=True)
+def _advance(values, row_in, row, e, new_value, hi_valid, hi_all, length, cap):
+    """row[lag] = row_in[lag] brought from the shape ending at bucket e - 1 to the one ending at
+    e (value new_value), for lags [length, hi_all]; the rest NaN. Returns the smallest over the
+    valid lags [length, hi_valid] (inf when none). This is the detector's inner loop: it is split
+    into branch-free runs (with or without the pair leaving the shape, with or without the minimum)."""
+    base = e % cap + cap  # values[base - d] is bucket e - d
+    for lag in range(0, length):
+        row[lag] = math.nan
+    hi_rem = min(hi_all, e - length)  # lags whose oldest pair leaves the shape
+    old = values[base - length] if e - length >= 0 else 0.0
+    best = math.inf
+    for lag in range(length, min(hi_valid, hi_rem) + 1):
+        a = new_value - values[base - lag]
+        b = old - values[base - length - lag]
+        s = row_in[lag] + a * a - b * b
+        row[lag] = s
+        if s < best:
+            best = s
+    for lag in range(max(min(hi_valid, hi_rem) + 1, length), hi_rem + 1):
+        a = new_value - values[base - lag]
+        b = old - values[base - length - lag]
+        row[lag] = row_in[lag] + a * a - b * b
+    for lag in range(max(hi_rem + 1, length), hi_all + 1):
+        a = new_value - values[base - lag]
+        s = row_in[lag] + a * a
+        row[lag] = s
+        if lag <= hi_valid and s < best:
+            best = s
+    for lag in range(max(hi_all + 1, length), row.shape[0]):
+        row[lag] = math.nan
+    return max(best, 0.0)  # rounding can leave a sum a hair below zero
+
+
+@njit(cache=True)
+def _recompute(values, slots, row, i, e, keep_slot, length, lookback_slots, cap):
+    """Sums of squares per lag for the shape ending at bucket e, from the buckets themselves, for
+    the lags whose shape starts at or after keep_slot; the others are NaN until the next block.
+    Returns the smallest over the lags within the lookback of bucket e."""
+    e_slot = slots[i, e % cap]
+    base = e % cap + cap
+    vals = values[i]
+    for lag in range(0, cap):
+        row[lag] = math.nan
+    lo, hi_keep = _lag_bounds(slots, i, e, keep_slot, length, cap)
+    _, hi_valid = _lag_bounds(slots, i, e, e_slot - lookback_slots, length, cap)
+    best = math.inf
+    for lag in range(lo, hi_keep + 1):
+        s = 0.0
+        for j in range(length):
+            a = vals[base - j] - vals[base - j - lag]
+            s += a * a
+        row[lag] = s
+        if lag <= hi_valid and s < best:
+            best = s
+    return best
+
+
+@njit(cache=True)
+def _write(values, slots, i, k, value, slot, cap):
+    p = k % cap
+    values[i, p] = value
+    values[i, p + cap] = value
+    slots[i, p] = slot
+
+
+@njit(cache=True)
+def _score(best, sc, i, level, length):
+    """Distance over its typical value; a typical value of (almost) zero, a flat line, is
+    floored at a millionth of the level so that a real change scores high, not infinite."""
+    if best == math.inf or sc[i, TYP_DEN] <= 0:
+        return math.nan
+    return math.sqrt(best / length) / max(sc[i, TYP_NUM] / sc[i, TYP_DEN], 1e-6 * abs(level), 1e-12)
+
+
+@njit(cache=True)
+def _close(values, slots, sums, sc, i, new_slot, length, lookback_slots, block_slots, cap, typ_halflife_slots):
+    """Close series i's filling bucket (a point of bucket new_slot arrived): write it to the ring,
+    bring the per-lag sums to it and fold its distance into the typical distance. Returns the
+    closed bucket's score (nan if none).
+
+    When the arriving point opens a new block (UTC 6-hour mark), the sums are recomputed from the
+    buckets, for the lags whose shape starts within the lookback and one block before the block
+    (the only lags any evaluation in the block can use). A pipeline window starts on a block, so
+    the state it rebuilds needs only the ring: its first point recomputes the sums, as here."""
+    e = int(sc[i, N_BUCKETS])
+    v = sc[i, CUR_SUM] / sc[i, CUR_N]
+    slot = sc[i, CUR_SLOT]
+    block = new_slot // block_slots
+    new_block = block != slot // block_slots
+    active = int(sc[i, ACTIVE])
+    _write(values, slots, i, e, v, slot, cap)
+    if new_block:
+        best = _recompute(values, slots, sums[i, 1 - active], i, e, block * block_slots - lookback_slots - block_slots,
+                          length, lookback_slots, cap)
+    elif sc[i, SCRATCH_N] == sc[i, CUR_N]:
+        best = sc[i, SCRATCH_BEST]  # evaluated whole while filling: its sums are in the other row
+    else:
+        _, hi = _lag_bounds(slots, i, e, slot - lookback_slots, length, cap)
+        best = _advance(values[i], sums[i, active], sums[i, 1 - active], e, v, hi,
+                        min(cap - 2 * length, e - length + 1), length, cap)
+    sc[i, ACTIVE] = 1 - active
+    sc[i, N_BUCKETS] = e + 1
+    sc[i, SCRATCH_N] = -1.0
+    score = _score(best, sc, i, v, length)
+    if best < math.inf:
+        if not math.isnan(sc[i, TYP_SLOT]):
+            f = 0.5 ** ((slot - sc[i, TYP_SLOT]) / typ_halflife_slots)
+            sc[i, TYP_NUM] *= f
+            sc[i, TYP_DEN] *= f
+        sc[i, TYP_NUM] += math.sqrt(best / length)
+        sc[i, TYP_DEN] += 1.0
+        sc[i, TYP_SLOT] = slot
+    return score
+
+
+@njit(cache=True)
+def _tentative(values, slots, sums, sc, i, length, lookback_slots, cap):
+    """Score of the shape ending at the bucket still filling, as if it closed now; its sums are
+    kept in the inactive row for the closing."""
+    e = int(sc[i, N_BUCKETS])
+    if e == 0:
+        return math.nan
+    v = sc[i, CUR_SUM] / sc[i, CUR_N]
+    slot = sc[i, CUR_SLOT]
+    active = int(sc[i, ACTIVE])
+    # Written where bucket e will go, so the lag bounds see its slot as the newest (the slot it
+    # overwrites, bucket e - cap, is beyond every lag).
+    _write(values, slots, i, e, v, slot, cap)
+    _, hi = _lag_bounds(slots, i, e, slot - lookback_slots, length, cap)
+    best = _advance(values[i], sums[i, active], sums[i, 1 - active], e, v, hi,
+                    min(cap - 2 * length, e - length + 1), length, cap)
+    sc[i, SCRATCH_N] = sc[i, CUR_N]
+    sc[i, SCRATCH_BEST] = best
+    return _score(best, sc, i, v, length)
+
+
+@njit(cache=True)
+def step_series(values, slots, sums, sc, i, x, minutes, want, out_score, out_closed, bucket_minutes,
+                length, lookback_slots, block_slots, cap, typ_halflife_slots):
+    """Feed series i's points x (at `minutes`) through the shape state. out_score[t] is the
+    score of the shape ending at point t's bucket, evaluated where want[t] is set or where the
+    point looks like the last of its bucket (the next point, one step on, falls in the next);
+    out_closed[t] is the score of a bucket closed at t that no evaluation saw whole (else nan)."""
+    for t in range(x.shape[0]):
+        out_score[t] = math.nan
+        out_closed[t] = math.nan
+        v = x[t]
+        if math.isnan(v) or math.isinf(v):
+            continue
+        now = minutes[t]
+        slot = now // bucket_minutes
+        if not math.isnan(sc[i, CUR_SLOT]) and slot != sc[i, CUR_SLOT]:
+            seen = sc[i, EVAL_N] == sc[i, CUR_N]
+            closed = _close(values, slots, sums, sc, i, slot, length, lookback_slots, block_slots, cap,
+                            typ_halflife_slots)
+            if not seen:
+                out_closed[t] = closed
+            sc[i, CUR_SLOT] = math.nan
+        if math.isnan(sc[i, CUR_SLOT]):
+            sc[i, CUR_SLOT] = slot
+            sc[i, CUR_SUM] = 0.0
+            sc[i, CUR_N] = 0.0
+            sc[i, EVAL_N] = -1.0
+        sc[i, CUR_SUM] += v
+        sc[i, CUR_N] += 1.0
+        if not math.isnan(sc[i, LAST_MINUTE]):
+            sc[i, LAST_STEP] = max(now - sc[i, LAST_MINUTE], 1.0)
+        sc[i, LAST_MINUTE] = now
+        looks_last = sc[i, LAST_STEP] > 0 and (now + sc[i, LAST_STEP]) // bucket_minutes != slot
+        if want[t] or looks_last:
+            out_score[t] = _tentative(values, slots, sums, sc, i, length, lookback_slots, cap)
+            sc[i, EVAL_N] = sc[i, CUR_N]
+
+
+@njit(cache=True)
+def replay_buckets(values, slots, sc, i, bucket_values, bucket_slots, cap):
+    """Rebuild series i's ring from its closed buckets (oldest first) up to a block start: all a
+    state carried in memory holds that the block's first closing (a recomputation) reads."""
+    n = bucket_values.shape[0]
+    for k in range(n):
+        _write(values, slots, i, k, bucket_values[k], bucket_slots[k], cap)
+    sc[i, N_BUCKETS] = n
+
+
+@njit(cache=True)
+def bucket_means(x, minutes, bucket_minutes):
+    """(values, slots) of the closed buckets of one series, summed point by point exactly as
+    `step_series` sums them; the last bucket, still filling, is left out."""
+    vals = np.empty(x.shape[0])
+    slts = np.empty(x.shape[0])
+    n = 0
+    cur, s, c = math.nan, 0.0, 0.0
+    for t in range(x.shape[0]):
+        v = x[t]
+        if math.isnan(v) or math.isinf(v):
+            continue
+        slot = minutes[t] // bucket_minutes
+        if not math.isnan(cur) and slot != cur:
+            vals[n] = s / c
+            slts[n] = cur
+            n += 1
+            cur = math.nan
+        if math.isnan(cur):
+            cur, s, c = slot, 0.0, 0.0
+        s += v
+        c += 1.0
+    return vals[:n], slts[:n]
