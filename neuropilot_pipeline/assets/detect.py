@@ -7,7 +7,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from ..core import detectors
+from ..core import detectors, shape
 from ..core.atomic import atomic_write_json
 from ..core.features import category_codes, last_rows
 from ..core.gmm import ModelFileError, sklearn_on_one_thread
@@ -76,7 +76,7 @@ def gmm_scores(neuropilot: NeuroPilotResource, cfg, raw: pd.DataFrame, services:
     return scores, used
 
 
-def _merge_other_services_state(existing, services, state, ids, joint_since, joint_ids):
+def _merge_other_services_state(existing, services, state, ids, joint_since, joint_ids, config):
     """(state, ids, joint_since, joint_ids) of `services` plus the rows of every other service
     that `existing` (this window's stored state, or None) holds."""
     if existing is None:
@@ -86,7 +86,9 @@ def _merge_other_services_state(existing, services, state, ids, joint_since, joi
     old_since = existing.pop("__joint_since__")
     keep = [i for i, sid in enumerate(old_ids) if sid.split("/")[0] not in services]
     keep_joint = [i for i, sid in enumerate(old_joint) if sid.split("/")[0] not in services]
-    merged = {k: np.concatenate([existing[k][keep], v]) for k, v in state.items()}
+    # A key the stored state lacks (written before that detector existed) starts cold for the others.
+    fresh = detectors.new_state(len(keep), config)
+    merged = {k: np.concatenate([existing[k][keep] if k in existing else fresh[k], v]) for k, v in state.items()}
     return (merged, [old_ids[i] for i in keep] + list(ids), np.concatenate([old_since[keep_joint], joint_since]),
             [old_joint[i] for i in keep_joint] + list(joint_ids))
 
@@ -107,10 +109,26 @@ def _merge_other_services_state(existing, services, state, ids, joint_since, joi
                 "deviation). Detector state is carried from the previous window, so verdicts are causal.",
 )
 def anomalies(context: dg.AssetExecutionContext, neuropilot: NeuroPilotResource) -> dg.MaterializeResult:
-    return each_partition(context, lambda key: _window_anomalies(context, neuropilot, key))
+    carried: dict = {}  # over a range, the previous window's whole detector state (see _shape_state)
+    return each_partition(context, lambda key: _window_anomalies(context, neuropilot, key, carried))
 
 
-def _window_anomalies(context: dg.AssetExecutionContext, neuropilot: NeuroPilotResource, key: str) -> dg.MaterializeResult:
+def _shape_state(wh, state: dict, ids: list[str], services: list[str], start: pd.Timestamp, prev_key: str,
+                 carried: dict, config) -> tuple[dict, str]:
+    """The shape detector's week of buckets, which is not stored: the previous window's, when
+    this run just computed it for the same series, else rebuilt from the raw metrics of the
+    week before the window. Both give exactly the same state (shape.py)."""
+    if carried.get("key") == prev_key and carried.get("ids") == ids:
+        return {**state, **{k: carried["state"][k] for k in shape.REBUILT}}, "carried in this run"
+    history_start = start - pd.Timedelta(minutes=detectors.shape_history_minutes(config))
+    raw = wh.read_window(RAW_TABLE, history_start, start, columns=["service", "ts", *METRIC_COLUMNS],
+                         services=services)
+    _, history, history_ts = minute_grid(raw, services, history_start, start)
+    return detectors.rebuild_shape_state(state, history, history_ts, config), "rebuilt from raw_metrics"
+
+
+def _window_anomalies(context: dg.AssetExecutionContext, neuropilot: NeuroPilotResource, key: str,
+                      carried: dict) -> dg.MaterializeResult:
     cfg = neuropilot.cfg()
     start, end = window_bounds(key)
     wh, store = neuropilot.warehouse(cfg), neuropilot.state(cfg)
@@ -137,13 +155,16 @@ def _window_anomalies(context: dg.AssetExecutionContext, neuropilot: NeuroPilotR
         prev_since = dict(zip(prev_joint, prev_arrays.pop("__joint_since__")))
         joint_since = np.array([prev_since.get(j, np.inf) for j in joint_ids])
         state = detectors.align_state(prev_arrays, prev_ids, ids, config)
-    result, new_state = detectors.detect_chunk(values, ts, state, config)
+        state, shape_source = _shape_state(wh, state, ids, services, start, prev_key, carried, config)
+    result, full_state = detectors.detect_chunk(values, ts, state, config, copy_state=False)
+    carried.update(key=key, ids=list(ids), state=full_state)
+    new_state = detectors.persisted_state(full_state)
     joint_records, joint_since = detectors.joint_alarms(joint, joint_ids, ts, joint_since, config)
     state_ids, state_joint_ids = ids, joint_ids
     if rows_to_replace(context, services) is not None:
         # A run for some services: keep the other services' detector state of this window.
         new_state, state_ids, joint_since, state_joint_ids = _merge_other_services_state(
-            store.read_arrays(DETECTOR_STATE, key), services, new_state, ids, joint_since, joint_ids)
+            store.read_arrays(DETECTOR_STATE, key), services, new_state, ids, joint_since, joint_ids, config)
     store.write_arrays(DETECTOR_STATE, key, {
         **new_state, "__series_ids__": np.array(json.dumps(state_ids)),
         "__joint_ids__": np.array(json.dumps(state_joint_ids)), "__joint_since__": joint_since,
@@ -165,7 +186,8 @@ def _window_anomalies(context: dg.AssetExecutionContext, neuropilot: NeuroPilotR
         "by_severity": dg.MetadataValue.json(counts),
         "critical_count": counts["critical"],
         "model_versions": dg.MetadataValue.json(models_used),
-        "detector_state": f"carried from {prev_key}" if state is not None else "cold start (no state before this window)",
+        "detector_state": f"carried from {prev_key}; shape buckets {shape_source}" if state is not None
+        else "cold start (no state before this window)",
     })
 
 

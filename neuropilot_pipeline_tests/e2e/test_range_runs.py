@@ -129,6 +129,12 @@ def test_each_window_of_a_range_run_has_its_own_materialization_and_metadata(hom
     assert [decisions[w]["raw_metrics_partition"].value for w in windows] == windows
     assert len({decisions[w]["decisions"].value.__repr__() for w in windows}) > 1
     assert all(decisions[w]["run_covered"].value.startswith(f"{windows[0]} .. {windows[-1]}") for w in windows)
+    # The shape detector's week of buckets is rebuilt from raw_metrics once per run, then carried
+    # (the tables above are equal to the one-run-per-window home's, which rebuilt it every window).
+    detector_state = [m.metadata["detector_state"].value for m in
+                      sorted(materializations(result, "anomalies"), key=lambda m: m.partition)]
+    assert detector_state[0].endswith("shape buckets rebuilt from raw_metrics")
+    assert all(s.endswith("shape buckets carried in this run") for s in detector_state[1:])
 
 
 def test_a_range_run_checks_every_window_and_names_those_that_failed(homes):
