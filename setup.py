@@ -36,8 +36,8 @@ setup(
         # moto's server speaks the S3 REST API on localhost: the object-storage tests run the
         # warehouse through pyarrow's real S3 client against it (no AWS account, no network).
         "dev": ["pytest>=8", "hypothesis>=6.100", "pytest-timeout>=2.3", "moto[server]>=5.0"],
-        # benchmarks/detect.py's peer: river's online anomaly detectors.
-        "bench": ["river>=0.26"],
+        # benchmarks/detect.py: the peers, river (online detectors) and stumpy (matrix profile).
+        "bench": ["river>=0.26", "stumpy>=1.13"],
     },
     entry_points={"console_scripts": ["neuropilot=neuropilot_pipeline.cli:main"]},
 )
