@@ -213,3 +213,18 @@ def test_the_stored_state_holds_no_week_of_buckets():
     stored = persisted_state(state)
     assert {"shape_values", "shape_slots", "shape_sums"}.isdisjoint(stored)
     assert sum(v.nbytes for v in stored.values()) < 2_000  # per series; the buckets are ~90 kB
+
+
+def test_a_coarser_series_is_shaped_point_by_point():
+    # Hourly samples: each point is its own bucket, so a shape is 24 points (a day). A day on
+    # which the daily cycle stops is new; the same series without it raises nothing.
+    n = 40 * 24
+    ts = pd.date_range("2026-11-01", periods=n, freq="1h", tz="UTC")
+    rng = np.random.default_rng(3)
+    x = 50 + 20 * np.sin(2 * np.pi * np.arange(n) / 24) + rng.normal(0, 2, n)
+    hits, result = flagged(x, ts)
+    assert hits.size == 0 and np.isfinite(result.scores["shape"][0, 7 * 24:]).all()
+    x[30 * 24: 31 * 24] = 50 + rng.normal(0, 2, 24)
+    hits, result = flagged(x, ts)
+    assert 30 * 24 <= hits[0] < 31 * 24
+    assert result.scores["shape"][0, hits[0]] >= DetectorConfig().shape_alarm
