@@ -166,7 +166,7 @@ def detect_chunk(values: np.ndarray, timestamps: Sequence, state: dict[str, np.n
     fire = np.zeros((n_series, n), dtype=np.bool_)
     sev = np.zeros((n_series, n), dtype=np.int8)
     bucket = config.shape_bucket_minutes
-    _verdict(x, minutes, stage, steps, level, config.shape_gate, config.shape_alarm, config.suppress_minutes,
+    shape.verdicts(x, minutes, stage, steps, level, config.shape_gate, config.shape_alarm, config.suppress_minutes,
              st["since_alarm"], st["shape_values"], st["shape_slots"], st["shape_sums"], st["shape_scalars"],
              bucket, config.shape_length, config.shape_lookback_days * 1440.0 / bucket,
              config.shape_recompute_minutes / bucket, config.shape_capacity,
@@ -310,33 +310,6 @@ def _kernel(x, minutes, gmm, thr, halflife, a_short, slot_width, season_halflife
                     slot_mean[i, slot] = s_mean + a_season * sd
                     slot_var[i, slot] = (1.0 - a_season) * (s_var + a_season * sd * sd)
                 last_a[i] = now
-
-
-@njit(cache=True)
-def _verdict(x, minutes, stage, steps, level, gate, alarm, suppress_minutes, since_a, s_values, s_slots, s_sums,
-             s_scalars, bucket, length, lookback_slots, block_slots, cap, typ_halflife_slots, shape_score, fire,
-             sev):  # pragma: no cover - compiled
-    n_series, n = x.shape
-    closed = np.empty(n)
-    for i in range(n_series):
-        want = stage[i] == 2
-        shape.step_series(s_values, s_slots, s_sums, s_scalars, i, x[i], minutes, want, shape_score[i], closed,
-                          bucket, length, lookback_slots, block_slots, cap, typ_halflife_slots)
-        for t in range(n):
-            v = x[i, t]
-            if math.isnan(v) or math.isinf(v):
-                continue
-            novelty = _fmax(shape_score[i, t], closed[t])
-            if math.isnan(shape_score[i, t]):
-                shape_score[i, t] = closed[t]
-            fired = stage[i, t] > 0 and since_a[i] >= suppress_minutes and (
-                (stage[i, t] == 2 and shape_score[i, t] >= gate) or (not math.isnan(novelty) and novelty >= alarm))
-            if fired:
-                fire[i, t] = True
-                sev[i, t] = max(level[i, t], 1)
-                since_a[i] = 0.0
-            else:
-                since_a[i] += steps[i, t]
 
 
 @njit(cache=True)

@@ -309,3 +309,37 @@ def bucket_means(x, minutes, bucket_minutes):
         s += v
         c += 1.0
     return vals[:n], slts[:n]
+
+
+@njit(cache=True)
+def verdicts(x, minutes, stage, steps, level, gate, alarm, suppress_minutes, since_a, s_values, s_slots, s_sums,
+             s_scalars, bucket, length, lookback_slots, block_slots, cap, typ_halflife_slots, shape_score, fire,
+             sev):  # pragma: no cover - compiled
+    """The combined verdict (detectors.py's docstring) for every series, given the statistical
+    stage of each point (0 baseline forming, 1 formed, 2 statistical candidate), the step since
+    the series' previous point and the seed's severity level. Here rather than in detectors.py:
+    numba caches a compiled function by its own file only, so a caller in another file would
+    keep running an old copy of these functions after they change."""
+    n_series, n = x.shape
+    closed = np.empty(n)
+    for i in range(n_series):
+        want = stage[i] == 2
+        step_series(s_values, s_slots, s_sums, s_scalars, i, x[i], minutes, want, shape_score[i], closed,
+                    bucket, length, lookback_slots, block_slots, cap, typ_halflife_slots)
+        for t in range(n):
+            v = x[i, t]
+            if math.isnan(v) or math.isinf(v):
+                continue
+            tentative = shape_score[i, t]
+            novelty = closed[t] if math.isnan(tentative) else tentative if math.isnan(closed[t]) \
+                else max(tentative, closed[t])
+            if math.isnan(tentative):
+                shape_score[i, t] = closed[t]
+            fired = stage[i, t] > 0 and since_a[i] >= suppress_minutes and (
+                (stage[i, t] == 2 and shape_score[i, t] >= gate) or (not math.isnan(novelty) and novelty >= alarm))
+            if fired:
+                fire[i, t] = True
+                sev[i, t] = max(level[i, t], 1)
+                since_a[i] = 0.0
+            else:
+                since_a[i] += steps[i, t]
