@@ -24,8 +24,10 @@ baseline has formed (a day: cold start), the series has not alarmed within `supp
   `DetectorConfig.threshold`), the deviation is material (more than `min_relative_deviation`,
   20 %, of the baseline level) and the shape is new (`shape_gate`, 2x the usual distance): a
   spike the metric throws every few days is far from its baseline every time, but not new; or
-- the shape alone is far from anything seen (`shape_alarm`, 3x): a drop or slide the
-  baselines follow, which the statistical detectors see late or never.
+- the shape alone is far from anything seen (`shape_alarm`, 3x) and the series has
+  `shape_warmup_days` (3) behind it: a drop or slide the baselines follow, which the
+  statistical detectors see late or never. (With a day or two behind it, every stretch looks
+  new: the shape's cold start.)
 Spreads are never taken below `std_floor_fraction` (10 %) of the level, so a quiet series does
 not alarm on a wiggle. On the NAB subset (benchmarks/nab.py) the shape rule took the score from
 44.1 to 67.4: fewer alarms on recurring spikes, and slow failures found.
@@ -74,6 +76,7 @@ class DetectorConfig:
     shape_typical_halflife_days: float = 7.0
     shape_gate: float = 2.0
     shape_alarm: float = 3.0
+    shape_warmup_days: float = 3.0
     # The shape sums are recomputed from the buckets at every UTC 6-hour mark: the pipeline's
     # window length, so a window's state can be rebuilt from the raw metrics (shape.py).
     shape_recompute_minutes: float = 360.0
@@ -166,7 +169,10 @@ def detect_chunk(values: np.ndarray, timestamps: Sequence, state: dict[str, np.n
     fire = np.zeros((n_series, n), dtype=np.bool_)
     sev = np.zeros((n_series, n), dtype=np.int8)
     bucket = config.shape_bucket_minutes
-    shape.verdicts(x, minutes, stage, steps, level, config.shape_gate, config.shape_alarm, config.suppress_minutes,
+    # The shape alone alarms only once its lookback holds shape_warmup_days of the series (cold start).
+    shape_formed = (minutes[None, :] - st["first_ts"][:, None]) >= config.shape_warmup_days * 1440.0
+    shape.verdicts(x, minutes, stage, steps, level, shape_formed, config.shape_gate, config.shape_alarm,
+                   config.suppress_minutes,
              st["since_alarm"], st["shape_values"], st["shape_slots"], st["shape_sums"], st["shape_scalars"],
              bucket, config.shape_length, config.shape_lookback_days * 1440.0 / bucket,
              config.shape_recompute_minutes / bucket, config.shape_capacity,

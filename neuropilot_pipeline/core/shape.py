@@ -312,7 +312,8 @@ def bucket_means(x, minutes, bucket_minutes):
 
 
 @njit(cache=True)
-def verdicts(x, minutes, stage, steps, level, gate, alarm, suppress_minutes, since_a, s_values, s_slots, s_sums,
+def verdicts(x, minutes, stage, steps, level, shape_formed, gate, alarm, suppress_minutes, since_a, s_values, s_slots,
+             s_sums,
              s_scalars, bucket, length, lookback_slots, block_slots, cap, typ_halflife_slots, shape_score, fire,
              sev):  # pragma: no cover - compiled
     """The combined verdict (detectors.py's docstring) for every series, given the statistical
@@ -336,7 +337,8 @@ def verdicts(x, minutes, stage, steps, level, gate, alarm, suppress_minutes, sin
             if math.isnan(tentative):
                 shape_score[i, t] = closed[t]
             fired = stage[i, t] > 0 and since_a[i] >= suppress_minutes and (
-                (stage[i, t] == 2 and shape_score[i, t] >= gate) or (not math.isnan(novelty) and novelty >= alarm))
+                (stage[i, t] == 2 and shape_score[i, t] >= gate)
+                or (shape_formed[i, t] and not math.isnan(novelty) and novelty >= alarm))
             if fired:
                 fire[i, t] = True
                 sev[i, t] = max(level[i, t], 1)

@@ -228,3 +228,19 @@ def test_a_coarser_series_is_shaped_point_by_point():
     hits, result = flagged(x, ts)
     assert 30 * 24 <= hits[0] < 31 * 24
     assert result.scores["shape"][0, hits[0]] >= DetectorConfig().shape_alarm
+
+
+def test_the_shape_alone_does_not_alarm_while_its_week_is_still_short():
+    # The same drop on day 2: with two days behind it, every stretch looks new, so the shape
+    # alone may not alarm before shape_warmup_days (3); the statistics, with a new shape, still do.
+    n = 5 * DAY
+    ts = pd.date_range("2026-11-01", periods=n, freq="1min", tz="UTC")
+    x = 50 + np.random.default_rng(5).normal(0, 3, n)
+    start = 2 * DAY
+    x[start:] -= np.minimum(np.arange(n - start) / 180, 1.0) * 12.0
+    early, early_result = flagged(x, ts, shape_warmup_days=1.0)
+    hits, result = flagged(x, ts)
+    assert anomaly_records(early_result, ["db/temperature"], ts)[0]["detectors"] == "shape"
+    first = anomaly_records(result, ["db/temperature"], ts)[0]
+    assert start < hits[0] < start + 180 and first["ts"] == ts[hits[0]]
+    assert set(first["detectors"].split(",")) & {"zscore", "ewma", "seasonal"}
