@@ -137,15 +137,20 @@ def test_joint_alarms_use_the_gmm_score_with_suppression():
 
 # ---- the shape detector (core/shape.py) ------------------------------------------------------
 
-def test_a_drop_is_caught_by_its_shape_before_the_statistics_see_it():
-    # A noisy metric (level 50, sd 3) drops by a quarter over three hours and stays there. The
-    # baseline follows the drop, so the point never deviates by the material 20 %; the last two
-    # hours, though, look like nothing in the past week.
-    n = 9 * DAY
+def noisy_drop(days: int, start: int):
+    """A noisy metric (level 50, sd 3) that drops by a quarter over three hours from `start`."""
+    n = days * DAY
     ts = pd.date_range("2026-11-01", periods=n, freq="1min", tz="UTC")
     x = 50 + np.random.default_rng(5).normal(0, 3, n)
-    start = 6 * DAY
     x[start:] -= np.minimum(np.arange(n - start) / 180, 1.0) * 12.0
+    return ts, x
+
+
+def test_a_drop_is_caught_by_its_shape_before_the_statistics_see_it():
+    # The baseline follows the drop, so the point never deviates by the material 20 %; the last
+    # two hours, though, look like nothing in the past week.
+    start = 6 * DAY
+    ts, x = noisy_drop(9, start)
     hits, result = flagged(x, ts)
     statistics_only, _ = flagged(x, ts, shape_gate=0.0, shape_alarm=np.inf)
     assert hits.tolist() == [start + 104]  # during the drop, and once
@@ -233,11 +238,8 @@ def test_a_coarser_series_is_shaped_point_by_point():
 def test_the_shape_alone_does_not_alarm_while_its_week_is_still_short():
     # The same drop on day 2: with two days behind it, every stretch looks new, so the shape
     # alone may not alarm before shape_warmup_days (3); the statistics, with a new shape, still do.
-    n = 5 * DAY
-    ts = pd.date_range("2026-11-01", periods=n, freq="1min", tz="UTC")
-    x = 50 + np.random.default_rng(5).normal(0, 3, n)
     start = 2 * DAY
-    x[start:] -= np.minimum(np.arange(n - start) / 180, 1.0) * 12.0
+    ts, x = noisy_drop(5, start)
     early, early_result = flagged(x, ts, shape_warmup_days=1.0)
     hits, result = flagged(x, ts)
     assert anomaly_records(early_result, ["db/temperature"], ts)[0]["detectors"] == "shape"
