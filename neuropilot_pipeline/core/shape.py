@@ -33,7 +33,9 @@ import math
 import numpy as np
 from numba import njit
 
-# Columns of the per-series scalar state (`shape_scalars`).
+# Columns of the per-series scalar state (`shape_scalars`). EVAL_N and SCRATCH_N look alike but
+# are not: EVAL_N (stored) says the filling bucket was scored whole, so its closing reports no
+# second score; SCRATCH_N (reset by a rebuild) says the inactive sums row holds that evaluation.
 CUR_SLOT, CUR_SUM, CUR_N, EVAL_N, LAST_MINUTE, LAST_STEP, N_BUCKETS, TYP_NUM, TYP_DEN, TYP_SLOT, SCRATCH_N, \
     ACTIVE, SCRATCH_BEST = range(13)
 N_SCALARS = 13
@@ -313,9 +315,8 @@ def bucket_means(x, minutes, bucket_minutes):
 
 @njit(cache=True)
 def verdicts(x, minutes, stage, steps, level, shape_formed, gate, alarm, suppress_minutes, since_a, s_values, s_slots,
-             s_sums,
-             s_scalars, bucket, length, lookback_slots, block_slots, cap, typ_halflife_slots, shape_score, fire,
-             sev):  # pragma: no cover - compiled
+             s_sums, s_scalars, bucket, length, lookback_slots, block_slots, cap, typ_halflife_slots, shape_score,
+             fire, sev):  # pragma: no cover - compiled
     """The combined verdict (detectors.py's docstring) for every series, given the statistical
     stage of each point (0 baseline forming, 1 formed, 2 statistical candidate), the step since
     the series' previous point and the seed's severity level. Here rather than in detectors.py:
@@ -331,11 +332,13 @@ def verdicts(x, minutes, stage, steps, level, shape_formed, gate, alarm, suppres
             v = x[i, t]
             if math.isnan(v) or math.isinf(v):
                 continue
-            tentative = shape_score[i, t]
-            novelty = closed[t] if math.isnan(tentative) else tentative if math.isnan(closed[t]) \
-                else max(tentative, closed[t])
-            if math.isnan(tentative):
-                shape_score[i, t] = closed[t]
+            # The point's shape score is its bucket's evaluation, else the score of a bucket it closed;
+            # either may raise the alarm on its own.
+            novelty = shape_score[i, t]
+            if math.isnan(novelty):
+                shape_score[i, t] = novelty = closed[t]
+            elif not math.isnan(closed[t]):
+                novelty = max(novelty, closed[t])
             fired = stage[i, t] > 0 and since_a[i] >= suppress_minutes and (
                 (stage[i, t] == 2 and shape_score[i, t] >= gate)
                 or (shape_formed[i, t] and not math.isnan(novelty) and novelty >= alarm))
