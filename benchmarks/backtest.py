@@ -1,6 +1,7 @@
 """Policy backtest benchmark: SLA and cost of each policy on real demand traces.
 
     python benchmarks/backtest.py [--peak-instances 40] [--traces PATH ...] [--headroom]
+    python benchmarks/backtest.py --robustness [--traces PATH]
 
 Replays the WorldCup98 trace (and, as traces the policy was not designed on, NAB's Twitter
 mention volumes, 5-minute samples spread over minutes) through the reference service model
@@ -21,6 +22,13 @@ target (issue #5's yardstick, found per trace rather than assumed).
                        figures come from its own whole-trace run, so switching costs are
                        ignored). No causal policy can do better; it shows what predicting
                        the next window's risk would be worth.
+
+--robustness stands in for traces the policy has never seen: the first trace (WorldCup98 by
+default) cut to start on days 0, 3, 6, 9 and 12 and scaled to 10, 20, 40, 80 and 160 peak
+instances, 25 runs of 21 to 9 days. Per run: SLA and cost/oracle of fixed 80/30, of that
+run's hindsight-best pair and of the learned policy; then how many runs each keeps 99.95 %,
+the bad minutes beyond the allowance summed over the runs that miss it, and the learned
+policy's mean cost over the hindsight best.
 """
 
 import argparse
@@ -93,6 +101,39 @@ def per_window_foresight(requests: np.ndarray, params: ServiceParams) -> tuple[f
     return pick(hi)
 
 
+def robustness(path: Path, params: ServiceParams) -> None:
+    raw_all = load_trace(path).requests
+    print(f"{'start day':>9s} {'peak':>5s} {'allowed':>7s} | {'80/30 SLA':>9s} {'c/o':>6s} | {'hindsight':>9s} "
+          f"{'SLA':>7s} {'c/o':>6s} | {'learned SLA':>11s} {'c/o':>6s} {'bad':>4s}")
+    totals = {k: {"kept": 0, "excess": 0} for k in ("80/30", "hindsight", "learned")}
+    ratios = []
+    for day in (0, 3, 6, 9, 12):
+        for peak in (10, 20, 40, 80, 160):
+            raw = raw_all[day * 1440:]
+            requests = raw * scale_factor_for_peak(raw, peak, params)
+            oracle = oracle_cost(requests, params)
+            allowed = math.floor(len(requests) * (1 - SLA_TARGET / 100) + 1e-9)
+            best, _ = hindsight_best(requests, params)
+            figures = {}
+            for key, thresholds in (("80/30", START), ("hindsight", best)):
+                out = AutoscaledService(params).run(requests, thresholds)
+                figures[key] = (int((~out["good"].astype(bool)).sum()), float(out["cost_usd"].sum()))
+            s = run_backtest(requests, make_policy("learned"), params, scale=1.0, start_thresholds=START).summary
+            figures["learned"] = (s["minutes"] - s["good_minutes"], s["cost"])
+            for key, (bad, _) in figures.items():
+                totals[key]["kept"] += bad <= allowed
+                totals[key]["excess"] += max(0, bad - allowed)
+            ratios.append(figures["learned"][1] / figures["hindsight"][1])
+            sla = {k: 100 * (1 - b / len(requests)) for k, (b, _) in figures.items()}
+            print(f"{day:9d} {peak:5d} {allowed:7d} | {sla['80/30']:9.3f} {figures['80/30'][1] / oracle:6.3f} | "
+                  f"{best.cpu_scale_up_threshold:g}/{best.cpu_scale_down_threshold:g}".ljust(46)
+                  + f"{sla['hindsight']:7.3f} {figures['hindsight'][1] / oracle:6.3f} | {sla['learned']:11.3f} "
+                  f"{figures['learned'][1] / oracle:6.3f} {figures['learned'][0]:4d}", flush=True)
+    for key, t in totals.items():
+        print(f"{key:10s} keeps 99.95 % in {t['kept']}/25 runs; bad minutes beyond the allowance: {t['excess']}")
+    print(f"learned: mean cost over the hindsight best {np.mean(ratios):.4f}")
+
+
 def row(trace: str, label: str, sla: float, cost: float, oracle: float, base: float, seconds: float) -> None:
     print(f"{trace[:34]:34s} {label:30s} {sla:9.3f} {cost:9.2f} {cost / oracle:11.3f} "
           f"{100 * (1 - cost / base):8.1f}% {seconds:6.1f}", flush=True)
@@ -103,9 +144,12 @@ def main() -> None:
     ap.add_argument("--peak-instances", type=float, default=40)
     ap.add_argument("--traces", nargs="*", type=Path)
     ap.add_argument("--headroom", action="store_true", help="add follow-the-leader and per-window foresight")
+    ap.add_argument("--robustness", action="store_true", help="25 cuts and scales of the first trace")
     args = ap.parse_args()
     params = ServiceParams()
     traces = args.traces or [WC98 if WC98.exists() else BUNDLED, *EXTRA]
+    if args.robustness:
+        return robustness(traces[0], params)
     print(f"{'trace':34s} {'policy':30s} {'SLA %':>9s} {'cost $':>9s} {'cost/oracle':>11s} {'vs 80/30':>9s} {'s':>6s}")
     for path in traces:
         raw = load_trace(path).requests
