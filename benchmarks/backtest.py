@@ -42,10 +42,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from neuropilot_pipeline.core.backtest import load_trace, oracle_cost, run_backtest  # noqa: E402
-from neuropilot_pipeline.core.policy import DEFAULT_BOUNDS, MIN_UP_DOWN_GAP, LearningPolicy, make_policy  # noqa: E402
+from neuropilot_pipeline.core.backtest import hindsight_best, load_trace, oracle_cost, run_backtest, \
+    threshold_grid  # noqa: E402
+from neuropilot_pipeline.core.policy import LearningPolicy, make_policy  # noqa: E402
 from neuropilot_pipeline.core.service_model import AutoscaledService, ServiceParams, Thresholds, \
-    replay_totals, scale_factor_for_peak  # noqa: E402
+    scale_factor_for_peak  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
 WC98 = SHARED / "traces" / "wc98_requests_per_minute_1998-06-10_to_06-30.csv"
@@ -55,32 +56,13 @@ SLA_TARGET = 99.95
 START = Thresholds(80, 30, 250, 2, 200)
 
 
-def grid() -> list[Thresholds]:
-    up_b, down_b = DEFAULT_BOUNDS["cpu_scale_up_threshold"], DEFAULT_BOUNDS["cpu_scale_down_threshold"]
-    return [Thresholds(up, down, 250, 2, 200)
-            for up in np.arange(up_b.min, up_b.max + 1, 5.0)
-            for down in np.arange(down_b.min, min(down_b.max, up - MIN_UP_DOWN_GAP) + 1, 5.0)]
-
-
-def hindsight_best(requests: np.ndarray, params: ServiceParams) -> tuple[Thresholds, bool]:
-    """The cheapest grid pair whose whole-trace replay keeps the SLA target; if none does, the
-    one with the fewest bad minutes (and False)."""
-    candidates = grid()
-    bad, cost = replay_totals(requests, candidates, params)
-    allowed = math.floor(len(requests) * (1 - SLA_TARGET / 100) + 1e-9)
-    feasible = [i for i in range(len(candidates)) if bad[i] <= allowed]
-    if feasible:
-        return candidates[min(feasible, key=lambda i: (cost[i], bad[i]))], True
-    return candidates[min(range(len(candidates)), key=lambda i: (bad[i], cost[i]))], False
-
-
 def per_window_foresight(requests: np.ndarray, params: ServiceParams) -> tuple[float, int]:
     """Cost and bad minutes of choosing, per 6-hour window, the grid pair minimising
     cost + price x bad minutes, at the lowest price (bisection) that keeps the SLA target."""
     w = params.decision_interval_min
     n = len(requests) // w * w
     costs, bads = [], []
-    for cand in grid():
+    for cand in threshold_grid():
         out = AutoscaledService(params).run(requests[:n], cand)
         costs.append(out["cost_usd"].reshape(-1, w).sum(axis=1))
         bads.append((~out["good"].astype(bool)).reshape(-1, w).sum(axis=1))

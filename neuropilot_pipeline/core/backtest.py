@@ -8,7 +8,7 @@ minutes of a trace gives the same decisions for those minutes as the whole trace
 
 from __future__ import annotations
 
-import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,9 +17,9 @@ import numpy as np
 import pandas as pd
 
 from .atomic import atomic_write_json, atomic_write_text
-from .policy import DEFAULT_BOUNDS, Observation, make_policy
+from .policy import DEFAULT_BOUNDS, MIN_UP_DOWN_GAP, Bounds, Observation, make_policy
 from .service_model import FIXED_BASELINE, AutoscaledService, ServiceParams, Thresholds, oracle_instances, \
-    scale_factor_for_peak
+    replay_totals, scale_factor_for_peak
 
 DECISION_COLUMNS = ["window", "cpu_scale_up_threshold", "cpu_scale_down_threshold", "latency_threshold_ms",
                     "min_instances", "max_instances", "action", "reward"]
@@ -150,19 +150,48 @@ def oracle_cost(requests: np.ndarray, params: ServiceParams) -> float:
     return sum(oracle_instances(r / 60.0, params) for r in requests) * params.price_per_instance_hour / 60.0
 
 
+def threshold_grid(bounds: dict[str, Bounds] = DEFAULT_BOUNDS, step: float = 5.0,
+                   others: Thresholds = FIXED_BASELINE) -> list[Thresholds]:
+    """Every (scale-up, scale-down) pair on a `step`-point grid within the bounds that keeps the
+    policy's minimum gap; the other thresholds as in `others`."""
+    up_b, down_b = bounds["cpu_scale_up_threshold"], bounds["cpu_scale_down_threshold"]
+    return [Thresholds(float(up), float(down), others.latency_threshold_ms, others.min_instances, others.max_instances)
+            for up in np.arange(up_b.min, up_b.max + step / 2, step)
+            for down in np.arange(down_b.min, min(down_b.max, up - MIN_UP_DOWN_GAP) + step / 2, step)]
+
+
+def hindsight_best(requests: np.ndarray, params: ServiceParams = ServiceParams(), sla_target: float = 99.95,
+                   candidates: list[Thresholds] | None = None) -> tuple[Thresholds, bool]:
+    """The fixed thresholds a user would have picked knowing the whole trace: the cheapest pair of
+    `threshold_grid` whose replay keeps `sla_target`, and True; if none does, the pair with the
+    fewest bad minutes, and False. The yardstick a learning policy is measured against."""
+    candidates = candidates or threshold_grid()
+    bad, cost = replay_totals(requests, candidates, params)
+    allowed = math.floor(len(requests) * (1 - sla_target / 100) + 1e-9)
+    feasible = [i for i in range(len(candidates)) if bad[i] <= allowed]
+    if feasible:
+        return candidates[min(feasible, key=lambda i: (cost[i], bad[i]))], True
+    return candidates[min(range(len(candidates)), key=lambda i: (bad[i], cost[i]))], False
+
+
 def run_backtest(requests_per_min: np.ndarray, policy, params: ServiceParams = ServiceParams(),
                  scale: float | None = None, peak_instances: float = 40, start_thresholds: Thresholds = FIXED_BASELINE,
-                 start: pd.Timestamp | None = None, missing_minutes: int = 0) -> BacktestResult:
+                 start: pd.Timestamp | None = None, missing_minutes: int = 0,
+                 sla_target: float = 99.95) -> BacktestResult:
     raw = np.asarray(requests_per_min, dtype=float)
     factor = float(scale) if scale is not None else scale_factor_for_peak(raw, peak_instances, params)
     requests = raw * factor
-    decisions, out, _, _ = simulate(requests, policy, params, start_thresholds, start)
+    decisions, out, _, _ = simulate(requests, policy, params, start_thresholds, start, sla_target)
     oracle = oracle_cost(requests, params)
     fixed = AutoscaledService(params).run(requests, FIXED_BASELINE)
     summary = {**_figures(out, oracle), "missing_minutes": int(missing_minutes), "scale": factor,
                "policy": getattr(policy, "name", type(policy).__name__),
                "fixed_baseline": _figures(fixed, oracle)}
     summary["saving_vs_fixed_percent"] = round(100.0 * (1 - summary["cost"] / summary["fixed_baseline"]["cost"]), 3)
+    best, keeps_sla = hindsight_best(requests, params, sla_target)
+    summary["hindsight_best"] = {"cpu_scale_up_threshold": best.cpu_scale_up_threshold,
+                                 "cpu_scale_down_threshold": best.cpu_scale_down_threshold, "keeps_sla": keeps_sla,
+                                 **_figures(AutoscaledService(params).run(requests, best), oracle)}
     return BacktestResult(decisions, summary)
 
 

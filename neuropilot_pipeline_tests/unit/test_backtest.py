@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from neuropilot_pipeline.core.backtest import backtest_main, load_trace, run_backtest
+from neuropilot_pipeline.core.backtest import backtest_main, hindsight_best, load_trace, run_backtest, threshold_grid
 from neuropilot_pipeline.core.policy import DEFAULT_BOUNDS, LearningPolicy, make_policy
 from neuropilot_pipeline.core.service_model import FIXED_BASELINE, AutoscaledService, ServiceParams, \
     scale_factor_for_peak
@@ -95,7 +95,7 @@ def test_backtest_command_writes_decisions_and_summary(tmp_path):
                                            "latency_threshold_ms", "min_instances", "max_instances", "action", "reward"]
     written = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert written["sla"] == summary["sla"] and {"minutes", "good_minutes", "cost", "oracle_cost",
-                                                  "cost_over_oracle", "fixed_baseline"} <= set(written)
+                                                  "cost_over_oracle", "fixed_baseline", "hindsight_best"} <= set(written)
 
 
 def test_shadow_replay_carried_day_by_day_equals_one_replay_of_both_days():
@@ -160,3 +160,39 @@ def test_scale_up_threshold_is_not_raised_before_a_day_of_demand_is_seen():
     day_seen = {**first.new_state, "demand": np.tile(rate * 60.0, 4).tolist()}
     later = LearningPolicy().decide(day_seen, Observation(ts[0], m, first.thresholds, {}))
     assert later.thresholds.cpu_scale_up_threshold > 80 and "held" not in later.reason, later.reason
+
+
+def _reference_runs(requests, params=ServiceParams()):
+    """Bad minutes and cost of every grid pair, each through its own reference simulation."""
+    runs = {}
+    for cand in threshold_grid():
+        out = AutoscaledService(params).run(requests, cand)
+        runs[cand] = (int((~out["good"].astype(bool)).sum()), float(out["cost_usd"].sum()))
+    return runs
+
+
+def test_hindsight_best_is_the_cheapest_grid_pair_that_keeps_the_sla():
+    requests = TWO_DAYS * scale_factor_for_peak(TWO_DAYS, 20, ServiceParams())
+    best, keeps_sla = hindsight_best(requests)
+    runs = _reference_runs(requests)
+    allowed = int(len(requests) * 0.0005)
+    assert keeps_sla and runs[best][0] <= allowed
+    assert not [c for c, (bad, cost) in runs.items() if bad <= allowed and cost < runs[best][1] - 1e-9]
+    # and it is a real saving on the fixed baseline, which is what the yardstick is for
+    assert runs[best][1] < AutoscaledService().run(requests, FIXED_BASELINE)["cost_usd"].sum()
+
+
+def test_when_no_pair_keeps_the_sla_hindsight_names_the_one_with_fewest_bad_minutes():
+    # A tenfold jump in one minute: every pair has bad minutes while new instances boot.
+    requests = np.concatenate([np.full(120, 2_000.0), np.full(240, 20_000.0)])
+    best, keeps_sla = hindsight_best(requests, sla_target=100.0)
+    runs = _reference_runs(requests)
+    assert not keeps_sla and min(bad for bad, _ in runs.values()) > 0
+    assert runs[best][0] == min(bad for bad, _ in runs.values())
+
+
+def test_backtest_summary_reports_the_hindsight_best_beside_the_policy():
+    s = run_backtest(TWO_DAYS, make_policy("fixed"), peak_instances=20).summary
+    h = s["hindsight_best"]
+    assert h["keeps_sla"] and h["sla"] >= 99.95 and h["cost"] <= s["fixed_baseline"]["cost"]
+    assert (h["cpu_scale_up_threshold"], h["cpu_scale_down_threshold"]) != (80.0, 30.0)
