@@ -95,20 +95,17 @@ def robustness(path: Path, params: ServiceParams) -> None:
             requests = raw * scale_factor_for_peak(raw, peak, params)
             oracle = oracle_cost(requests, params)
             allowed = math.floor(len(requests) * (1 - SLA_TARGET / 100) + 1e-9)
-            best, _ = hindsight_best(requests, params)
-            figures = {}
-            for key, thresholds in (("80/30", START), ("hindsight", best)):
-                out = AutoscaledService(params).run(requests, thresholds)
-                figures[key] = (int((~out["good"].astype(bool)).sum()), float(out["cost_usd"].sum()))
             s = run_backtest(requests, make_policy("learned"), params, scale=1.0, start_thresholds=START).summary
-            figures["learned"] = (s["minutes"] - s["good_minutes"], s["cost"])
+            best = s["hindsight_best"]  # run_backtest finds it beside the policy and 80/30
+            figures = {key: (f["minutes"] - f["good_minutes"], f["cost"])
+                       for key, f in (("80/30", s["fixed_baseline"]), ("hindsight", best), ("learned", s))}
             for key, (bad, _) in figures.items():
                 totals[key]["kept"] += bad <= allowed
                 totals[key]["excess"] += max(0, bad - allowed)
             ratios.append(figures["learned"][1] / figures["hindsight"][1])
             sla = {k: 100 * (1 - b / len(requests)) for k, (b, _) in figures.items()}
             print(f"{day:9d} {peak:5d} {allowed:7d} | {sla['80/30']:9.3f} {figures['80/30'][1] / oracle:6.3f} | "
-                  f"{best.cpu_scale_up_threshold:g}/{best.cpu_scale_down_threshold:g}".ljust(46)
+                  f"{best['cpu_scale_up_threshold']:g}/{best['cpu_scale_down_threshold']:g}".ljust(46)
                   + f"{sla['hindsight']:7.3f} {figures['hindsight'][1] / oracle:6.3f} | {sla['learned']:11.3f} "
                   f"{figures['learned'][1] / oracle:6.3f} {figures['learned'][0]:4d}", flush=True)
     for key, t in totals.items():
