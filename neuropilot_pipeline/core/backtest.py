@@ -160,6 +160,11 @@ def threshold_grid(bounds: dict[str, Bounds] = DEFAULT_BOUNDS, step: float = 5.0
             for down in np.arange(down_b.min, min(down_b.max, up - MIN_UP_DOWN_GAP) + step / 2, step)]
 
 
+def allowed_bad_minutes(minutes: int, sla_target: float) -> int:
+    """The most bad minutes a stretch of `minutes` may hold and still meet `sla_target` (%)."""
+    return math.floor(minutes * (1 - sla_target / 100) + 1e-9)  # 1e-9: 20,000 x 0.05 % is 10, not 9
+
+
 def hindsight_best(requests: np.ndarray, params: ServiceParams = ServiceParams(), sla_target: float = 99.95,
                    candidates: list[Thresholds] | None = None) -> tuple[Thresholds, bool]:
     """The fixed thresholds a user would have picked knowing the whole trace: the cheapest pair of
@@ -167,7 +172,7 @@ def hindsight_best(requests: np.ndarray, params: ServiceParams = ServiceParams()
     fewest bad minutes, and False. The yardstick a learning policy is measured against."""
     candidates = candidates or threshold_grid()
     bad, cost = replay_totals(requests, candidates, params)
-    allowed = math.floor(len(requests) * (1 - sla_target / 100) + 1e-9)
+    allowed = allowed_bad_minutes(len(requests), sla_target)
     feasible = [i for i in range(len(candidates)) if bad[i] <= allowed]
     if feasible:
         return candidates[min(feasible, key=lambda i: (cost[i], bad[i]))], True
