@@ -121,6 +121,19 @@ def _state_demand(state: Mapping[str, Any]) -> np.ndarray:
     return arr
 
 
+def _state_error_budget(state: Mapping[str, Any]) -> list[list[int]]:
+    """The carried [minutes, bad minutes] of each earlier window in the SLO period."""
+    record = state.get("error_budget", [])
+    ok = isinstance(record, list) and all(
+        isinstance(w, list) and len(w) == 2 and all(type(x) is int for x in w) and 0 <= w[1] <= w[0]
+        for w in record)
+    if not ok:
+        raise PolicyStateError("policy state key 'error_budget' must be a list of [minutes, bad minutes] pairs of "
+                               "whole numbers with 0 <= bad <= minutes. Delete the policy state file and "
+                               "re-materialize threshold_decision from that window on.")
+    return [list(w) for w in record]
+
+
 def observed_demand(minutes: pd.DataFrame) -> np.ndarray:
     """Requests per minute seen in a window; a missing or impossible sample counts as no demand
     (the source checks refuse impossible values first; this keeps the replay sane regardless)."""
@@ -253,6 +266,22 @@ class LearningPolicy:
     move the thresholds towards it by at most one step. It only ever uses the past, so a
     backtest or a backfill replays it exactly.
 
+    Keeping the SLA in replay means two things. Its bad minutes stay within the replay's share
+    of the error budget, and so do its near misses, at `near_miss_allowance` (3) times that
+    share: minutes whose p95 came within `near_miss_share_of_slo` (80 %) of the SLO. Bad minutes
+    arrive in clumps of 4 to 8 when a surge outruns the 4 minutes an instance takes to serve,
+    and a few calm days of replay often hold none, so on bad minutes alone an aggressive pair
+    looks safe until the surge arrives. Near misses come 1 to 4 times as often as bad minutes
+    (WorldCup98, 80-peak to 20-peak fleets) and show how close a pair runs to that edge. On 25
+    cuts and scales of WorldCup98 this kept 99.95 % in 21 runs instead of 11, for 0.6 % more
+    cost against each run's hindsight best (README, "On traces it was not designed on").
+
+    It also spends error budget it has saved, as an SRE error-budget policy does: of the budget
+    left unspent over the SLO period (`slo_period_days`, 30, rolling), beyond a reserve of
+    `budget_reserve_days` (4) days' allowance, it adds `budget_spend_share` (half) to what each
+    replay may spend. A policy that only ever spends each replay's own share ends a quiet
+    month with most of its budget unused, which it paid for in instances.
+
     What it learns online from its rewards is its caution `risk` in [0, 1]: the share of the
     error budget it refuses to spend in replays. When the SLA is at risk — the window burnt the
     error budget at `page_burn_rate` (6) times the rate the target allows or faster, which is
@@ -279,7 +308,10 @@ class LearningPolicy:
     def __init__(self, bounds: Mapping[str, Bounds] = DEFAULT_BOUNDS, learning_rate: float = 0.01,
                  history_days: float = 3.0, initial_risk: float = 0.5, params: Any = None,
                  explore_half_step: bool = True, evaluate_every: int = 1,
-                 min_history_to_raise_scale_up: int = 1440, page_burn_rate: float = 6.0, **_: Any):
+                 min_history_to_raise_scale_up: int = 1440, page_burn_rate: float = 6.0,
+                 near_miss_share_of_slo: float = 0.8, near_miss_allowance: float = 3.0,
+                 slo_period_days: float = 30.0, budget_reserve_days: float = 4.0, budget_spend_share: float = 0.5,
+                 **_: Any):
         from .service_model import ServiceParams
 
         self.bounds = bounds
@@ -291,6 +323,11 @@ class LearningPolicy:
         self.evaluate_every = max(1, int(evaluate_every))
         self.min_history_to_raise_scale_up = int(min_history_to_raise_scale_up)
         self.page_burn_rate = float(page_burn_rate)
+        self.near_miss_share_of_slo = float(near_miss_share_of_slo)
+        self.near_miss_allowance = float(near_miss_allowance)
+        self.slo_period_minutes = int(slo_period_days * 1440)
+        self.budget_reserve_days = float(budget_reserve_days)
+        self.budget_spend_share = float(budget_spend_share)
 
     @staticmethod
     def phase_for(day: int) -> str:
@@ -305,12 +342,14 @@ class LearningPolicy:
                                           current.max_instances))
         return out
 
-    def replay(self, demand: np.ndarray, candidates: list[Thresholds]) -> list[tuple[int, float]]:
-        """Bad minutes and cost of the demand replayed under each candidate (one compiled pass)."""
-        from .service_model import replay_totals
+    def replay(self, demand: np.ndarray, candidates: list[Thresholds]) -> list[tuple[int, float, int]]:
+        """Bad minutes, cost and near misses of the demand replayed under each candidate (one
+        compiled pass)."""
+        from .service_model import replay_with_near_misses
 
-        bad, cost = replay_totals(demand, candidates, self.params)
-        return [(int(b), float(c)) for b, c in zip(bad, cost)]
+        bad, cost, near = replay_with_near_misses(demand, candidates, self.params,
+                                                  self.near_miss_share_of_slo * self.params.slo_p95_ms)
+        return [(int(b), float(c), int(n)) for b, c, n in zip(bad, cost, near)]
 
     def decide(self, state: dict | None, obs: Observation) -> Decision:
         state = dict(state or {})
@@ -325,6 +364,15 @@ class LearningPolicy:
         day = minutes_seen // 1440
         phase = self.phase_for(day)
         risk = _state_number(state, "risk", self.initial_risk, 0.0, 1.0)
+        # The error budget over the SLO period: each window's minutes and bad minutes, oldest
+        # dropped once the period is full. A state without it (written before it was kept)
+        # starts an empty record: no saved budget until fresh windows earn it.
+        budget = _state_error_budget(state) + [[len(m), int(len(m) - np.sum(m["good"].astype(bool)))]]
+        while len(budget) > 1 and sum(w[0] for w in budget[1:]) >= self.slo_period_minutes:
+            budget.pop(0)
+        allowance_rate = 1.0 - obs.sla_target / 100.0
+        budget_left = sum(w[0] for w in budget) * allowance_rate - sum(w[1] for w in budget)
+        budget_saved = max(0.0, budget_left - self.budget_reserve_days * 1440 * allowance_rate)
         if "avg_reward" in state:
             _state_number(state, "avg_reward", 0.0, -1e9, 1e9)
         if state.get("last_target") is not None:
@@ -356,20 +404,26 @@ class LearningPolicy:
                       f"{target.cpu_scale_down_threshold:g} (caution {risk:.2f})")
         else:
             risk = risk * (1.0 - self.learning_rate)
-            allowed_bad = int(math.floor(len(history) * (1.0 - obs.sla_target / 100.0) * (1.0 - risk)))
+            budget_share = len(history) * allowance_rate * (1.0 - risk) + self.budget_spend_share * budget_saved
+            allowed_bad = int(math.floor(budget_share))
+            near_share = budget_share * self.near_miss_allowance
+            allowed_near = int(math.floor(near_share)) if math.isfinite(near_share) else math.inf  # inf: not judged
             candidates = self.candidates(current)
-            evaluated = [(bad <= allowed_bad, cost, bad, cand)
-                         for cand, (bad, cost) in zip(candidates, self.replay(history, candidates))]
+            evaluated = [(bad <= allowed_bad and near <= allowed_near, cost, near, bad, cand)
+                         for cand, (bad, cost, near) in zip(candidates, self.replay(history, candidates))]
             feasible = [e for e in evaluated if e[0]]
+            near_ms = self.near_miss_share_of_slo * self.params.slo_p95_ms
             if feasible:
-                _, cost, bad, target = min(feasible, key=lambda e: (e[1], e[2]))
+                _, cost, near, bad, target = min(feasible, key=lambda e: (e[1], e[2]))
                 reason = (f"replay of the last {len(history) / 1440:.1f} days: {target.cpu_scale_up_threshold:g}/"
                           f"{target.cpu_scale_down_threshold:g} is the cheapest that kept the SLA "
-                          f"({bad} bad minutes allowed {allowed_bad}, caution {risk:.2f}, ${cost:.2f})")
+                          f"({bad} bad minutes allowed {allowed_bad}, {near} minutes over {near_ms:g} ms allowed "
+                          f"{allowed_near}, caution {risk:.2f}, ${cost:.2f}; error budget left "
+                          f"{budget_left:.1f} min)")
             else:
-                _, cost, bad, target = min(evaluated, key=lambda e: (e[2], e[1]))
-                reason = (f"no candidate kept the SLA in replay; taking the safest ({bad} bad minutes, "
-                          f"caution {risk:.2f})")
+                _, cost, near, bad, target = min(evaluated, key=lambda e: (e[2], e[1]))
+                reason = (f"no candidate kept the SLA in replay; taking the safest ({bad} bad minutes, {near} over "
+                          f"{near_ms:g} ms, caution {risk:.2f})")
         if not met and not pages:
             reason += (f"; this window missed the SLA ({sla:.3f} %) at a burn rate of {burn:.1f}x, under the "
                        f"{self.page_burn_rate:g}x that calls for scaling first: its demand is in the replay")
@@ -389,7 +443,7 @@ class LearningPolicy:
         avg_reward = float(state.get("avg_reward", reward)) * (1 - self.learning_rate) + reward * self.learning_rate \
             if "avg_reward" in state else reward
         new_state = {"demand": history.tolist(), "decisions": decisions + 1, "minutes_seen": minutes_seen, "risk": risk,
-                     "avg_reward": avg_reward, "last_target": target.to_dict()}
+                     "avg_reward": avg_reward, "last_target": target.to_dict(), "error_budget": budget}
         return Decision(new, _actions(current, new), reason, reward, phase, new_state)
 
 

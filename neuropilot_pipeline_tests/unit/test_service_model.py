@@ -181,7 +181,7 @@ def test_compiled_replay_gives_the_same_bad_minutes_and_cost_as_run():
     # Python oracle here, which `run` is held equal to below) exactly, including
     # minutes whose p95 lies within a microsecond of the SLO or latency threshold, overloads
     # with backlog, scale-in holds and booting cancellations.
-    from neuropilot_pipeline.core.service_model import replay_totals
+    from neuropilot_pipeline.core.service_model import replay_totals, replay_with_near_misses
     from neuropilot_pipeline.core.telemetry import load_demand_trace
 
     trace = load_demand_trace()
@@ -195,10 +195,20 @@ def test_compiled_replay_gives_the_same_bad_minutes_and_cost_as_run():
         demand = trace[start:start + 1440] * factor * float(rng.uniform(0.3, 2.0))
         demand[rng.integers(0, len(demand), 20)] *= 3.0  # spikes into overload
         bad, cost = replay_totals(demand, candidates)
-        for cand, b, c in zip(candidates, bad, cost):
+        bad_n, cost_n, near = replay_with_near_misses(demand, candidates, ServiceParams(), near_miss_ms=200.0)
+        np.testing.assert_array_equal(bad_n, bad)
+        np.testing.assert_array_equal(cost_n, cost)
+        for cand, b, c, n in zip(candidates, bad, cost, near):
             out = PythonLoopService().run(demand, cand)
             assert b == int(np.sum(~out["good"])), cand
             assert c == pytest.approx(float(np.sum(out["cost_usd"])), rel=1e-12), cand
+            # Near misses: every bad minute, and every good one with p95 over 200 ms once the
+            # first scale-out could serve (minute 1 + provision delay on).
+            after_first_scale_out = np.arange(len(demand)) > ServiceParams().provision_delay_min
+            over = ~out["good"] | (out["p95_ms"] > 200.0) & after_first_scale_out
+            assert n == int(np.sum(over)), cand
+            assert b <= n
+        assert (near > bad).any()  # the demand reaches the near-miss band, so the count is tested
 
 
 def assert_same_minutes(compiled, oracle, label):
