@@ -334,7 +334,7 @@ def _p95_over_nb(limit_ms, lam, servers, mu, c_wait):
 
 @njit(cache=True, nogil=True)
 def _replay_kernel(req, ups, downs, latency_ms, min_inst, max_inst, first_ready, slots, mu, slo_ms,
-                   delay, scale_in_window, price_per_hour, near_miss_ms):
+                   delay, scale_in_window, price_per_hour, near_miss_ms, near_miss_pct):
     # Minute by minute, all candidates together: candidates without backlog see the same
     # arrival rate, so one Erlang B recursion up to the largest server count serves them all
     # (the recursion is what costs; per candidate it would be redone ~30 times a minute).
@@ -349,8 +349,8 @@ def _replay_kernel(req, ups, downs, latency_ms, min_inst, max_inst, first_ready,
     backlog = np.zeros(n_cand)
     bad = np.zeros(n_cand, dtype=np.int64)
     cost = np.zeros(n_cand)
-    near = np.zeros(n_cand, dtype=np.int64)  # bad minutes, and good ones with p95 > near_miss_ms
-    count_near = near_miss_ms < slo_ms
+    near = np.zeros(n_cand, dtype=np.int64)  # bad minutes, and good ones with p95 or utilisation near the edge
+    count_near = near_miss_ms < slo_ms or near_miss_pct < 100.0
     max_servers = max(first_ready, max_inst.max()) * slots + 1
     erlang_b = np.empty(max_servers + 1)
     for t in range(req.shape[0]):
@@ -389,19 +389,19 @@ def _replay_kernel(req, ups, downs, latency_ms, min_inst, max_inst, first_ready,
                         c_wait = servers * bs / (servers - a * (1.0 - bs))
                     over_slo = _p95_over_nb(slo_ms, lam, servers, mu, c_wait)
                     over_lat = over_slo if lat == slo_ms else _p95_over_nb(lat, lam, servers, mu, c_wait)
+            if capacity > 0:
+                u = min(1.0, lam / capacity) * 100.0
+            else:
+                u = 100.0
             if started_with_backlog or over_slo:
                 bad[c] += 1
                 near[c] += 1
             elif count_near and t > delay:
                 # Not in the first minutes: the replay starts with the first minute's oracle fleet,
                 # sized to run just under the SLO, and no scale-out can serve before t = 1 + delay.
-                if lam > 0 and _p95_over_nb(near_miss_ms, lam, servers, mu, c_wait) \
+                if u > near_miss_pct or lam > 0 and _p95_over_nb(near_miss_ms, lam, servers, mu, c_wait) \
                         or lam <= 0 and idle_p95_ms > near_miss_ms:
                     near[c] += 1
-            if capacity > 0:
-                u = min(1.0, lam / capacity) * 100.0
-            else:
-                u = 100.0
             provisioned = ready[c] + boot_n[c]
             up = ups[c]
             if u > up or over_lat or overloaded:
@@ -430,14 +430,16 @@ def _replay_kernel(req, ups, downs, latency_ms, min_inst, max_inst, first_ready,
 def replay_totals(requests_per_min: np.ndarray, candidates: list[Thresholds],
                   params: ServiceParams = ServiceParams()) -> tuple[np.ndarray, np.ndarray]:
     """Bad minutes and cost of a fresh `AutoscaledService` run over the demand, per candidate."""
-    bad, cost, _ = replay_with_near_misses(requests_per_min, candidates, params, near_miss_ms=math.inf)
+    bad, cost, _ = replay_with_near_misses(requests_per_min, candidates, params)
     return bad, cost
 
 
 def replay_with_near_misses(requests_per_min: np.ndarray, candidates: list[Thresholds], params: ServiceParams,
-                            near_miss_ms: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """`replay_totals` plus, per candidate, its near misses: the bad minutes and the good minutes
-    whose p95 exceeded `near_miss_ms` (judged as exactly as the SLO is)."""
+                            near_miss_ms: float = math.inf, near_miss_utilisation_pct: float = math.inf,
+                            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`replay_totals` plus, per candidate, its near misses: the bad minutes, and the good minutes
+    (after the first 1 + provision-delay minutes) whose p95 exceeded `near_miss_ms` (judged as
+    exactly as the SLO is) or whose ready instances ran over `near_miss_utilisation_pct`."""
     req = np.ascontiguousarray(requests_per_min, dtype=float)
     empty = np.zeros(len(candidates), dtype=np.int64)
     if not len(candidates) or not len(req):
@@ -447,4 +449,5 @@ def replay_with_near_misses(requests_per_min: np.ndarray, candidates: list[Thres
                           col("latency_threshold_ms", float), col("min_instances", np.int64),
                           col("max_instances", np.int64), oracle_instances(req[0] / 60.0, params),
                           params.slots_per_instance, params.mu, params.slo_p95_ms, params.provision_delay_min,
-                          params.scale_in_window_min, params.price_per_instance_hour, float(near_miss_ms))
+                          params.scale_in_window_min, params.price_per_instance_hour, float(near_miss_ms),
+                          float(near_miss_utilisation_pct))

@@ -200,38 +200,12 @@ def test_backtest_summary_reports_the_hindsight_best_beside_the_policy():
     assert (h["cpu_scale_up_threshold"], h["cpu_scale_down_threshold"]) != (80.0, 30.0)
 
 
-def test_a_pair_that_ran_close_to_the_slo_in_replay_is_refused_even_without_bad_minutes():
-    # Days 8-10 of WorldCup98 at 40 peak instances, no caution. Judged on bad minutes alone the
-    # cheapest pair within the budget has more minutes near the SLO than 3x the budget allows;
-    # bad minutes come in clumps when a surge arrives, and near misses are their warning.
+def _three_days(first_day: int = 7, peak: float = 40):
+    """A decision at the end of 3 days of WorldCup98 (the last 6 hours the window), no caution."""
     from neuropilot_pipeline.core.policy import Observation
 
     trace = load_demand_trace()
-    demand = (trace * scale_factor_for_peak(trace, 40))[7 * 1440:10 * 1440]
-    ts = pd.date_range("2026-11-01", periods=360, freq="1min", tz="UTC")
-    window = pd.DataFrame({"ts": ts, "cpu_percent": 70.0, "p95_latency_ms": 150.0, "good": True,
-                           "instance_count": 5.0, "cost_usd": 0.004, "request_rate_per_s": demand[-360:] / 60})
-    state = {"demand": demand[:-360].tolist(), "risk": 0.0, "minutes_seen": 20000, "decisions": 50}
-    allowed_bad, allowed_near = 2, 6  # 3 days x 0.05 %, and 3x that
-
-    def chosen(policy):
-        target = policy.decide(dict(state), Observation(ts[0], window, FIXED_BASELINE, {})).new_state["last_target"]
-        pick = Thresholds.from_dict(target)
-        [(bad, _, near)] = LearningPolicy().replay(demand, [pick])
-        return (pick.cpu_scale_up_threshold, pick.cpu_scale_down_threshold), bad, near
-
-    bad_only, bad_b, near_b = chosen(LearningPolicy(near_miss_allowance=float("inf")))
-    with_near, bad_n, near_n = chosen(LearningPolicy())
-    assert bad_b <= allowed_bad and near_b > allowed_near
-    assert bad_n <= allowed_bad and near_n <= allowed_near
-    assert with_near != bad_only and with_near[0] <= bad_only[0]
-
-
-def _three_days_at_40_peak(first_day: int = 7):
-    from neuropilot_pipeline.core.policy import Observation
-
-    trace = load_demand_trace()
-    demand = (trace * scale_factor_for_peak(trace, 40))[first_day * 1440:(first_day + 3) * 1440]
+    demand = (trace * scale_factor_for_peak(trace, peak))[first_day * 1440:(first_day + 3) * 1440]
     ts = pd.date_range("2026-11-01", periods=360, freq="1min", tz="UTC")
     window = pd.DataFrame({"ts": ts, "cpu_percent": 70.0, "p95_latency_ms": 150.0, "good": True,
                            "instance_count": 5.0, "cost_usd": 0.004, "request_rate_per_s": demand[-360:] / 60})
@@ -239,8 +213,33 @@ def _three_days_at_40_peak(first_day: int = 7):
     return state, Observation(ts[0], window, FIXED_BASELINE, {})
 
 
+def _chosen(policy, state, obs, judge: LearningPolicy):
+    """The pair the policy heads for, and its bad minutes and near misses over the 3 days as `judge` counts them."""
+    pick = Thresholds.from_dict(policy.decide(dict(state), obs).new_state["last_target"])
+    three_days = np.array(state["demand"] + list(obs.minutes["request_rate_per_s"] * 60))
+    [(bad, _, near)] = judge.replay(three_days, [pick])
+    return (pick.cpu_scale_up_threshold, pick.cpu_scale_down_threshold), bad, near
+
+
+@pytest.mark.parametrize("peak, line", [(40, "p95"), (160, "utilisation")])
+def test_a_pair_that_ran_close_to_the_edge_in_replay_is_refused_even_without_bad_minutes(peak, line):
+    # Judged on bad minutes alone, the cheapest pair within the budget has more near misses than
+    # 3x the budget allows; bad minutes come in clumps when a surge arrives, and near misses are
+    # their warning. On 40 peak instances the p95 line (200 ms) shows them; on 160 the pooled
+    # queue's p95 stays low until the fleet is nearly saturated, and the utilisation line (92 %) does.
+    state, obs = _three_days(first_day=7 if peak == 40 else 0, peak=peak)
+    allowed_bad, allowed_near = 2, 6  # 3 days x 0.05 %, and 3x that
+    only_this_line = LearningPolicy(**({"near_miss_utilisation": float("inf")} if line == "p95" else
+                                       {"near_miss_share_of_slo": float("inf")}))
+    bad_only, bad_b, near_b = _chosen(LearningPolicy(near_miss_allowance=float("inf")), state, obs, only_this_line)
+    with_near, bad_n, near_n = _chosen(LearningPolicy(), state, obs, LearningPolicy())
+    assert bad_b <= allowed_bad and near_b > allowed_near  # its near misses on this line alone are too many
+    assert bad_n <= allowed_bad and near_n <= allowed_near
+    assert with_near != bad_only and with_near[0] <= bad_only[0]
+
+
 def test_error_budget_saved_over_the_slo_period_lets_a_replay_spend_more():
-    state, obs = _three_days_at_40_peak()
+    state, obs = _three_days()
     quiet_month = [[360, 0]] * 119  # 30 days with this window: 21.6 min of budget, none spent
     spent_month = [[360, 0]] * 99 + [[360, 1]] * 20  # 20 of the 21.6 spent
     saved = LearningPolicy().decide({**state, "error_budget": quiet_month}, obs)
@@ -259,7 +258,7 @@ def test_error_budget_saved_over_the_slo_period_lets_a_replay_spend_more():
 
 
 def test_a_state_without_an_error_budget_record_has_saved_nothing():
-    state, obs = _three_days_at_40_peak()
+    state, obs = _three_days()
     d = LearningPolicy().decide(state, obs)  # as a state written before the record was kept
     assert re.search(r"bad minutes allowed 2,", d.reason) and "error budget left 0.2 min" in d.reason
     assert d.new_state["error_budget"] == [[360, 0]]
@@ -269,6 +268,6 @@ def test_a_state_without_an_error_budget_record_has_saved_nothing():
 def test_a_damaged_error_budget_record_is_refused_with_the_fix(record):
     from neuropilot_pipeline.core.policy import PolicyStateError
 
-    state, obs = _three_days_at_40_peak()
+    state, obs = _three_days()
     with pytest.raises(PolicyStateError, match="error_budget.*re-materialize"):
         LearningPolicy().decide({**state, "error_budget": record}, obs)
