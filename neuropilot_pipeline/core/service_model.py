@@ -332,6 +332,17 @@ def _p95_over_nb(limit_ms, lam, servers, mu, c_wait):
     return _p95_seconds_nb(lam, servers, mu, c_wait) * 1000.0 > limit_ms
 
 
+@njit(cache=True)
+def _sure_below_c(limit_ms, mu):
+    """An Erlang C under which p95 is surely below `limit_ms`, or -1 if there is none. P(T > t)
+    <= e^(-mu t) + C (1 - e^(-mu t)), the waiting customers' tail being at most 1: with C under
+    this bound the tail at the limit is under 0.05, so the p95 test needs no tail evaluation
+    (most minutes). The 0.99 keeps the tail at the limit at least 3e-4 under 0.05, far outside
+    the 1e-6 s band in which the bisection decides (the tail falls by at most mu per second)."""
+    e = math.exp(-mu * limit_ms / 1000.0)
+    return 0.99 * (0.05 - e) / (1.0 - e) if e < 0.05 else -1.0
+
+
 @njit(cache=True, nogil=True)
 def _replay_kernel(req, ups, downs, latency_ms, min_inst, max_inst, first_ready, slots, mu, slo_ms,
                    delay, scale_in_window, price_per_hour, near_miss_ms, near_miss_pct):
@@ -351,6 +362,11 @@ def _replay_kernel(req, ups, downs, latency_ms, min_inst, max_inst, first_ready,
     cost = np.zeros(n_cand)
     near = np.zeros(n_cand, dtype=np.int64)  # bad minutes, and good ones with p95 or utilisation near the edge
     count_near = near_miss_ms < slo_ms or near_miss_pct < 100.0
+    slo_c_bound = _sure_below_c(slo_ms, mu)
+    near_c_bound = _sure_below_c(near_miss_ms, mu)
+    lat_c_bound = np.empty(n_cand)
+    for c in range(n_cand):
+        lat_c_bound[c] = _sure_below_c(latency_ms[c], mu)
     max_servers = max(first_ready, max_inst.max()) * slots + 1
     erlang_b = np.empty(max_servers + 1)
     for t in range(req.shape[0]):
@@ -387,8 +403,9 @@ def _replay_kernel(req, ups, downs, latency_ms, min_inst, max_inst, first_ready,
                             erlang_b[b_upto] = b
                         bs = erlang_b[servers]
                         c_wait = servers * bs / (servers - a * (1.0 - bs))
-                    over_slo = _p95_over_nb(slo_ms, lam, servers, mu, c_wait)
-                    over_lat = over_slo if lat == slo_ms else _p95_over_nb(lat, lam, servers, mu, c_wait)
+                    over_slo = c_wait > slo_c_bound and _p95_over_nb(slo_ms, lam, servers, mu, c_wait)
+                    over_lat = over_slo if lat == slo_ms else \
+                        c_wait > lat_c_bound[c] and _p95_over_nb(lat, lam, servers, mu, c_wait)
             if capacity > 0:
                 u = min(1.0, lam / capacity) * 100.0
             else:
@@ -399,7 +416,8 @@ def _replay_kernel(req, ups, downs, latency_ms, min_inst, max_inst, first_ready,
             elif count_near and t > delay:
                 # Not in the first minutes: the replay starts with the first minute's oracle fleet,
                 # sized to run just under the SLO, and no scale-out can serve before t = 1 + delay.
-                if u > near_miss_pct or lam > 0 and _p95_over_nb(near_miss_ms, lam, servers, mu, c_wait) \
+                if u > near_miss_pct or lam > 0 and c_wait > near_c_bound \
+                        and _p95_over_nb(near_miss_ms, lam, servers, mu, c_wait) \
                         or lam <= 0 and idle_p95_ms > near_miss_ms:
                     near[c] += 1
             provisioned = ready[c] + boot_n[c]
