@@ -375,10 +375,11 @@ class LearningPolicy:
         # dropped once the period is full. A state without it (written before it was kept)
         # starts an empty record: no saved budget until fresh windows earn it.
         budget = _state_error_budget(state) + [[len(m), int(len(m) - np.sum(m["good"].astype(bool)))]]
-        while len(budget) > 1 and sum(w[0] for w in budget[1:]) >= self.slo_period_minutes:
-            budget.pop(0)
+        period_minutes = sum(w[0] for w in budget)
+        while len(budget) > 1 and period_minutes - budget[0][0] >= self.slo_period_minutes:
+            period_minutes -= budget.pop(0)[0]
         allowance_rate = 1.0 - obs.sla_target / 100.0
-        budget_left = sum(w[0] for w in budget) * allowance_rate - sum(w[1] for w in budget)
+        budget_left = period_minutes * allowance_rate - sum(w[1] for w in budget)
         budget_saved = max(0.0, budget_left - self.budget_reserve_days * 1440 * allowance_rate)
         if "avg_reward" in state:
             _state_number(state, "avg_reward", 0.0, -1e9, 1e9)
