@@ -241,15 +241,91 @@ def _tentative(values, slots, sums, sc, i, length, lookback_slots, cap):
 
 
 @njit(cache=True)
-def step_series(values, slots, sums, sc, i, x, minutes, want, out_score, out_closed, bucket_minutes,
-                length, lookback_slots, block_slots, cap, typ_halflife_slots):
+def recurrence(values, slots, i, e, length, cap, day_slots, tol_slots, bound_slot, max_scale, max_shift):
+    """How closely the shape ending at bucket e repeats a stretch of an earlier day at the same
+    time of day: the highest correlation with a stretch ending within tol_slots of a whole
+    number of days before it and starting at or after bound_slot, among those whose spread is
+    at least 1/max_scale of the shape's and whose mean is within max_shift of their own spread
+    of the shape's. NaN when no stretch qualifies (or the shape is flat).
+
+    Why: a daily job's spike is the same shape every day but not the same height, so the raw
+    distance finds it new on a taller day; correlated with yesterday's at its own level and
+    spread, it is not. The limits keep a surge of the usual morning ramp (the same shape, three
+    times the size) or a level never held at that hour an anomaly. A smaller spread than the
+    earlier day's is no limit: the first minutes of a job, in a 5-minute bucket still filling,
+    are a smaller copy of a whole bucket of it."""
+    base = e % cap + cap  # values[i, base - d] is bucket e - d
+    vals = values[i]
+    mean_a = 0.0
+    for j in range(length):
+        mean_a += vals[base - j]
+    mean_a /= length
+    ss_a = 0.0
+    for j in range(length):
+        d = vals[base - j] - mean_a
+        ss_a += d * d
+    sd_a = math.sqrt(ss_a / length)
+    if not sd_a > 1e-12 * max(abs(mean_a), 1.0):
+        return math.nan
+    e_slot = slots[i, e % cap]
+    best = math.nan
+    lag = length
+    hi = min(cap - 2 * length, e - length + 1)
+    while lag <= hi:
+        if slots[i, (e - lag - length + 1) % cap] < bound_slot:
+            break  # slots rise with the index: every larger lag starts earlier still
+        ds = e_slot - slots[i, (e - lag) % cap]
+        days = math.floor(ds / day_slots + 0.5)
+        if days < 1 or abs(ds - days * day_slots) > tol_slots:
+            # On to the first lag in the next day's band. A lag one larger is at least one slot
+            # further back, so the band has begun by lag + (edge - ds); with gaps, sooner: bisect.
+            edge = (math.floor((ds + tol_slots) / day_slots) + 1) * day_slots - tol_slots
+            lo, top = lag + 1, lag + max(1, int(math.ceil(edge - ds)))
+            while lo < top:
+                mid = (lo + top) // 2
+                if e - mid >= 0 and e_slot - slots[i, (e - mid) % cap] >= edge:
+                    top = mid
+                else:
+                    lo = mid + 1
+            lag = top
+            continue
+        b = base - lag
+        lag += 1
+        mean_b = 0.0
+        for j in range(length):
+            mean_b += vals[b - j]
+        mean_b /= length
+        ss_b = 0.0
+        cross = 0.0
+        for j in range(length):
+            d = vals[b - j] - mean_b
+            ss_b += d * d
+            cross += d * (vals[base - j] - mean_a)
+        sd_b = math.sqrt(ss_b / length)
+        if sd_a > max_scale * sd_b or abs(mean_a - mean_b) > max_shift * sd_b:
+            continue
+        r = cross / math.sqrt(ss_a * ss_b)
+        if math.isnan(best) or r > best:
+            best = r
+    return best
+
+
+@njit(cache=True)
+def step_series(values, slots, sums, sc, i, x, minutes, want, out_score, out_closed, out_recur, bucket_minutes,
+                length, lookback_slots, block_slots, cap, typ_halflife_slots, gate, alarm, tol_slots, max_scale, max_shift):
     """Feed series i's points x (at `minutes`) through the shape state. out_score[t] is the
     score of the shape ending at point t's bucket, evaluated where want[t] is set or where the
     point looks like the last of its bucket (the next point, one step on, falls in the next);
-    out_closed[t] is the score of a bucket closed at t that no evaluation saw whole (else nan)."""
+    out_closed[t] is the score of a bucket closed at t that no evaluation saw whole (else nan);
+    out_recur[t] is the `recurrence` of the newest shape scored at t that could raise an alarm
+    (a wanted evaluation reaching `gate`, or any score reaching `alarm`; else nan), over the
+    stretches every evaluation in the block may use: those starting within the lookback and one
+    block before the block, which is all a rebuilt state holds."""
+    day_slots = 1440.0 / bucket_minutes
     for t in range(x.shape[0]):
         out_score[t] = math.nan
         out_closed[t] = math.nan
+        out_recur[t] = math.nan
         v = x[t]
         if math.isnan(v) or math.isinf(v):
             continue
@@ -261,6 +337,10 @@ def step_series(values, slots, sums, sc, i, x, minutes, want, out_score, out_clo
                             typ_halflife_slots)
             if not seen:
                 out_closed[t] = closed
+                if closed >= alarm:
+                    bound = (slot // block_slots) * block_slots - lookback_slots - block_slots
+                    out_recur[t] = recurrence(values, slots, i, int(sc[i, N_BUCKETS]) - 1, length, cap, day_slots,
+                                              tol_slots, bound, max_scale, max_shift)
             sc[i, CUR_SLOT] = math.nan
         if math.isnan(sc[i, CUR_SLOT]):
             sc[i, CUR_SLOT] = slot
@@ -276,6 +356,10 @@ def step_series(values, slots, sums, sc, i, x, minutes, want, out_score, out_clo
         if want[t] or looks_last:
             out_score[t] = _tentative(values, slots, sums, sc, i, length, lookback_slots, cap)
             sc[i, EVAL_N] = sc[i, CUR_N]
+            if (want[t] and out_score[t] >= gate) or out_score[t] >= alarm:
+                bound = (slot // block_slots) * block_slots - lookback_slots - block_slots
+                out_recur[t] = recurrence(values, slots, i, int(sc[i, N_BUCKETS]), length, cap, day_slots,
+                                          tol_slots, bound, max_scale, max_shift)
 
 
 @njit(cache=True)
@@ -315,7 +399,8 @@ def bucket_means(x, minutes, bucket_minutes):
 
 @njit(cache=True)
 def verdicts(x, minutes, stage, steps, level, shape_formed, gate, alarm, suppress_minutes, since_a, s_values, s_slots,
-             s_sums, s_scalars, bucket, length, lookback_slots, block_slots, cap, typ_halflife_slots, shape_score,
+             s_sums, s_scalars, bucket, length, lookback_slots, block_slots, cap, typ_halflife_slots,
+             recur_corr, recur_tol_slots, recur_max_scale, recur_max_shift, shape_score, recur,
              fire, sev):  # pragma: no cover - compiled
     """The combined verdict (detectors.py's docstring) for every series, given the statistical
     stage of each point (0 baseline forming, 1 formed, 2 statistical candidate), the step since
@@ -326,8 +411,9 @@ def verdicts(x, minutes, stage, steps, level, shape_formed, gate, alarm, suppres
     closed = np.empty(n)
     for i in range(n_series):
         want = stage[i] == 2
-        step_series(s_values, s_slots, s_sums, s_scalars, i, x[i], minutes, want, shape_score[i], closed,
-                    bucket, length, lookback_slots, block_slots, cap, typ_halflife_slots)
+        step_series(s_values, s_slots, s_sums, s_scalars, i, x[i], minutes, want, shape_score[i], closed, recur[i],
+                    bucket, length, lookback_slots, block_slots, cap, typ_halflife_slots, gate, alarm, recur_tol_slots,
+                    recur_max_scale, recur_max_shift)
         for t in range(n):
             v = x[i, t]
             if math.isnan(v) or math.isinf(v):
@@ -339,9 +425,10 @@ def verdicts(x, minutes, stage, steps, level, shape_formed, gate, alarm, suppres
                 shape_score[i, t] = novelty = closed[t]
             elif not math.isnan(closed[t]):
                 novelty = max(novelty, closed[t])
+            recurring = recur[i, t] >= recur_corr  # False for nan
             fired = stage[i, t] > 0 and since_a[i] >= suppress_minutes and (
-                (stage[i, t] == 2 and shape_score[i, t] >= gate)
-                or (shape_formed[i, t] and not math.isnan(novelty) and novelty >= alarm))
+                (stage[i, t] == 2 and shape_score[i, t] >= gate and not recurring)
+                or (shape_formed[i, t] and not math.isnan(novelty) and novelty >= alarm and not recurring))
             if fired:
                 fire[i, t] = True
                 sev[i, t] = max(level[i, t], 1)

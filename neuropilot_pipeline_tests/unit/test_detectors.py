@@ -176,6 +176,75 @@ def test_a_spike_the_metric_throws_every_day_stops_alarming_and_a_new_one_does_n
     assert ((hits >= 8 * DAY + 900) & (hits < 8 * DAY + 960)).any()
 
 
+def daily_job(days: int, heights, seed: int = 1):
+    """A quiet metric (level 10, sd 0.3) with an 8-minute job at about 03:30 every day: its
+    height and start (within half an hour) change from day to day."""
+    n = days * DAY
+    ts = pd.date_range("2026-11-01", periods=n, freq="1min", tz="UTC")
+    rng = np.random.default_rng(seed)
+    x = 10 + rng.normal(0, 0.3, n)
+    for day, start in enumerate(210 + rng.integers(-30, 31, days)):
+        x[day * DAY + start: day * DAY + start + 8] += heights[day]
+    return ts, x
+
+
+def test_a_daily_job_of_changing_height_is_a_recurrence_and_a_surge_of_it_is_not():
+    # The job is 30-60 above a level of 10: far from the baseline, and as the height changes
+    # its raw shape is new on many days; its shape at its own level and spread is yesterday's.
+    heights = np.random.default_rng(2).uniform(30, 60, 11)
+    ts, x = daily_job(11, heights)
+    hits, result = flagged(x, ts)
+    without, _ = flagged(x, ts, recurrence_correlation=np.inf)
+    assert len(without) >= 5 and hits.size == 0
+    assert np.nanmin(result.recurrence[0, without]) >= DetectorConfig().recurrence_correlation
+    surge = x.copy()
+    surge[10 * DAY:] = x[10 * DAY:] + 3 * (x[10 * DAY:] - 10)  # the same job, four times its size
+    hits, _ = flagged(surge, ts)
+    assert hits.size == 1 and 10 * DAY + 150 < hits[0] < 10 * DAY + 300
+    elsewhere = x.copy()
+    elsewhere[10 * DAY + 900: 10 * DAY + 908] += 45.0  # the same job at 15:00
+    hits, _ = flagged(elsewhere, ts)
+    assert hits.tolist() == [10 * DAY + 900]
+
+
+def test_recurrence_is_the_best_correlation_with_the_same_time_of_earlier_days():
+    from neuropilot_pipeline.core import shape
+
+    rng = np.random.default_rng(4)
+    day_slots, length, tol = 24, 4, 2  # hourly buckets, 4-hour shapes, +-2 hours
+    n = 6 * day_slots
+    buckets = 10 + np.sin(2 * np.pi * np.arange(n) / day_slots) + rng.normal(0, 0.4, n)
+    slots = np.arange(n, dtype=float)
+    slots[40:] += 1  # a missing bucket: slots, not positions, say what time of day it is
+    cap = 200
+    values, slot_ring = np.full((1, 2 * cap), np.nan), np.full((1, cap), np.nan)
+    shape.replay_buckets(values, slot_ring, np.zeros((1, shape.N_SCALARS)), 0, buckets, slots, cap)
+
+    def oracle(e, bound, max_scale, max_shift):
+        a = buckets[e - length + 1: e + 1]
+        best = np.nan
+        for j in range(length - 1, e - length + 1):
+            days = np.floor((slots[e] - slots[j]) / day_slots + 0.5)
+            if days < 1 or abs(slots[e] - slots[j] - days * day_slots) > tol or slots[j - length + 1] < bound:
+                continue
+            b = buckets[j - length + 1: j + 1]
+            if a.std() > max_scale * b.std() or abs(a.mean() - b.mean()) > max_shift * b.std():
+                continue
+            r = np.corrcoef(a, b)[0, 1]
+            best = r if np.isnan(best) else max(best, r)
+        return best
+
+    checked = 0
+    for e in range(day_slots + length, n):
+        for bound, max_scale, max_shift in ((0, 2.0, 1.0), (slots[e] - 3 * day_slots, 1.2, 0.5), (0, 1e9, 1e9)):
+            got = shape.recurrence(values, slot_ring, 0, e, length, cap, float(day_slots), float(tol), float(bound),
+                                   max_scale, max_shift)
+            want = oracle(e, bound, max_scale, max_shift)
+            assert (np.isnan(got) and np.isnan(want)) or got == pytest.approx(want, abs=1e-9), (e, bound)
+            checked += np.isfinite(want)
+    assert checked > 200
+
+
 def _pipeline_style(values, ts, config, history_minutes):
     """6-hour windows whose detector state is stored without the shape buckets and rebuilt
     from the raw values before each window, as the anomalies asset does."""
@@ -201,13 +270,33 @@ def test_windows_with_the_shape_state_rebuilt_from_raw_give_exactly_the_one_pass
     gappy[5 * DAY: 5 * DAY + 600] = np.nan  # ten hours of no data
     gappy[np.random.default_rng(8).integers(0, len(x), 400)] = np.nan
     gappy[8 * DAY:] -= np.linspace(0, 30, len(x) - 8 * DAY)
-    values = np.vstack([x, gappy])
+    _, job = daily_job(11, np.random.default_rng(9).uniform(30, 60, 11))  # recurrences reach 7 days back
+    values = np.vstack([x, gappy, job])
     whole, _ = detect_chunk(values, ts, None, config)
     parts = _pipeline_style(values, ts, config, int(shape_history_minutes(config)))
     for name in ("shape", "zscore", "seasonal"):
         np.testing.assert_array_equal(np.concatenate([p.scores[name] for p in parts], axis=1), whole.scores[name])
+    np.testing.assert_array_equal(np.concatenate([p.recurrence for p in parts], axis=1), whole.recurrence)
     np.testing.assert_array_equal(np.concatenate([p.is_anomaly for p in parts], axis=1), whole.is_anomaly)
     assert whole.is_anomaly[1].any() and np.isfinite(whole.scores["shape"]).mean() > 0.15
+    assert np.isfinite(whole.recurrence[2, 8 * DAY:]).sum() > 20
+
+
+def test_a_recurrence_is_sought_only_as_far_back_as_a_rebuilt_state_reaches():
+    # With a 6-hour tolerance, the job at 00:02 on day 8 could match day 0's at 18:02, 7 days
+    # and 6 hours before less 8 minutes; but that stretch starts before the week and the block
+    # a pipeline window rebuilds, so neither run may use it: both alarm.
+    from neuropilot_pipeline.core.detectors import shape_history_minutes
+
+    config = DetectorConfig(recurrence_tolerance_minutes=360.0)
+    ts, x = daily_job(9, np.zeros(9))
+    for at in (18 * 60 + 2, 8 * DAY + 2):
+        x[at: at + 8] += 45.0
+    whole, _ = detect_chunk(x[None, :], ts, None, config)
+    parts = _pipeline_style(x[None, :], ts, config, int(shape_history_minutes(config)))
+    np.testing.assert_array_equal(np.concatenate([p.is_anomaly for p in parts], axis=1), whole.is_anomaly)
+    np.testing.assert_array_equal(np.concatenate([p.recurrence for p in parts], axis=1), whole.recurrence)
+    assert whole.is_anomaly[0, 8 * DAY + 2]
 
 
 def test_the_stored_state_holds_no_week_of_buckets():
