@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from neuropilot_pipeline.core.detectors import (
-    DetectorConfig, anomaly_records, detect_chunk, detect_csv, detect_dataframe, joint_alarms,
+    DetectorConfig, align_state, anomaly_records, detect_chunk, detect_csv, detect_dataframe, joint_alarms,
 )
 
 DAY = 1440
@@ -113,6 +113,38 @@ def test_rows_out_of_order_are_scored_in_file_order_and_counted(tmp_path):
     assert len(detect_dataframe(df)) == 3
     df.to_csv(tmp_path / "in.csv", index=False)
     assert detect_csv(tmp_path / "in.csv", tmp_path / "out.csv")["out_of_order_rows"] == 1
+
+
+def test_one_alarm_per_incident_and_a_new_incident_after_a_quiet_spell_alarms_again():
+    # Two incidents 14 hours apart: once the first has been quiet for 6 hours (no point that
+    # would alarm), the second is a new one and pages, where one-alarm-a-day kept it silent.
+    def incidents(gap, between=None):
+        ts, x = daily(days=5, seed=11)
+        start = 3 * DAY + 100
+        for at, height, width in ((start, 40.0, 30), (start + gap, -35.0, 30)) + ((between,) if between else ()):
+            x[at: at + width] += height
+        return ts, x, start
+
+    ts, x, start = incidents(840)
+    hits, whole = flagged(x, ts)
+    assert (hits - start).tolist() == [0, 840]
+    assert (flagged(x, ts, min_alarm_gap_minutes=DAY)[0] - start).tolist() == [0]
+    # Not quiet: a point that would alarm 4 hours before the second keeps it the same incident.
+    ts, y, start = incidents(840, between=(3 * DAY + 700, 45.0, 10))
+    assert (flagged(y, ts)[0] - start).tolist() == [0]
+    # Quiet, but within the 12 hours every alarm holds at least: one alarm.
+    ts, z, start = incidents(480)
+    assert (flagged(z, ts)[0] - start).tolist() == [0]
+
+    # Carried across windows exactly; a state stored before the quiet clock existed starts it at 0.
+    state, parts = None, []
+    for lo in range(0, len(x), 360):
+        if state is not None and lo == 3 * DAY:
+            del state["since_worthy"]
+            state = align_state(state, ["web/cpu"], ["web/cpu"], DetectorConfig())
+        part, state = detect_chunk(x[None, lo:lo + 360], ts[lo:lo + 360], state)
+        parts.append(part)
+    np.testing.assert_array_equal(np.concatenate([p.is_anomaly[0] for p in parts]), whole.is_anomaly[0])
 
 
 def test_severity_follows_the_seed_rule_and_records_explain():
