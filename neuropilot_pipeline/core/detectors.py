@@ -127,9 +127,10 @@ def new_state(n_series: int, config: DetectorConfig) -> dict[str, np.ndarray]:
     return {
         "count": np.zeros(n_series), "mean": nan.copy(), "var": np.zeros(n_series), "ewma": nan.copy(),
         "since_alarm": np.full(n_series, np.inf), "last_ts": np.full(n_series, np.nan),
-        # Minutes since the last alarm-worthy point. Zero, not infinite, to start with: a state
-        # stored before this key existed has no evidence that its last incident went quiet.
-        "since_worthy": np.zeros(n_series),
+        # Minutes since the last unusual point (one alarm per incident, shape.verdicts). Zero, not
+        # infinite, to start with: a state stored before this key existed has no evidence that
+        # its last incident went quiet.
+        "since_unusual": np.zeros(n_series),
         "first_ts": np.full(n_series, np.nan),
         "slot_mean": np.full((n_series, config.season_slots), np.nan),
         "slot_var": np.zeros((n_series, config.season_slots)),
@@ -203,7 +204,7 @@ def detect_chunk(values: np.ndarray, timestamps: Sequence, state: dict[str, np.n
     shape_formed = (minutes[None, :] - st["first_ts"][:, None]) >= config.shape_warmup_days * 1440.0
     shape.verdicts(x, minutes, stage, steps, level, shape_formed, config.shape_gate, config.shape_alarm,
                    config.suppress_minutes, config.incident_quiet_minutes, config.min_alarm_gap_minutes,
-             st["since_alarm"], st["since_worthy"], st["shape_values"], st["shape_slots"], st["shape_sums"], st["shape_scalars"],
+             st["since_alarm"], st["since_unusual"], st["shape_values"], st["shape_slots"], st["shape_sums"], st["shape_scalars"],
              bucket, config.shape_length, config.shape_lookback_days * 1440.0 / bucket,
              config.shape_recompute_minutes / bucket, config.shape_capacity,
              config.shape_typical_halflife_days * 1440.0 / bucket, config.recurrence_correlation,

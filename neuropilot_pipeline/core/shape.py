@@ -399,15 +399,15 @@ def bucket_means(x, minutes, bucket_minutes):
 
 @njit(cache=True)
 def verdicts(x, minutes, stage, steps, level, shape_formed, gate, alarm, suppress_minutes, quiet_minutes,
-             min_gap_minutes, since_a, since_w, s_values, s_slots,
+             min_gap_minutes, since_a, since_u, s_values, s_slots,
              s_sums, s_scalars, bucket, length, lookback_slots, block_slots, cap, typ_halflife_slots,
              recur_corr, recur_tol_slots, recur_max_scale, recur_max_shift, shape_score, recur,
              fire, sev):  # pragma: no cover - compiled
     """The combined verdict (detectors.py's docstring) for every series, given the statistical
     stage of each point (0 baseline forming, 1 formed, 2 statistical candidate), the step since
-    the series' previous point and the seed's severity level. since_a and since_w (carried):
-    minutes since the series' last alarm, and since its last alarm-worthy point (one that
-    would alarm but for the suppression). Here rather than in detectors.py:
+    the series' previous point and the seed's severity level. since_a and since_u (carried):
+    minutes since the series' last alarm, and since its last unusual point (a statistical
+    candidate or a shape at the gate's distance, whether or not it alarmed). Here rather than in detectors.py:
     numba caches a compiled function by its own file only, so a caller in another file would
     keep running an old copy of these functions after they change."""
     n_series, n = x.shape
@@ -429,15 +429,15 @@ def verdicts(x, minutes, stage, steps, level, shape_formed, gate, alarm, suppres
             elif not math.isnan(closed[t]):
                 novelty = max(novelty, closed[t])
             recurring = recur[i, t] >= recur_corr  # False for nan
-            worthy = stage[i, t] > 0 and not recurring and (
+            warrants_alarm = stage[i, t] > 0 and not recurring and (
                 (stage[i, t] == 2 and shape_score[i, t] >= gate)
                 or (shape_formed[i, t] and not math.isnan(novelty) and novelty >= alarm))
             # One alarm per incident: the last alarm's incident is over once the series has gone
-            # quiet_minutes without an alarm-worthy point; it may then alarm again, min_gap_minutes
+            # quiet_minutes without an unusual point; it may then alarm again, min_gap_minutes
             # after the last alarm at the earliest. An incident that never goes quiet alarms again
             # after suppress_minutes.
-            armed = since_a[i] >= suppress_minutes or (since_a[i] >= min_gap_minutes and since_w[i] >= quiet_minutes)
-            if worthy and armed:
+            armed = since_a[i] >= suppress_minutes or (since_a[i] >= min_gap_minutes and since_u[i] >= quiet_minutes)
+            if warrants_alarm and armed:
                 fire[i, t] = True
                 sev[i, t] = max(level[i, t], 1)
                 since_a[i] = 0.0
@@ -446,4 +446,4 @@ def verdicts(x, minutes, stage, steps, level, shape_formed, gate, alarm, suppres
             # Quiet means nothing out of the ordinary: no statistical candidate and no shape at
             # the gate's distance, whether or not it would alarm.
             unusual = stage[i, t] == 2 or (not math.isnan(novelty) and novelty >= gate)
-            since_w[i] = 0.0 if unusual else since_w[i] + steps[i, t]
+            since_u[i] = 0.0 if unusual else since_u[i] + steps[i, t]

@@ -140,7 +140,7 @@ def test_one_alarm_per_incident_and_a_new_incident_after_a_quiet_spell_alarms_ag
     state, parts = None, []
     for lo in range(0, len(x), 360):
         if state is not None and lo == 3 * DAY:
-            del state["since_worthy"]
+            del state["since_unusual"]
             state = align_state(state, ["web/cpu"], ["web/cpu"], DetectorConfig())
         part, state = detect_chunk(x[None, lo:lo + 360], ts[lo:lo + 360], state)
         parts.append(part)
