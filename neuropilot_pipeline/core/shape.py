@@ -311,6 +311,13 @@ def recurrence(values, slots, i, e, length, cap, day_slots, tol_slots, bound_slo
 
 
 @njit(cache=True)
+def _rebuilt_from(slot, lookback_slots, block_slots):
+    """The oldest bucket slot a state rebuilt at the start of slot's block holds: the lookback
+    and one block before the block (`rebuild_shape_state`'s history)."""
+    return (slot // block_slots) * block_slots - lookback_slots - block_slots
+
+
+@njit(cache=True)
 def step_series(values, slots, sums, sc, i, x, minutes, want, out_score, out_closed, out_recur, bucket_minutes,
                 length, lookback_slots, block_slots, cap, typ_halflife_slots, gate, alarm, tol_slots, max_scale, max_shift):
     """Feed series i's points x (at `minutes`) through the shape state. out_score[t] is the
@@ -338,9 +345,9 @@ def step_series(values, slots, sums, sc, i, x, minutes, want, out_score, out_clo
             if not seen:
                 out_closed[t] = closed
                 if closed >= alarm:
-                    bound = (slot // block_slots) * block_slots - lookback_slots - block_slots
                     out_recur[t] = recurrence(values, slots, i, int(sc[i, N_BUCKETS]) - 1, length, cap, day_slots,
-                                              tol_slots, bound, max_scale, max_shift)
+                                              tol_slots, _rebuilt_from(slot, lookback_slots, block_slots),
+                                              max_scale, max_shift)
             sc[i, CUR_SLOT] = math.nan
         if math.isnan(sc[i, CUR_SLOT]):
             sc[i, CUR_SLOT] = slot
@@ -357,9 +364,9 @@ def step_series(values, slots, sums, sc, i, x, minutes, want, out_score, out_clo
             out_score[t] = _tentative(values, slots, sums, sc, i, length, lookback_slots, cap)
             sc[i, EVAL_N] = sc[i, CUR_N]
             if (want[t] and out_score[t] >= gate) or out_score[t] >= alarm:
-                bound = (slot // block_slots) * block_slots - lookback_slots - block_slots
                 out_recur[t] = recurrence(values, slots, i, int(sc[i, N_BUCKETS]), length, cap, day_slots,
-                                          tol_slots, bound, max_scale, max_shift)
+                                          tol_slots, _rebuilt_from(slot, lookback_slots, block_slots),
+                                          max_scale, max_shift)
 
 
 @njit(cache=True)
@@ -407,9 +414,9 @@ def verdicts(x, minutes, stage, steps, level, shape_formed, gate, alarm, suppres
     stage of each point (0 baseline forming, 1 formed, 2 statistical candidate), the step since
     the series' previous point and the seed's severity level. since_a and since_u (carried):
     minutes since the series' last alarm, and since its last unusual point (a statistical
-    candidate or a shape at the gate's distance, whether or not it alarmed). Here rather than in detectors.py:
-    numba caches a compiled function by its own file only, so a caller in another file would
-    keep running an old copy of these functions after they change."""
+    candidate or a shape at the gate's distance, whether or not it alarmed).
+    Here rather than in detectors.py: numba caches a compiled function by its own file only, so
+    a caller in another file would keep running an old copy of these functions after they change."""
     n_series, n = x.shape
     closed = np.empty(n)
     for i in range(n_series):
