@@ -94,8 +94,9 @@ class DetectorConfig:
     shape_gate: float = 2.0
     shape_alarm: float = 3.0
     shape_warmup_days: float = 3.0
-    # A statistical alarm whose shape repeats an earlier day's at the same time of day (within
-    # the tolerance), at a comparable spread and level, is a recurring pattern (shape.recurrence).
+    # An alarm (on either route) whose shape repeats an earlier day's at the same time of day
+    # (within the tolerance), at a comparable spread and level, is a recurring pattern
+    # (shape.recurrence), and is dropped.
     recurrence_correlation: float = 0.8
     recurrence_tolerance_minutes: float = 60.0
     recurrence_max_scale: float = 2.0
@@ -168,8 +169,9 @@ class DetectionResult:
     ewma_dev: np.ndarray
     seasonal_expected: np.ndarray
     scores: dict[str, np.ndarray]
-    # Where a statistical candidate's shape passed the gate: its best correlation with the same
-    # time of an earlier day (shape.recurrence); NaN elsewhere.
+    # Where a shape could raise an alarm (a statistical candidate's passing the gate, or any
+    # reaching the shape-alone bar): its best correlation with the same time of an earlier day
+    # (shape.recurrence); NaN elsewhere.
     recurrence: np.ndarray
 
 
