@@ -16,7 +16,8 @@ Detectors (each a z-like score, larger = more anomalous):
 - gmm:      the anomaly model's score (supplied by the caller; NaN when there is none).
 - shape:    how far the last 2 hours (5-minute means) are from the nearest stretch of the past
             7 days, over the usual such distance (see `shape.py`): whether the metric has done
-            this before.
+            this before. Missed samples and steps of up to an hour are filled in on straight
+            lines (`shape_fill_minutes`), so the 2 hours are 2 hours of time.
 The statistical score is the largest of the first four. A point is an anomaly when the
 baseline has formed (a day: cold start), the series' last alarm is behind it (one alarm per
 incident: see below), and either
@@ -45,7 +46,9 @@ not alarm on a wiggle. On the NAB subset (benchmarks/nab.py) the shape rule took
 44.1 to 67.4: fewer alarms on recurring spikes, and slow failures found; the recurrence
 rule to 70.3 (70 false positives instead of 87: a daily spike of varying height had alarmed
 nine times on one file); one alarm per incident instead of per day to 73.3 (27 of 29 windows:
-a second incident 19 hours after the first, with 14 quiet hours between, had been silenced).
+a second incident 19 hours after the first, with 14 quiet hours between, had been silenced);
+filling in missing buckets to 73.7 (69 false positives), and on the same files with 10 % of
+samples missed or at hourly means from 66.9 and 59.0 to 68.0 and 67.3.
 
 Severity of a flagged point, by the seed's rule on its z-score and EWMA deviation:
 critical z > 5 or dev > 0.5; high z > 4 or > 0.4; medium z > 3 or > 0.3; otherwise low.
@@ -101,6 +104,10 @@ class DetectorConfig:
     recurrence_tolerance_minutes: float = 60.0
     recurrence_max_scale: float = 2.0
     recurrence_max_shift: float = 1.0
+    # Buckets missing between two points (a missed scrape, a 10-minute or hourly export) are
+    # filled in on the straight line between them when the gap is at most this long, so a
+    # shape always spans shape_length buckets of time; a longer gap is an outage, left as is.
+    shape_fill_minutes: float = 60.0
     # The shape sums are recomputed from the buckets at every UTC 6-hour mark: the pipeline's
     # window length, so a window's state can be rebuilt from the raw metrics (shape.py).
     shape_recompute_minutes: float = 360.0
@@ -109,6 +116,11 @@ class DetectorConfig:
     def shape_capacity(self) -> int:
         return shape.capacity(self.shape_bucket_minutes, self.shape_length, self.shape_lookback_days * 1440.0,
                               self.shape_recompute_minutes)
+
+    @property
+    def shape_fill_slots(self) -> int:
+        """Missing buckets filled in at most (`shape_fill_minutes`)."""
+        return int(self.shape_fill_minutes // self.shape_bucket_minutes)
 
     @property
     def threshold(self) -> float:
@@ -211,7 +223,7 @@ def detect_chunk(values: np.ndarray, timestamps: Sequence, state: dict[str, np.n
              config.shape_recompute_minutes / bucket, config.shape_capacity,
              config.shape_typical_halflife_days * 1440.0 / bucket, config.recurrence_correlation,
              config.recurrence_tolerance_minutes / bucket, config.recurrence_max_scale, config.recurrence_max_shift,
-             shape_score, recurrence, fire, sev)
+             config.shape_fill_slots, shape_score, recurrence, fire, sev)
     z, ewma_score, seasonal, g, combined, baseline, std, dev, s_mean = out
     result = DetectionResult(x, np.fmax(combined, shape_score), fire, sev, baseline, std, dev, s_mean,
                              {"zscore": z, "ewma": ewma_score, "seasonal": seasonal, "gmm": g, "shape": shape_score},
@@ -227,8 +239,11 @@ def persisted_state(state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 def shape_history_minutes(config: DetectorConfig = DetectorConfig()) -> float:
     """How far before a window's start `rebuild_shape_state` needs the raw metrics: the lookback
-    and one block (shape.py: the lags a block's evaluations can use start no earlier)."""
-    return config.shape_lookback_days * 1440.0 + config.shape_recompute_minutes
+    and one block (shape.py: the lags a block's evaluations can use start no earlier), and the
+    longest gap that is filled in and one bucket more (a bucket filled in at the start of that
+    needs the point before the gap)."""
+    return (config.shape_lookback_days * 1440.0 + config.shape_recompute_minutes
+            + (config.shape_fill_slots + 1) * config.shape_bucket_minutes)
 
 
 def rebuild_shape_state(state: dict[str, np.ndarray], history: np.ndarray, timestamps: Sequence,
@@ -244,7 +259,7 @@ def rebuild_shape_state(state: dict[str, np.ndarray], history: np.ndarray, times
     cap = config.shape_capacity
     out = shape.reset_rebuilt(state, cap)
     for i in range(x.shape[0]):
-        vals, slots = shape.bucket_means(x[i], minutes, config.shape_bucket_minutes)
+        vals, slots = shape.bucket_means(x[i], minutes, config.shape_bucket_minutes, config.shape_fill_slots)
         shape.replay_buckets(out["shape_values"], out["shape_slots"], out["shape_scalars"], i, vals, slots, cap)
     return out
 

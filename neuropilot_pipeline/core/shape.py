@@ -1,7 +1,12 @@
 """The shape detector: is the last stretch of a metric unlike anything it did in the past week?
 
-A metric's points are averaged into buckets (`bucket_minutes`, 5; a coarser series keeps one
-point per bucket). The shape at a bucket is its last `length` buckets (2 hours at 5 minutes);
+A metric's points are averaged into buckets (`bucket_minutes`, 5). Buckets no point fell in
+are filled in, when the next point arrives, on the straight line from the last bucket to it, if
+the gap is at most `fill_slots` buckets (an hour): a missed scrape, or an export at one point
+every 10 minutes or every hour, then has shapes of the same 2 hours of time as a full 5-minute
+series, matched against stretches of the past that are 2 hours long too. A longer gap is an
+outage, not invented: the shape spans the buckets on either side of it (a series coarser than
+hourly is shaped point by point). The shape at a bucket is its last `length` buckets (2 hours at 5 minutes);
 its distance to the past is the root-mean-square difference to the nearest stretch of the same
 length that started within `lookback_minutes` (7 days) and does not overlap it: the "left
 nearest neighbour" of matrix-profile discord search, on raw values, so a level the metric has
@@ -311,6 +316,22 @@ def recurrence(values, slots, i, e, length, cap, day_slots, tol_slots, bound_slo
 
 
 @njit(cache=True)
+def _gap_to_fill(last_slot, slot, fill_slots):
+    """How many buckets to fill in between the last bucket and a point's: those in between, if
+    there are at most fill_slots of them; a longer gap is an outage and is left as it is."""
+    missing = int(slot - last_slot) - 1
+    return missing if 0 < missing <= fill_slots else 0
+
+
+@njit(cache=True)
+def _filled_value(last_value, value, k, missing):
+    """The k-th of `missing` buckets between a bucket of mean last_value and the point value
+    that arrived after them, on the straight line between the two. Shared by `step_series` and
+    `bucket_means`, so a rebuilt ring holds exactly the values of a carried one."""
+    return last_value + (value - last_value) * k / (missing + 1)
+
+
+@njit(cache=True)
 def _rebuilt_from(slot, lookback_slots, block_slots):
     """The oldest bucket slot a state rebuilt at the start of slot's block holds: the lookback
     and one block before the block (`rebuild_shape_state`'s history)."""
@@ -319,7 +340,8 @@ def _rebuilt_from(slot, lookback_slots, block_slots):
 
 @njit(cache=True)
 def step_series(values, slots, sums, sc, i, x, minutes, want, out_score, out_closed, out_recur, bucket_minutes,
-                length, lookback_slots, block_slots, cap, typ_halflife_slots, gate, alarm, tol_slots, max_scale, max_shift):
+                length, lookback_slots, block_slots, cap, typ_halflife_slots, gate, alarm, tol_slots, max_scale, max_shift,
+                fill_slots):
     """Feed series i's points x (at `minutes`) through the shape state. out_score[t] is the
     score of the shape ending at point t's bucket, evaluated where want[t] is set or where the
     point looks like the last of its bucket (the next point, one step on, falls in the next);
@@ -327,7 +349,8 @@ def step_series(values, slots, sums, sc, i, x, minutes, want, out_score, out_clo
     out_recur[t] is the `recurrence` of the newest shape scored at t that could raise an alarm
     (a wanted evaluation reaching `gate`, or any score reaching `alarm`; else nan), over the
     stretches every evaluation in the block may use: those starting within the lookback and one
-    block before the block, which is all a rebuilt state holds."""
+    block before the block, which is all a rebuilt state holds. Up to fill_slots buckets missing
+    before a point's bucket are filled in when it arrives (`_filled_value`)."""
     day_slots = 1440.0 / bucket_minutes
     for t in range(x.shape[0]):
         out_score[t] = math.nan
@@ -340,6 +363,9 @@ def step_series(values, slots, sums, sc, i, x, minutes, want, out_score, out_clo
         slot = now // bucket_minutes
         if not math.isnan(sc[i, CUR_SLOT]) and slot != sc[i, CUR_SLOT]:
             seen = sc[i, EVAL_N] == sc[i, CUR_N]
+            last_slot = sc[i, CUR_SLOT]
+            last_value = sc[i, CUR_SUM] / sc[i, CUR_N]
+            missing = _gap_to_fill(last_slot, slot, fill_slots)
             closed = _close(values, slots, sums, sc, i, slot, length, lookback_slots, block_slots, cap,
                             typ_halflife_slots)
             if not seen:
@@ -348,6 +374,16 @@ def step_series(values, slots, sums, sc, i, x, minutes, want, out_score, out_clo
                     out_recur[t] = recurrence(values, slots, i, int(sc[i, N_BUCKETS]) - 1, length, cap, day_slots,
                                               tol_slots, _rebuilt_from(slot, lookback_slots, block_slots),
                                               max_scale, max_shift)
+            for k in range(1, missing + 1):
+                # A filled bucket is closed like any other (sums, typical distance) but scores no
+                # point: no point fell in it. A gap across a block start recomputed the sums at
+                # the closing above, as the first closing of a rebuilt state does; the filled
+                # buckets only advance them.
+                sc[i, CUR_SLOT] = last_slot + k
+                sc[i, CUR_SUM] = _filled_value(last_value, v, k, missing)
+                sc[i, CUR_N] = 1.0
+                _close(values, slots, sums, sc, i, last_slot + k, length, lookback_slots, block_slots, cap,
+                       typ_halflife_slots)
             sc[i, CUR_SLOT] = math.nan
         if math.isnan(sc[i, CUR_SLOT]):
             sc[i, CUR_SLOT] = slot
@@ -380,11 +416,13 @@ def replay_buckets(values, slots, sc, i, bucket_values, bucket_slots, cap):
 
 
 @njit(cache=True)
-def bucket_means(x, minutes, bucket_minutes):
-    """(values, slots) of the closed buckets of one series, summed point by point exactly as
-    `step_series` sums them; the last bucket, still filling, is left out."""
-    vals = np.empty(x.shape[0])
-    slts = np.empty(x.shape[0])
+def bucket_means(x, minutes, bucket_minutes, fill_slots):
+    """(values, slots) of the closed buckets of one series, summed point by point and with the
+    missing buckets filled in exactly as `step_series` does; the last bucket, still filling,
+    is left out."""
+    size = x.shape[0] * (int(fill_slots) + 1)
+    vals = np.empty(size)
+    slts = np.empty(size)
     n = 0
     cur, s, c = math.nan, 0.0, 0.0
     for t in range(x.shape[0]):
@@ -393,9 +431,15 @@ def bucket_means(x, minutes, bucket_minutes):
             continue
         slot = minutes[t] // bucket_minutes
         if not math.isnan(cur) and slot != cur:
-            vals[n] = s / c
+            last_value = s / c
+            vals[n] = last_value
             slts[n] = cur
             n += 1
+            missing = _gap_to_fill(cur, slot, fill_slots)
+            for k in range(1, missing + 1):
+                vals[n] = _filled_value(last_value, v, k, missing)
+                slts[n] = cur + k
+                n += 1
             cur = math.nan
         if math.isnan(cur):
             cur, s, c = slot, 0.0, 0.0
@@ -408,7 +452,7 @@ def bucket_means(x, minutes, bucket_minutes):
 def verdicts(x, minutes, stage, steps, level, shape_formed, gate, alarm, suppress_minutes, quiet_minutes,
              min_gap_minutes, since_a, since_u, s_values, s_slots,
              s_sums, s_scalars, bucket, length, lookback_slots, block_slots, cap, typ_halflife_slots,
-             recur_corr, recur_tol_slots, recur_max_scale, recur_max_shift, shape_score, recur,
+             recur_corr, recur_tol_slots, recur_max_scale, recur_max_shift, fill_slots, shape_score, recur,
              fire, sev):  # pragma: no cover - compiled
     """The combined verdict (detectors.py's docstring) for every series, given the statistical
     stage of each point (0 baseline forming, 1 formed, 2 statistical candidate), the step since
@@ -423,7 +467,7 @@ def verdicts(x, minutes, stage, steps, level, shape_formed, gate, alarm, suppres
         want = stage[i] == 2
         step_series(s_values, s_slots, s_sums, s_scalars, i, x[i], minutes, want, shape_score[i], closed, recur[i],
                     bucket, length, lookback_slots, block_slots, cap, typ_halflife_slots, gate, alarm, recur_tol_slots,
-                    recur_max_scale, recur_max_shift)
+                    recur_max_scale, recur_max_shift, fill_slots)
         for t in range(n):
             v = x[i, t]
             if math.isnan(v) or math.isinf(v):

@@ -303,7 +303,18 @@ def test_windows_with_the_shape_state_rebuilt_from_raw_give_exactly_the_one_pass
     gappy[np.random.default_rng(8).integers(0, len(x), 400)] = np.nan
     gappy[8 * DAY:] -= np.linspace(0, 30, len(x) - 8 * DAY)
     _, job = daily_job(11, np.random.default_rng(9).uniform(30, 60, 11))  # recurrences reach 7 days back
-    values = np.vstack([x, gappy, job])
+    # Missed scrapes of 5 to 65 minutes, whose buckets are filled in: anywhere, just before and
+    # after window starts, and across the oldest slot a rebuilt window's lags may use (the one
+    # that needs the point before the gap in the history it reads).
+    missed = x.copy()
+    rng = np.random.default_rng(10)
+    for at in rng.integers(0, len(x) - 70, 150):
+        missed[at: at + rng.integers(5, 66)] = np.nan
+    bound = int(shape_history_minutes(config)) - (config.shape_fill_slots + 1) * 5
+    for lo in range(8 * DAY, len(x), 360):
+        missed[lo - 20: lo] = missed[lo: lo + 15] = np.nan
+        missed[lo - bound - 30: lo - bound + 25] = np.nan
+    values = np.vstack([x, gappy, job, missed])
     whole, _ = detect_chunk(values, ts, None, config)
     parts = _pipeline_style(values, ts, config, int(shape_history_minutes(config)))
     for name in ("shape", "zscore", "seasonal"):
@@ -312,6 +323,32 @@ def test_windows_with_the_shape_state_rebuilt_from_raw_give_exactly_the_one_pass
     np.testing.assert_array_equal(np.concatenate([p.is_anomaly for p in parts], axis=1), whole.is_anomaly)
     assert whole.is_anomaly[1].any() and np.isfinite(whole.scores["shape"]).mean() > 0.15
     assert np.isfinite(whole.recurrence[2, 8 * DAY:]).sum() > 20
+
+
+def test_a_rebuilt_ring_holds_the_filled_in_buckets_a_window_may_use():
+    # Scrapes missed across the oldest bucket a window's search may use: the carried ring holds
+    # the buckets filled in there, so the rebuilt one must too, which needs the point before
+    # the gap in the history it is rebuilt from.
+    from neuropilot_pipeline.core import shape
+    from neuropilot_pipeline.core.detectors import persisted_state, rebuild_shape_state, shape_history_minutes
+
+    config = DetectorConfig()
+    ts, x = daily(days=9, noise=2.0, seed=11)
+    lo = 8 * DAY + 360  # a window start (06:00)
+    minute = lambda t: t.value // 60_000_000_000  # noqa: E731
+    oldest = shape._rebuilt_from(minute(ts[lo]) // 5, config.shape_lookback_days * 288, 72)  # 5-minute slots
+    at = int(oldest * 5 - minute(ts[0]))  # its minute in the series
+    x[at - 30: at + 25] = np.nan
+    _, carried = detect_chunk(x[None, :lo], ts[:lo], None, config)
+    h = lo - int(shape_history_minutes(config))
+    rebuilt = rebuild_shape_state(persisted_state(carried), x[None, h:lo], ts[h:lo], config)
+
+    def ring(state):  # the closed buckets from the oldest a window may use
+        slots, values = state["shape_slots"][0], state["shape_values"][0, :len(state["shape_slots"][0])]
+        filling = state["shape_scalars"][0, shape.CUR_SLOT]
+        return {s: v for s, v in zip(slots, values) if oldest <= s < filling}
+    assert {oldest, oldest + 1, oldest + 4} <= ring(carried).keys()  # filled in
+    assert ring(rebuilt) == ring(carried)
 
 
 def test_a_recurrence_is_sought_only_as_far_back_as_a_rebuilt_state_reaches():
@@ -341,19 +378,62 @@ def test_the_stored_state_holds_no_week_of_buckets():
     assert sum(v.nbytes for v in stored.values()) < 2_000  # per series; the buckets are ~90 kB
 
 
-def test_a_coarser_series_is_shaped_point_by_point():
-    # Hourly samples: each point is its own bucket, so a shape is 24 points (a day). A day on
+@pytest.mark.parametrize("hours", [1, 2])
+def test_a_coarser_series_catches_the_day_its_cycle_stops(hours):
+    # Hourly samples: the 11 buckets between two points are filled in, so a shape is 2 hours, as
+    # for 5-minute data. Every 2 hours: a gap longer than shape_fill_minutes is left as it is, so
+    # each point is its own bucket and a shape is 24 points (two days). Either way a day on
     # which the daily cycle stops is new; the same series without it raises nothing.
-    n = 40 * 24
-    ts = pd.date_range("2026-11-01", periods=n, freq="1h", tz="UTC")
+    per_day = 24 // hours
+    n = 40 * per_day
+    ts = pd.date_range("2026-11-01", periods=n, freq=f"{hours}h", tz="UTC")
     rng = np.random.default_rng(3)
-    x = 50 + 20 * np.sin(2 * np.pi * np.arange(n) / 24) + rng.normal(0, 2, n)
+    x = 50 + 20 * np.sin(2 * np.pi * np.arange(n) / per_day) + rng.normal(0, 2, n)
     hits, result = flagged(x, ts)
-    assert hits.size == 0 and np.isfinite(result.scores["shape"][0, 7 * 24:]).all()
-    x[30 * 24: 31 * 24] = 50 + rng.normal(0, 2, 24)
+    assert hits.size == 0 and np.isfinite(result.scores["shape"][0, 7 * per_day:]).all()
+    x[30 * per_day: 31 * per_day] = 50 + rng.normal(0, 2, per_day)
     hits, result = flagged(x, ts)
-    assert 30 * 24 <= hits[0] < 31 * 24
+    assert 30 * per_day <= hits[0] < 31 * per_day
     assert result.scores["shape"][0, hits[0]] >= DetectorConfig().shape_alarm
+
+
+def _hourly_knots(days, seed):
+    """A metric that moves in straight lines between random values on the hour (a daily cycle
+    plus noise), as 5-minute samples: (5-minute timestamps, values, which of them are on the hour)."""
+    rng = np.random.default_rng(seed)
+    hours = days * 24
+    knots = 50 + 20 * np.sin(2 * np.pi * np.arange(hours + 1) / 24) + rng.normal(0, 3, hours + 1)
+    ts = pd.date_range("2026-11-01", periods=hours * 12, freq="5min", tz="UTC")
+    x = np.interp(np.arange(hours * 12) / 12.0, np.arange(hours + 1), knots)
+    return ts, x, np.arange(hours * 12) % 12 == 0
+
+
+def test_missing_buckets_are_filled_in_so_a_shape_spans_the_same_time():
+    # Between its hourly knots the metric is a straight line, so the buckets filled in when only
+    # the hourly samples arrive (an export at one point an hour), or when 5-minute scrapes are
+    # missed in runs of up to an hour, are the buckets the full series has: the shapes, and so
+    # their scores, are the same. (Once the week's lookback is full: before that, a search may
+    # reach the series' first buckets, which a gap across a block start leaves out for longer.)
+    ts, x, on_the_hour = _hourly_knots(12, seed=4)
+    later = np.arange(len(x)) >= 8 * 288
+    full, _ = detect_chunk(x[None, :], ts, None)
+    hourly_later = on_the_hour | ~later
+    hourly, _ = detect_chunk(x[hourly_later][None, :], ts[hourly_later], None)
+    rng = np.random.default_rng(5)
+    missed = np.zeros(len(x), dtype=bool)
+    for hour in range(8 * 24, len(x) // 12):  # runs within an hour: its line is the full series'
+        first = rng.integers(1, 12)
+        missed[hour * 12 + first: hour * 12 + rng.integers(first, 12) + 1] = True
+    gappy, _ = detect_chunk(np.where(missed, np.nan, x)[None, :], ts, None)
+    np.testing.assert_allclose(hourly.scores["shape"][0][later[hourly_later]],
+                               full.scores["shape"][0][later & on_the_hour], rtol=1e-9)
+    kept = ~missed & later
+    assert 0.4 * later.sum() < kept.sum() < 0.8 * later.sum()
+    np.testing.assert_allclose(gappy.scores["shape"][0][kept], full.scores["shape"][0][kept], rtol=1e-9)
+    # Without the filling, the hourly points' shape is 24 of them, a day: another shape altogether.
+    unfilled, _ = detect_chunk(x[hourly_later][None, :], ts[hourly_later], None, DetectorConfig(shape_fill_minutes=0))
+    far = np.abs(unfilled.scores["shape"][0][later[hourly_later]] / full.scores["shape"][0][later & on_the_hour] - 1)
+    assert np.nanmedian(far) > 0.2
 
 
 def test_the_shape_alone_does_not_alarm_while_its_week_is_still_short():
