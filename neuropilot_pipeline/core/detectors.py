@@ -239,9 +239,9 @@ def persisted_state(state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 def shape_history_minutes(config: DetectorConfig = DetectorConfig()) -> float:
     """How far before a window's start `rebuild_shape_state` needs the raw metrics: the lookback
-    and one block (shape.py: the lags a block's evaluations can use start no earlier), and the
-    longest gap that is filled in and one bucket more (a bucket filled in at the start of that
-    needs the point before the gap)."""
+    and one block (shape.py: the lags a block's evaluations can use start no earlier), then the
+    longest gap that is filled in and one bucket more: a bucket filled in at the oldest slot a
+    window may search is drawn from the point before its gap."""
     return (config.shape_lookback_days * 1440.0 + config.shape_recompute_minutes
             + (config.shape_fill_slots + 1) * config.shape_bucket_minutes)
 
