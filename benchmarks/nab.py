@@ -6,8 +6,8 @@ Prints a row per file, then the normalised score (null 0, perfect 100), windows 
 false positives, seconds per 10,000 points and points per second (one process, one core).
 
 --robustness stands in for series the detector has never seen: the same files as other exports
-of them would arrive (another unit, another clock, missed samples, coarser steps, an arbitrary
-zero), each scored against the original labels. A verdict at a time t of the altered file
+of them would arrive (another unit, another clock, missed samples, coarser steps, added noise,
+an arbitrary zero), each scored against the original labels. A verdict at a time t of the altered file
 counts on the first original row at or after t (a coarser step's mean is stamped at the end of
 its interval, so no verdict is credited before its data had arrived).
 """
@@ -80,6 +80,8 @@ ALTERATIONS = [
     ("10-minute means", _coarser(10), 0),
     ("30-minute means", _coarser(30), 0),
     ("hourly means", _coarser(60), 0),
+    ("noise of 5 % of its spread added", lambda df: df.assign(
+        value=df["value"] + np.random.default_rng(1).normal(0.0, 0.05 * df["value"].std(), len(df))), 0),
     ("an arbitrary zero (value + 10x its range)",
      lambda df: df.assign(value=df["value"] + 10.0 * (df["value"].max() - df["value"].min())), 0),
 ]
