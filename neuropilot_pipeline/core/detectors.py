@@ -18,6 +18,10 @@ Detectors (each a z-like score, larger = more anomalous):
             7 days, over the usual such distance (see `shape.py`): whether the metric has done
             this before. Missed samples and steps of up to an hour are filled in on straight
             lines (`shape_fill_minutes`), so the 2 hours are 2 hours of time.
+- range:    how far the last hour's mean lies outside the lowest and highest 5-minute mean of
+            the past 7 days up to 12 hours before the 6-hour block (`range_exclusion_minutes`),
+            in widths of that range; 0 inside it. The level of a slow failure, which the
+            baselines follow step by step, measured against the week before it began.
 The statistical score is the largest of the first four. A point is an anomaly when the
 baseline has formed (a day: cold start), the series' last alarm is behind it (one alarm per
 incident: see below), and either
@@ -28,8 +32,13 @@ incident: see below), and either
 - the shape alone is far from anything seen (`shape_alarm`, 3x) and the series has
   `shape_warmup_days` (3) behind it: a drop or slide the baselines follow, which the
   statistical detectors see late or never. (With a day or two behind it, every stretch looks
-  new: the shape's cold start.)
-and, either way, the shape does not recur: its last 2 hours do not correlate at
+  new: the shape's cold start.); or
+- the level is beyond its range by more than `range_margin` (10 %) of the range's width, and the
+  series has `range_warmup_days` (7) behind it: a slide too slow for any 2 hours of it to stand
+  out on a metric that swings a lot, which ends lower (or higher) than the metric has been all
+  week. The exclusion lets a level shift become the new normal: by the next block but one,
+  the shifted level is in the range;
+and, whichever route, the shape does not recur: its last 2 hours do not correlate at
 `recurrence_correlation` (0.8) or more with a stretch ending at the same time of day (within
 `recurrence_tolerance_minutes`, an hour) on an earlier day of the lookback whose spread is at
 least half of theirs and whose level is within one of its spreads (`shape.recurrence`). A daily
@@ -38,9 +47,10 @@ surge of the same shape at several times the job's usual size, or at a level the
 not hold at that hour, is not.
 One alarm per incident: after an alarm the series is silent until either `suppress_minutes`
 (a day) have passed, or `min_alarm_gap_minutes` (12 hours) have and it has been quiet for
-`incident_quiet_minutes` (6 hours): no statistical candidate and no shape at the gate's
-distance. A second outage in the afternoon, after the morning's had cleared, pages again; the
-minutes of one outage, or a level shift the shape still finds unusual, do not.
+`incident_quiet_minutes` (6 hours): no statistical candidate, no shape at the gate's
+distance and no level beyond its range. A second outage in the afternoon, after the morning's
+had cleared, pages again; the minutes of one outage, or a level shift the shape still finds
+unusual, do not.
 Spreads are never taken below `std_floor_fraction` (10 %) of the level, so a quiet series does
 not alarm on a wiggle. On the NAB subset (benchmarks/nab.py) the shape rule took the score from
 44.1 to 67.4: fewer alarms on recurring spikes, and slow failures found; the recurrence
@@ -48,7 +58,9 @@ rule to 70.3 (70 false positives instead of 87: a daily spike of varying height 
 nine times on one file); one alarm per incident instead of per day to 73.3 (27 of 29 windows:
 a second incident 19 hours after the first, with 14 quiet hours between, had been silenced);
 filling in missing buckets to 73.7 (69 false positives), and on the same files with 10 % of
-samples missed or at hourly means from 66.9 and 59.0 to 68.0 and 67.3.
+samples missed or at hourly means from 66.9 and 59.0 to 68.0 and 67.3; the level's range to
+75.1 (machine_temperature's last failure found 30 hours earlier, as it slid below the week's
+range).
 
 Severity of a flagged point, by the seed's rule on its z-score and EWMA deviation:
 critical z > 5 or dev > 0.5; high z > 4 or > 0.4; medium z > 3 or > 0.3; otherwise low.
@@ -68,10 +80,11 @@ from numba import njit
 
 from . import shape
 
-DETECTORS = ("zscore", "ewma", "seasonal", "gmm", "shape")
+DETECTORS = ("zscore", "ewma", "seasonal", "gmm", "shape", "range")
 SEVERITY_LEVELS = ("none", "low", "medium", "high", "critical")
 RECORD_COLUMNS = ["series", "ts", "value", "score", "severity", "detectors", "baseline", "deviation",
-                  "score_zscore", "score_ewma", "score_seasonal", "score_gmm", "score_shape", "explanation"]
+                  "score_zscore", "score_ewma", "score_seasonal", "score_gmm", "score_shape", "score_range",
+                  "explanation"]
 
 
 @dataclass(frozen=True)
@@ -111,6 +124,15 @@ class DetectorConfig:
     # The shape sums are recomputed from the buckets at every UTC 6-hour mark: the pipeline's
     # window length, so a window's state can be rebuilt from the raw metrics (shape.py).
     shape_recompute_minutes: float = 360.0
+    # The level's range: the mean of the last `range_hour_minutes` against the lowest and highest
+    # 5-minute bucket of the shape lookback, up to `range_exclusion_minutes` before the 6-hour
+    # block (so a slide of a day is judged against the week before it, and a level shift is
+    # the new normal by the next block but one). Beyond it by more than `range_margin` of its
+    # width, the level alone raises the alarm, once the series has `range_warmup_days` behind it.
+    range_hour_minutes: float = 60.0
+    range_exclusion_minutes: float = 720.0
+    range_margin: float = 0.1
+    range_warmup_days: float = 7.0
 
     @property
     def shape_capacity(self) -> int:
@@ -185,6 +207,11 @@ class DetectionResult:
     # reaching the shape-alone bar): its best correlation with the same time of an earlier day
     # (shape.recurrence); NaN elsewhere.
     recurrence: np.ndarray
+    # The level (the last hour's mean of 5-minute buckets) and the lowest and highest bucket of
+    # the week it is judged against (scores["range"]: how far outside, in widths of that range).
+    level_hour: np.ndarray
+    range_low: np.ndarray
+    range_high: np.ndarray
 
 
 def detect_chunk(values: np.ndarray, timestamps: Sequence, state: dict[str, np.ndarray] | None,
@@ -213,21 +240,27 @@ def detect_chunk(values: np.ndarray, timestamps: Sequence, state: dict[str, np.n
     recurrence = np.full((n_series, n), np.nan)
     fire = np.zeros((n_series, n), dtype=np.bool_)
     sev = np.zeros((n_series, n), dtype=np.int8)
+    beyond, range_low, range_high, level_hour = (np.full((n_series, n), np.nan) for _ in range(4))
     bucket = config.shape_bucket_minutes
     # The shape alone alarms only once its lookback holds shape_warmup_days of the series (cold start).
-    shape_formed = (minutes[None, :] - st["first_ts"][:, None]) >= config.shape_warmup_days * 1440.0
-    shape.verdicts(x, minutes, stage, steps, level, shape_formed, config.shape_gate, config.shape_alarm,
+    age = minutes[None, :] - st["first_ts"][:, None]
+    shape_formed = age >= config.shape_warmup_days * 1440.0
+    range_formed = age >= config.range_warmup_days * 1440.0
+    shape.verdicts(x, minutes, stage, steps, level, shape_formed, range_formed, config.shape_gate, config.shape_alarm,
                    config.suppress_minutes, config.incident_quiet_minutes, config.min_alarm_gap_minutes,
              st["since_alarm"], st["since_unusual"], st["shape_values"], st["shape_slots"], st["shape_sums"], st["shape_scalars"],
              bucket, config.shape_length, config.shape_lookback_days * 1440.0 / bucket,
              config.shape_recompute_minutes / bucket, config.shape_capacity,
              config.shape_typical_halflife_days * 1440.0 / bucket, config.recurrence_correlation,
              config.recurrence_tolerance_minutes / bucket, config.recurrence_max_scale, config.recurrence_max_shift,
-             config.shape_fill_slots, shape_score, recurrence, fire, sev)
+             config.shape_fill_slots, shape_score, recurrence, fire, sev,
+             config.range_hour_minutes / bucket, config.range_exclusion_minutes / bucket, config.range_margin,
+             beyond, range_low, range_high, level_hour)
     z, ewma_score, seasonal, g, combined, baseline, std, dev, s_mean = out
     result = DetectionResult(x, np.fmax(combined, shape_score), fire, sev, baseline, std, dev, s_mean,
-                             {"zscore": z, "ewma": ewma_score, "seasonal": seasonal, "gmm": g, "shape": shape_score},
-                             recurrence)
+                             {"zscore": z, "ewma": ewma_score, "seasonal": seasonal, "gmm": g, "shape": shape_score,
+                              "range": beyond},
+                             recurrence, level_hour, range_low, range_high)
     return result, st
 
 
@@ -394,7 +427,8 @@ def _explain(result: DetectionResult, i: int, t: int, config: DetectorConfig) ->
     for name in DETECTORS:
         s = result.scores[name][i, t]
         # The shape score reads on its own scale: 1 is an ordinary stretch; it counts from the gate.
-        if not np.isfinite(s) or s <= (config.shape_gate if name == "shape" else config.threshold):
+        bar = config.shape_gate if name == "shape" else config.range_margin if name == "range" else config.threshold
+        if not np.isfinite(s) or s <= bar:
             continue
         fired.append(name)
         if name == "zscore":
@@ -407,6 +441,14 @@ def _explain(result: DetectionResult, i: int, t: int, config: DetectorConfig) ->
             span = config.shape_length * config.shape_bucket_minutes
             parts.append(f"shape {s:.1f}: the last {span / 60:g} h are {s:.1f}x further from anything in the past "
                          f"{config.shape_lookback_days:g} days than usual")
+        elif name == "range":
+            low, high, level = result.range_low[i, t], result.range_high[i, t], result.level_hour[i, t]
+            side = "above the highest" if level > high else "below the lowest"
+            parts.append(f"range {s:.2f}: the last {config.range_hour_minutes:g} min average {level:.4g}, {side} "
+                         f"{config.shape_bucket_minutes:g}-minute average of the past {config.shape_lookback_days:g} "
+                         f"days up to {config.range_exclusion_minutes / 60:g} h before this "
+                         f"{config.shape_recompute_minutes / 60:g}-hour block "
+                         f"({low:.4g} to {high:.4g}) by {s:.0%} of that range")
         else:
             parts.append(f"gmm {s:.1f}: unusual combination of this service's metrics")
     return fired, "; ".join(parts)

@@ -19,6 +19,11 @@ baseline, but not whether the metric has done this before. A tweet-volume spike 
 every few days is far from the baseline every time; a machine's temperature sliding down over
 a day never is, because the baseline follows it. The shape score tells both apart.
 
+The same week of buckets gives the level's range (`level_range`): the lowest and highest bucket
+up to half a day before the current 6-hour block, against which the last hour's mean is judged.
+A slow slide moves little in any 2 hours, so on a metric that swings a lot its shapes stay
+within their usual distance of the week; its level, though, ends where the week never was.
+
 Cost: each bucket updates one running sum of squares per lag (O(lookback) a bucket), and every
 `recompute_minutes` (6 hours, UTC-aligned like the pipeline's windows) the sums are recomputed
 from the buckets themselves. That recomputation is what lets the pipeline rebuild the state at
@@ -339,9 +344,55 @@ def _rebuilt_from(slot, lookback_slots, block_slots):
 
 
 @njit(cache=True)
+def _hour_sum(values, slots, i, n_buckets, cap, slot, hour_slots):
+    """(sum, count) of the ring's buckets with slots in (slot - hour_slots, slot]."""
+    total, count = 0.0, 0.0
+    k = n_buckets - 1
+    while k >= 0 and k > n_buckets - cap and slots[i, k % cap] > slot - hour_slots:
+        if slots[i, k % cap] <= slot:
+            total += values[i, k % cap]
+            count += 1.0
+        k -= 1
+    return total, count
+
+
+@njit(cache=True)
+def level_range(values, slots, i, n_buckets, cap, first_slot, last_slot):
+    """(lowest, highest) bucket mean of series i's ring among the buckets with slots in
+    [first_slot, last_slot]; (nan, nan) when none is there."""
+    lo, hi = math.inf, -math.inf
+    # Not bucket n_buckets - cap: a tentative evaluation may have written the next bucket over it.
+    k = n_buckets - 1
+    while k > n_buckets - cap and k >= 0 and slots[i, k % cap] >= first_slot:
+        if slots[i, k % cap] <= last_slot:
+            v = values[i, k % cap]
+            lo, hi = min(lo, v), max(hi, v)
+        k -= 1
+    if lo > hi:
+        return math.nan, math.nan
+    return lo, hi
+
+
+@njit(cache=True)
+def _beyond(level, lo, hi):
+    """How far level lies outside [lo, hi], in widths of that range (0 inside; nan without a
+    range). A range of (almost) no width, a flat week, is taken as a millionth of its level wide,
+    so a real change scores high, not infinite."""
+    if math.isnan(level) or math.isnan(lo):
+        return math.nan
+    width = max(hi - lo, 1e-6 * max(abs(lo), abs(hi)), 1e-12)
+    if level > hi:
+        return (level - hi) / width
+    if level < lo:
+        return (lo - level) / width
+    return 0.0
+
+
+@njit(cache=True)
 def step_series(values, slots, sums, sc, i, x, minutes, want, out_score, out_closed, out_recur, bucket_minutes,
                 length, lookback_slots, block_slots, cap, typ_halflife_slots, gate, alarm, tol_slots, max_scale, max_shift,
-                fill_slots):
+                fill_slots, hour_slots, exclusion_slots, range_margin, range_formed, out_beyond, out_low, out_high,
+                out_level):
     """Feed series i's points x (at `minutes`) through the shape state. out_score[t] is the
     score of the shape ending at point t's bucket, evaluated where want[t] is set or where the
     point looks like the last of its bucket (the next point, one step on, falls in the next);
@@ -350,12 +401,26 @@ def step_series(values, slots, sums, sc, i, x, minutes, want, out_score, out_clo
     (a wanted evaluation reaching `gate`, or any score reaching `alarm`; else nan), over the
     stretches every evaluation in the block may use: those starting within the lookback and one
     block before the block, which is all a rebuilt state holds. Up to fill_slots buckets missing
-    before a point's bucket are filled in when it arrives (`_filled_value`)."""
+    before a point's bucket are filled in when it arrives (`_filled_value`).
+
+    The level's range: out_level[t] is the mean of the buckets of the last hour_slots, the one
+    filling included; out_low and out_high the lowest and highest bucket of the lookback before
+    t's block, up to exclusion_slots before the block (`level_range`: read from the ring once a
+    block, so a rebuilt state gives the same); out_beyond how far the level lies outside them
+    (`_beyond`), where range_formed[t] (else nan). A point beyond them by more than range_margin
+    is evaluated, and its recurrence sought, like a statistical candidate: a daily job a little
+    taller than all week is still the daily job."""
     day_slots = 1440.0 / bucket_minutes
+    range_block, low, high = math.nan, math.nan, math.nan
+    hour_slot, hour_total, hour_count = math.nan, 0.0, 0.0  # the closed buckets of the level's hour
     for t in range(x.shape[0]):
         out_score[t] = math.nan
         out_closed[t] = math.nan
         out_recur[t] = math.nan
+        out_beyond[t] = math.nan
+        out_low[t] = math.nan
+        out_high[t] = math.nan
+        out_level[t] = math.nan
         v = x[t]
         if math.isnan(v) or math.isinf(v):
             continue
@@ -395,11 +460,25 @@ def step_series(values, slots, sums, sc, i, x, minutes, want, out_score, out_clo
         if not math.isnan(sc[i, LAST_MINUTE]):
             sc[i, LAST_STEP] = max(now - sc[i, LAST_MINUTE], 1.0)
         sc[i, LAST_MINUTE] = now
+        block = slot // block_slots
+        if block != range_block:
+            range_block = block
+            start = block * block_slots
+            low, high = level_range(values, slots, i, int(sc[i, N_BUCKETS]), cap, start - lookback_slots,
+                                    start - exclusion_slots)
+        out_low[t], out_high[t] = low, high
+        if slot != hour_slot:
+            hour_slot = slot
+            hour_total, hour_count = _hour_sum(values, slots, i, int(sc[i, N_BUCKETS]), cap, slot - 1, hour_slots - 1)
+        out_level[t] = (hour_total + sc[i, CUR_SUM] / sc[i, CUR_N]) / (hour_count + 1.0)
+        if range_formed[t]:
+            out_beyond[t] = _beyond(out_level[t], low, high)
         looks_last = sc[i, LAST_STEP] > 0 and (now + sc[i, LAST_STEP]) // bucket_minutes != slot
-        if want[t] or looks_last:
+        beyond = out_beyond[t] > range_margin  # False for nan
+        if want[t] or looks_last or beyond:
             out_score[t] = _tentative(values, slots, sums, sc, i, length, lookback_slots, cap)
             sc[i, EVAL_N] = sc[i, CUR_N]
-            if (want[t] and out_score[t] >= gate) or out_score[t] >= alarm:
+            if (want[t] and out_score[t] >= gate) or out_score[t] >= alarm or beyond:
                 out_recur[t] = recurrence(values, slots, i, int(sc[i, N_BUCKETS]), length, cap, day_slots,
                                           tol_slots, _rebuilt_from(slot, lookback_slots, block_slots),
                                           max_scale, max_shift)
@@ -449,16 +528,18 @@ def bucket_means(x, minutes, bucket_minutes, fill_slots):
 
 
 @njit(cache=True)
-def verdicts(x, minutes, stage, steps, level, shape_formed, gate, alarm, suppress_minutes, quiet_minutes,
+def verdicts(x, minutes, stage, steps, level, shape_formed, range_formed, gate, alarm, suppress_minutes, quiet_minutes,
              min_gap_minutes, since_a, since_u, s_values, s_slots,
              s_sums, s_scalars, bucket, length, lookback_slots, block_slots, cap, typ_halflife_slots,
              recur_corr, recur_tol_slots, recur_max_scale, recur_max_shift, fill_slots, shape_score, recur,
-             fire, sev):  # pragma: no cover - compiled
+             fire, sev, hour_slots, exclusion_slots, range_margin, beyond, low,
+             high, level_hour):  # pragma: no cover - compiled
     """The combined verdict (detectors.py's docstring) for every series, given the statistical
     stage of each point (0 baseline forming, 1 formed, 2 statistical candidate), the step since
     the series' previous point and the seed's severity level. since_a and since_u (carried):
     minutes since the series' last alarm, and since its last unusual point (a statistical
-    candidate or a shape at the gate's distance, whether or not it alarmed).
+    candidate, a shape at the gate's distance or a level beyond its range, whether or not it
+    alarmed).
     Here rather than in detectors.py: numba caches a compiled function by its own file only, so
     a caller in another file would keep running an old copy of these functions after they change."""
     n_series, n = x.shape
@@ -467,7 +548,8 @@ def verdicts(x, minutes, stage, steps, level, shape_formed, gate, alarm, suppres
         want = stage[i] == 2
         step_series(s_values, s_slots, s_sums, s_scalars, i, x[i], minutes, want, shape_score[i], closed, recur[i],
                     bucket, length, lookback_slots, block_slots, cap, typ_halflife_slots, gate, alarm, recur_tol_slots,
-                    recur_max_scale, recur_max_shift, fill_slots)
+                    recur_max_scale, recur_max_shift, fill_slots, hour_slots, exclusion_slots, range_margin,
+                    range_formed[i], beyond[i], low[i], high[i], level_hour[i])
         for t in range(n):
             v = x[i, t]
             if math.isnan(v) or math.isinf(v):
@@ -482,7 +564,8 @@ def verdicts(x, minutes, stage, steps, level, shape_formed, gate, alarm, suppres
             recurring = recur[i, t] >= recur_corr  # False for nan
             warrants_alarm = stage[i, t] > 0 and not recurring and (
                 (stage[i, t] == 2 and shape_score[i, t] >= gate)
-                or (shape_formed[i, t] and not math.isnan(novelty) and novelty >= alarm))
+                or (shape_formed[i, t] and not math.isnan(novelty) and novelty >= alarm)
+                or beyond[i, t] > range_margin)  # False for nan, as while the range forms
             # One alarm per incident: the last alarm's incident is over once the series has gone
             # quiet_minutes without an unusual point; it may then alarm again, min_gap_minutes
             # after the last alarm at the earliest. An incident that never goes quiet alarms again
@@ -494,7 +577,7 @@ def verdicts(x, minutes, stage, steps, level, shape_formed, gate, alarm, suppres
                 since_a[i] = 0.0
             else:
                 since_a[i] += steps[i, t]
-            # Quiet means nothing out of the ordinary: no statistical candidate and no shape at
-            # the gate's distance, whether or not it would alarm.
-            unusual = stage[i, t] == 2 or (not math.isnan(novelty) and novelty >= gate)
+            # Quiet means nothing out of the ordinary: no statistical candidate, no shape at the
+            # gate's distance and no level beyond its range, whether or not it would alarm.
+            unusual = stage[i, t] == 2 or (not math.isnan(novelty) and novelty >= gate) or beyond[i, t] > range_margin
             since_u[i] = 0.0 if unusual else since_u[i] + steps[i, t]

@@ -96,7 +96,7 @@ def test_prefix_run_gives_the_same_verdicts(tmp_path):
     summary = detect_csv(path, out)
     written = pd.read_csv(out)
     assert list(written.columns) == ["timestamp", "value", "score", "is_anomaly", "severity", "score_zscore",
-                                     "score_ewma", "score_seasonal", "score_gmm", "score_shape"]
+                                     "score_ewma", "score_seasonal", "score_gmm", "score_shape", "score_range"]
     assert summary["anomalies"] == int(written["is_anomaly"].sum()) >= 1
 
 
@@ -317,12 +317,14 @@ def test_windows_with_the_shape_state_rebuilt_from_raw_give_exactly_the_one_pass
     values = np.vstack([x, gappy, job, missed])
     whole, _ = detect_chunk(values, ts, None, config)
     parts = _pipeline_style(values, ts, config, int(shape_history_minutes(config)))
-    for name in ("shape", "zscore", "seasonal"):
+    for name in ("shape", "zscore", "seasonal", "range"):
         np.testing.assert_array_equal(np.concatenate([p.scores[name] for p in parts], axis=1), whole.scores[name])
-    np.testing.assert_array_equal(np.concatenate([p.recurrence for p in parts], axis=1), whole.recurrence)
+    for name in ("recurrence", "level_hour", "range_low", "range_high"):
+        np.testing.assert_array_equal(np.concatenate([getattr(p, name) for p in parts], axis=1), getattr(whole, name))
     np.testing.assert_array_equal(np.concatenate([p.is_anomaly for p in parts], axis=1), whole.is_anomaly)
     assert whole.is_anomaly[1].any() and np.isfinite(whole.scores["shape"]).mean() > 0.15
     assert np.isfinite(whole.recurrence[2, 8 * DAY:]).sum() > 20
+    assert (whole.scores["range"][1] > DetectorConfig().range_margin).sum() > 60  # the slide leaves the range
 
 
 def test_a_rebuilt_ring_holds_the_filled_in_buckets_a_window_may_use():
@@ -447,3 +449,79 @@ def test_the_shape_alone_does_not_alarm_while_its_week_is_still_short():
     first = anomaly_records(result, ["db/temperature"], ts)[0]
     assert start < hits[0] < start + 180 and first["ts"] == ts[hits[0]]
     assert set(first["detectors"].split(",")) & {"zscore", "ewma", "seasonal"}
+
+
+def regimes(days: int, seed: int):
+    """A metric that holds a level between 60 and 100 for 1 to 4 hours at a time, then another
+    (noise sd 1): its 2-hour stretches differ a lot from one another, as a busy machine's do."""
+    n = days * DAY
+    ts = pd.date_range("2026-11-01", periods=n, freq="1min", tz="UTC")
+    rng = np.random.default_rng(seed)
+    x, t = np.empty(n), 0
+    while t < n:
+        hold = int(rng.integers(60, 240))
+        x[t: t + hold] = rng.uniform(60, 100)
+        t += hold
+    return ts, x + rng.normal(0, 1.0, n)
+
+
+def level_and_range_oracle(x, t, config=DetectorConfig()):
+    """The level at minute t of a gapless 1-minute series starting on a 6-hour mark (the mean of
+    the last hour's 5-minute buckets, the one filling included) and the lowest and highest
+    5-minute bucket from 7 days to 12 hours before t's 6-hour block, from the definitions."""
+    buckets = x[: len(x) // 5 * 5].reshape(-1, 5).mean(axis=1)
+    slot, block = t // 5, t // 360 * 72
+    hour = [*buckets[slot - 11: slot], x[slot * 5: t + 1].mean()]
+    week = buckets[block - int(config.shape_lookback_days * 288): block - int(config.range_exclusion_minutes // 5) + 1]
+    return np.mean(hour), week.min(), week.max()
+
+
+def test_the_level_is_judged_against_the_range_of_the_week_before_the_block():
+    ts, x = regimes(9, seed=2)
+    block = 8 * DAY + 360
+    edge = block - 720  # 12 hours before the block: the newest bucket its range reads
+    x[edge: edge + 5], x[edge + 5: edge + 10] = 200.0, 300.0
+    _, result = flagged(x, ts)
+    assert result.range_high[0, block] == 200.0 and result.range_high[0, block + 360] == 300.0
+    for t in range(7 * DAY + 3, 9 * DAY, 97):  # every bucket position, both sides of block starts
+        level, low, high = level_and_range_oracle(x, t)
+        assert result.level_hour[0, t] == pytest.approx(level, rel=1e-12)
+        assert (result.range_low[0, t], result.range_high[0, t]) == (low, high)
+        beyond = max(low - level, level - high, 0.0) / (high - low)
+        assert result.scores["range"][0, t] == pytest.approx(beyond, rel=1e-12, abs=1e-15)
+    assert np.isnan(result.scores["range"][0, : 7 * DAY]).all()  # a week behind it first
+
+
+def test_a_slow_slide_below_the_weeks_range_alarms_when_it_leaves_the_range():
+    # The metric holds a level 60-100 for hours at a time, then slides from 62 by 2 an hour. No
+    # 2 hours of the slide are unusual next to the week's swings, and the baselines follow it;
+    # its level, though, leaves the week's range, and it alarms the minute it is 10 % of the
+    # range below its lowest 5 minutes.
+    ts, x = regimes(10, seed=2)
+    start = 9 * DAY
+    x[start:] = 62 + np.random.default_rng(99).normal(0, 1.0, DAY) - np.arange(DAY) / 60 * 2.0
+    hits, result = flagged(x, ts)
+    without_range, _ = flagged(x, ts, range_margin=np.inf)
+    expected = next(t for t in range(start, len(x)) if (lambda lv, lo, hi: lv < lo - 0.1 * (hi - lo))(
+        *level_and_range_oracle(x, t)))
+    assert hits[hits >= start].tolist() == [expected] and 180 < expected - start < 300
+    assert not (without_range >= start).any()  # 48 below where it started, and never flagged
+    record = anomaly_records(result, ["db/temperature"], ts)[-1]
+    assert record["detectors"] == "range" and record["score_range"] > 0.1
+    assert "below the lowest 5-minute average of the past 7 days" in record["explanation"]
+
+
+def test_a_level_shift_alarms_once_and_steady_growth_never():
+    # A shift is beyond the week's range for up to 18 hours: one incident, one alarm; then the
+    # shifted level is in the range. Growth of 2 a day on a daily swing of 40 stays within 4 %
+    # of the range's width past its top, far from the 10 % that alarms.
+    ts, x = daily(days=12, seed=14)
+    x[8 * DAY + 300:] += 30
+    hits, result = flagged(x, ts)
+    assert hits.tolist() == [8 * DAY + 300]
+    beyond = result.scores["range"][0]
+    assert (beyond[8 * DAY + 300: 9 * DAY] > 0.1).sum() > 120 and (beyond[10 * DAY:] == 0).all()
+    ts, x = daily(days=14, seed=12)
+    x += 2.0 * np.arange(len(x)) / DAY
+    hits, result = flagged(x, ts)
+    assert hits.size == 0 and 0 < np.nanmax(result.scores["range"][0]) < 0.05
