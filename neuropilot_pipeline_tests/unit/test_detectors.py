@@ -525,3 +525,15 @@ def test_a_level_shift_alarms_once_and_steady_growth_never():
     x += 2.0 * np.arange(len(x)) / DAY
     hits, result = flagged(x, ts)
     assert hits.size == 0 and 0 < np.nanmax(result.scores["range"][0]) < 0.05
+
+
+def test_a_weekly_cycle_alarms_on_the_first_weekend_only():
+    # A service 40 % quieter at weekends, on top of its daily cycle. The first weekend is new;
+    # from the second on, the week behind holds the last one, and none of the rules fires.
+    n = 28 * DAY
+    ts = pd.date_range("2026-11-02", periods=n, freq="1min", tz="UTC")  # a Monday
+    t = np.arange(n)
+    weekend = ((t // DAY) % 7 >= 5).astype(float)
+    x = 100 * (1 - 0.4 * weekend) * (1 + 0.3 * np.sin(2 * np.pi * (t % DAY) / DAY - np.pi / 2))
+    hits, _ = flagged(x + np.random.default_rng(0).normal(0, 3, n), ts)
+    assert hits.size and (hits < 8 * DAY).all()  # the first Saturday (and Monday) only
