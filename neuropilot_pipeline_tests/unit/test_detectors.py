@@ -537,3 +537,18 @@ def test_a_weekly_cycle_alarms_on_the_first_weekend_only():
     x = 100 * (1 - 0.4 * weekend) * (1 + 0.3 * np.sin(2 * np.pi * (t % DAY) / DAY - np.pi / 2))
     hits, _ = flagged(x + np.random.default_rng(0).normal(0, 3, n), ts)
     assert hits.size and (hits < 8 * DAY).all()  # the first Saturday (and Monday) only
+
+
+def test_heavy_tailed_noise_alarms_rarely_and_gaussian_noise_almost_never():
+    # A healthy metric with lognormal minutes (sigma 0.5: a minute at 3x the median every few
+    # hours) gives the Gaussian threshold a few points a day; the shape gate and one alarm per
+    # incident keep that to about one alarm every two days (README, "Heavy tails"). Gaussian
+    # noise of any spread: none after the first days.
+    n = 14 * DAY
+    ts = pd.date_range("2026-11-02", periods=n, freq="1min", tz="UTC")
+    rng = np.random.default_rng(0)
+    hits, _ = flagged(100 * rng.lognormal(0, 0.5, n), ts)
+    assert 0 < hits.size <= 7
+    for spread in (10, 30):
+        hits, _ = flagged(100 + spread * np.random.default_rng(1).normal(0, 1, n), ts)
+        assert hits.size == 0
