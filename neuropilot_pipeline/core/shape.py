@@ -19,7 +19,7 @@ baseline, but not whether the metric has done this before. A tweet-volume spike 
 every few days is far from the baseline every time; a machine's temperature sliding down over
 a day never is, because the baseline follows it. The shape score tells both apart.
 
-The same week of buckets gives the level's range (`level_range`): the lowest and highest bucket
+The same week of buckets gives the level's range (`ring_span`): the lowest and highest bucket
 up to half a day before the current 6-hour block, against which the last hour's mean is judged.
 A slow slide moves little in any 2 hours, so on a metric that swings a lot its shapes stay
 within their usual distance of the week; its level, though, ends where the week never was.
@@ -344,33 +344,22 @@ def _rebuilt_from(slot, lookback_slots, block_slots):
 
 
 @njit(cache=True)
-def _hour_sum(values, slots, i, n_buckets, cap, slot, hour_slots):
-    """(sum, count) of the ring's buckets with slots in (slot - hour_slots, slot]."""
-    total, count = 0.0, 0.0
-    k = n_buckets - 1
-    while k >= 0 and k > n_buckets - cap and slots[i, k % cap] > slot - hour_slots:
-        if slots[i, k % cap] <= slot:
-            total += values[i, k % cap]
-            count += 1.0
-        k -= 1
-    return total, count
-
-
-@njit(cache=True)
-def level_range(values, slots, i, n_buckets, cap, first_slot, last_slot):
-    """(lowest, highest) bucket mean of series i's ring among the buckets with slots in
-    [first_slot, last_slot]; (nan, nan) when none is there."""
-    lo, hi = math.inf, -math.inf
+def ring_span(values, slots, i, n_buckets, cap, first_slot, last_slot):
+    """(sum, count, lowest, highest) of series i's bucket means in the ring with slots in
+    [first_slot, last_slot], walking back from the newest; lowest and highest are nan when no
+    bucket is there. Both the level (the last hour) and its range (the week) read it."""
+    total, count, lo, hi = 0.0, 0.0, math.inf, -math.inf
     # Not bucket n_buckets - cap: a tentative evaluation may have written the next bucket over it.
     k = n_buckets - 1
     while k > n_buckets - cap and k >= 0 and slots[i, k % cap] >= first_slot:
         if slots[i, k % cap] <= last_slot:
             v = values[i, k % cap]
+            total, count = total + v, count + 1.0
             lo, hi = min(lo, v), max(hi, v)
         k -= 1
     if lo > hi:
-        return math.nan, math.nan
-    return lo, hi
+        return total, count, math.nan, math.nan
+    return total, count, lo, hi
 
 
 @njit(cache=True)
@@ -405,7 +394,7 @@ def step_series(values, slots, sums, sc, i, x, minutes, want, out_score, out_clo
 
     The level's range: out_level[t] is the mean of the buckets of the last hour_slots, the one
     filling included; out_low and out_high the lowest and highest bucket of the lookback before
-    t's block, up to exclusion_slots before the block (`level_range`: read from the ring once a
+    t's block, up to exclusion_slots before the block (`ring_span`: read from the ring once a
     block, so a rebuilt state gives the same); out_beyond how far the level lies outside them
     (`_beyond`), where range_formed[t] (else nan). A point beyond them by more than range_margin
     is evaluated, and its recurrence sought, like a statistical candidate: a daily job a little
@@ -464,12 +453,13 @@ def step_series(values, slots, sums, sc, i, x, minutes, want, out_score, out_clo
         if block != range_block:
             range_block = block
             start = block * block_slots
-            low, high = level_range(values, slots, i, int(sc[i, N_BUCKETS]), cap, start - lookback_slots,
-                                    start - exclusion_slots)
+            _, _, low, high = ring_span(values, slots, i, int(sc[i, N_BUCKETS]), cap, start - lookback_slots,
+                                        start - exclusion_slots)
         out_low[t], out_high[t] = low, high
         if slot != hour_slot:
             hour_slot = slot
-            hour_total, hour_count = _hour_sum(values, slots, i, int(sc[i, N_BUCKETS]), cap, slot - 1, hour_slots - 1)
+            hour_total, hour_count, _, _ = ring_span(values, slots, i, int(sc[i, N_BUCKETS]), cap,
+                                                     slot - hour_slots + 1, slot - 1)
         out_level[t] = (hour_total + sc[i, CUR_SUM] / sc[i, CUR_N]) / (hour_count + 1.0)
         if range_formed[t]:
             out_beyond[t] = _beyond(out_level[t], low, high)
@@ -562,10 +552,11 @@ def verdicts(x, minutes, stage, steps, level, shape_formed, range_formed, gate, 
             elif not math.isnan(closed[t]):
                 novelty = max(novelty, closed[t])
             recurring = recur[i, t] >= recur_corr  # False for nan
+            out_of_range = beyond[i, t] > range_margin  # False for nan, as while the range forms
             warrants_alarm = stage[i, t] > 0 and not recurring and (
                 (stage[i, t] == 2 and shape_score[i, t] >= gate)
                 or (shape_formed[i, t] and not math.isnan(novelty) and novelty >= alarm)
-                or beyond[i, t] > range_margin)  # False for nan, as while the range forms
+                or out_of_range)
             # One alarm per incident: the last alarm's incident is over once the series has gone
             # quiet_minutes without an unusual point; it may then alarm again, min_gap_minutes
             # after the last alarm at the earliest. An incident that never goes quiet alarms again
@@ -579,5 +570,5 @@ def verdicts(x, minutes, stage, steps, level, shape_formed, range_formed, gate, 
                 since_a[i] += steps[i, t]
             # Quiet means nothing out of the ordinary: no statistical candidate, no shape at the
             # gate's distance and no level beyond its range, whether or not it would alarm.
-            unusual = stage[i, t] == 2 or (not math.isnan(novelty) and novelty >= gate) or beyond[i, t] > range_margin
+            unusual = stage[i, t] == 2 or (not math.isnan(novelty) and novelty >= gate) or out_of_range
             since_u[i] = 0.0 if unusual else since_u[i] + steps[i, t]
