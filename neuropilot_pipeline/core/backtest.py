@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .atomic import atomic_write_json, atomic_write_text
-from .policy import DEFAULT_BOUNDS, MIN_UP_DOWN_GAP, Bounds, Observation, make_policy
+from .policy import DEFAULT_BOUNDS, Observation, make_policy, threshold_grid
 from .service_model import FIXED_BASELINE, AutoscaledService, ServiceParams, Thresholds, oracle_instances, \
     replay_totals, scale_factor_for_peak
 
@@ -148,16 +148,6 @@ def _figures(out: dict[str, np.ndarray], oracle_cost: float) -> dict[str, float]
 
 def oracle_cost(requests: np.ndarray, params: ServiceParams) -> float:
     return sum(oracle_instances(r / 60.0, params) for r in requests) * params.price_per_instance_hour / 60.0
-
-
-def threshold_grid(bounds: dict[str, Bounds] = DEFAULT_BOUNDS, step: float = 5.0,
-                   others: Thresholds = FIXED_BASELINE) -> list[Thresholds]:
-    """Every (scale-up, scale-down) pair on a `step`-point grid within the bounds that keeps the
-    policy's minimum gap; the other thresholds as in `others`."""
-    up_b, down_b = bounds["cpu_scale_up_threshold"], bounds["cpu_scale_down_threshold"]
-    return [Thresholds(float(up), float(down), others.latency_threshold_ms, others.min_instances, others.max_instances)
-            for up in np.arange(up_b.min, up_b.max + step / 2, step)
-            for down in np.arange(down_b.min, min(down_b.max, up - MIN_UP_DOWN_GAP) + step / 2, step)]
 
 
 def allowed_bad_minutes(minutes: int, sla_target: float) -> int:

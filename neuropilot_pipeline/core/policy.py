@@ -89,6 +89,20 @@ def apply_guardrails(current: Thresholds, proposed: Thresholds | Mapping[str, An
     return Thresholds.from_dict(out)
 
 
+def threshold_grid(bounds: Mapping[str, Bounds] = DEFAULT_BOUNDS, step: float = 5.0,
+                   others: Thresholds | None = None) -> list[Thresholds]:
+    """Every (scale-up, scale-down) pair on a `step`-point grid within the bounds that keeps the
+    minimum gap; the other thresholds as in `others` (the fixed 80/30 baseline's by default).
+    The learned policy chooses among these, and the hindsight yardstick is the best of them."""
+    from .service_model import FIXED_BASELINE
+
+    others = others or FIXED_BASELINE
+    up_b, down_b = bounds["cpu_scale_up_threshold"], bounds["cpu_scale_down_threshold"]
+    return [Thresholds(float(up), float(down), others.latency_threshold_ms, others.min_instances, others.max_instances)
+            for up in np.arange(up_b.min, up_b.max + step / 2, step)
+            for down in np.arange(down_b.min, min(down_b.max, up - MIN_UP_DOWN_GAP) + step / 2, step)]
+
+
 class PolicyStateError(ValueError):
     """The carried policy state is not what a policy wrote: refused, never trusted."""
 
@@ -306,8 +320,7 @@ class LearningPolicy:
     """
 
     name = "learned"
-    UP_CANDIDATES = (70.0, 75.0, 80.0, 85.0, 90.0)
-    DOWN_CANDIDATES = (30.0, 40.0, 50.0, 55.0, 60.0, 65.0, 70.0)
+    CANDIDATE_STEP = 5.0
 
     def __init__(self, bounds: Mapping[str, Bounds] = DEFAULT_BOUNDS, learning_rate: float = 0.01,
                  history_days: float = 3.0, initial_risk: float = 0.5, params: Any = None,
@@ -340,13 +353,12 @@ class LearningPolicy:
         return "exploration" if day < 7 else "learning" if day < 14 else "exploitation"
 
     def candidates(self, current: Thresholds) -> list[Thresholds]:
-        out = []
-        for up in self.UP_CANDIDATES:
-            for down in self.DOWN_CANDIDATES:
-                if down <= up - MIN_UP_DOWN_GAP:
-                    out.append(Thresholds(up, down, current.latency_threshold_ms, current.min_instances,
-                                          current.max_instances))
-        return out
+        """Every pair the configured bounds allow, on a 5-point grid (109 with the default
+        bounds): the pairs the hindsight yardstick chooses from. A fixed list narrower than the
+        bounds (70-90, as until 2026-12-07) cannot reach the 50-65 scale-up thresholds that
+        faster ramps than WorldCup98's need, and one wider than a user's bounds would head for
+        pairs the guardrails then clip into one the replay never judged."""
+        return threshold_grid(self.bounds, self.CANDIDATE_STEP, current)
 
     def replay(self, demand: np.ndarray, candidates: list[Thresholds]) -> list[tuple[int, float, int]]:
         """Bad minutes, cost and near misses of the demand replayed under each candidate (one

@@ -200,17 +200,18 @@ def test_backtest_summary_reports_the_hindsight_best_beside_the_policy():
     assert (h["cpu_scale_up_threshold"], h["cpu_scale_down_threshold"]) != (80.0, 30.0)
 
 
-def _three_days(first_day: int = 7, peak: float = 40):
-    """A decision at the end of 3 days of WorldCup98 (the last 6 hours the window), no caution."""
+def _three_days(first_day: int = 7, peak: float = 40, speed: int = 1, thresholds: Thresholds = FIXED_BASELINE):
+    """A decision at the end of 3 days of WorldCup98 (the last 6 hours the window), no caution;
+    `speed` 2 plays the trace twice as fast (every other minute), so its ramps are twice as steep."""
     from neuropilot_pipeline.core.policy import Observation
 
-    trace = load_demand_trace()
+    trace = load_demand_trace()[::speed]
     demand = (trace * scale_factor_for_peak(trace, peak))[first_day * 1440:(first_day + 3) * 1440]
     ts = pd.date_range("2026-11-01", periods=360, freq="1min", tz="UTC")
     window = pd.DataFrame({"ts": ts, "cpu_percent": 70.0, "p95_latency_ms": 150.0, "good": True,
                            "instance_count": 5.0, "cost_usd": 0.004, "request_rate_per_s": demand[-360:] / 60})
     state = {"demand": demand[:-360].tolist(), "risk": 0.0, "minutes_seen": 20000, "decisions": 50}
-    return state, Observation(ts[0], window, FIXED_BASELINE, {})
+    return state, Observation(ts[0], window, thresholds, {})
 
 
 def _chosen(policy, state, obs, judge: LearningPolicy):
@@ -271,3 +272,44 @@ def test_a_damaged_error_budget_record_is_refused_with_the_fix(record):
     state, obs = _three_days()
     with pytest.raises(PolicyStateError, match="error_budget.*re-materialize"):
         LearningPolicy().decide({**state, "error_budget": record}, obs)
+
+
+def test_the_policy_reaches_the_low_scale_up_thresholds_that_steeper_ramps_need():
+    # WorldCup98 twice as fast: over these 3 days every pair with a scale-up threshold of 70 or
+    # more (all the policy could choose from until 2026-12-07) runs past the replay's margin. It
+    # chooses among every pair the bounds allow, as the hindsight yardstick does, and heads below 70.
+    state, obs = _three_days(first_day=6, peak=40, speed=2, thresholds=Thresholds(70, 60, 250, 2, 200))
+    policy = LearningPolicy()
+    decision = policy.decide(dict(state), obs)
+    target = Thresholds.from_dict(decision.new_state["last_target"])
+    assert target.cpu_scale_up_threshold < 70 and "is the cheapest that kept the SLA" in decision.reason
+    assert decision.thresholds.cpu_scale_up_threshold < 70  # within one step of 70
+    three_days = np.array(state["demand"] + list(obs.minutes["request_rate_per_s"] * 60))
+    allowed_bad, allowed_near = 2, 6  # 3 days x 0.05 %, and 3x that
+    seventy_and_over = [c for c in threshold_grid() if c.cpu_scale_up_threshold >= 70]
+    assert all(bad > allowed_bad or near > allowed_near for bad, _, near in policy.replay(three_days, seventy_and_over))
+
+
+def test_the_policy_judges_and_heads_for_pairs_within_the_users_bounds_only():
+    # Smooth demand on which, within the default bounds, the cheapest safe pair has a scale-up
+    # threshold over 80. A user who bounds scale-up to 55-75 and scale-down to 20-60 gets the
+    # best pair inside those bounds, judged as such, not an outside pair clipped by the guardrails.
+    from neuropilot_pipeline.core.policy import Bounds, Observation
+
+    ts = pd.date_range("2026-11-01", periods=360, freq="1min", tz="UTC")
+    rate = 200.0 * (1 + 0.2 * np.sin(np.arange(360) / 30))
+    m = pd.DataFrame({"ts": ts, "cpu_percent": 40.0, "p95_latency_ms": 120.0, "good": True, "instance_count": 4.0,
+                      "cost_usd": 0.004, "request_rate_per_s": rate})
+    state = {"demand": np.tile(rate * 60.0, 4).tolist(), "minutes_seen": 20000, "decisions": 50}
+    obs = Observation(ts[0], m, Thresholds(70, 50, 250, 2, 200), {})
+    assert LearningPolicy().decide(dict(state), obs).new_state["last_target"]["cpu_scale_up_threshold"] > 80
+    bounds = {**DEFAULT_BOUNDS, "cpu_scale_up_threshold": Bounds(55, 75, 10),
+              "cpu_scale_down_threshold": Bounds(20, 60, 10)}
+    policy = LearningPolicy(bounds=bounds)
+    assert all(55 <= c.cpu_scale_up_threshold <= 75 and 20 <= c.cpu_scale_down_threshold <= 60
+               for c in policy.candidates(obs.thresholds))
+    decision = policy.decide(dict(state), obs)
+    target = decision.new_state["last_target"]
+    assert (target["cpu_scale_up_threshold"], target["cpu_scale_down_threshold"]) == (75.0, 60.0)
+    assert "75/60 is the cheapest that kept the SLA" in decision.reason
+    assert (decision.thresholds.cpu_scale_up_threshold, decision.thresholds.cpu_scale_down_threshold) == (75.0, 60.0)
