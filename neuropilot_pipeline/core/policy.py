@@ -148,6 +148,24 @@ def _state_error_budget(state: Mapping[str, Any]) -> list[list[int]]:
     return [list(w) for w in record]
 
 
+def _state_fleet(state: Mapping[str, Any]) -> list[int]:
+    """The carried fleet (instances) at each minute of the demand history; -1 where unknown."""
+    fleet = state.get("fleet", [])
+    if not (isinstance(fleet, list) and all(type(x) is int and x >= -1 for x in fleet)):
+        raise PolicyStateError("policy state key 'fleet' must be a list of instance counts (whole numbers >= 0, "
+                               "or -1 where unknown). Delete the policy state file and re-materialize "
+                               "threshold_decision from that window on.")
+    return fleet
+
+
+def observed_fleet(minutes: pd.DataFrame) -> list[int]:
+    """Instances (ready + booting) in each minute of a window; -1 where missing or impossible."""
+    with np.errstate(invalid="ignore"):
+        count = pd.to_numeric(minutes["instance_count"], errors="coerce").to_numpy(dtype=float)
+    ok = np.isfinite(count) & (count >= 0) & (count < 1e9)
+    return np.where(ok, np.round(np.where(ok, count, 0)), -1).astype(np.int64).tolist()
+
+
 def observed_demand(minutes: pd.DataFrame) -> np.ndarray:
     """Requests per minute seen in a window; a missing or impossible sample counts as no demand
     (the source checks refuse impossible values first; this keeps the replay sane regardless)."""
@@ -360,14 +378,19 @@ class LearningPolicy:
         pairs the guardrails then clip into one the replay never judged."""
         return threshold_grid(self.bounds, self.CANDIDATE_STEP, current)
 
-    def replay(self, demand: np.ndarray, candidates: list[Thresholds]) -> list[tuple[int, float, int]]:
+    def replay(self, demand: np.ndarray, candidates: list[Thresholds],
+               first_fleet: int | None = None) -> list[tuple[int, float, int]]:
         """Bad minutes, cost and near misses of the demand replayed under each candidate (one
-        compiled pass)."""
+        compiled pass), starting from `first_fleet` instances (unknown: the first minute's oracle fleet)."""
         from .service_model import replay_with_near_misses
 
+        if first_fleet is not None and first_fleet < 1:
+            first_fleet = None
+        if first_fleet is not None:
+            first_fleet = min(int(first_fleet), int(self.bounds["max_instances"].max))
         bad, cost, near = replay_with_near_misses(demand, candidates, self.params,
                                                   self.near_miss_share_of_slo * self.params.slo_p95_ms,
-                                                  100.0 * self.near_miss_utilisation)
+                                                  100.0 * self.near_miss_utilisation, first_fleet)
         return [(int(b), float(c), int(n)) for b, c, n in zip(bad, cost, near)]
 
     def decide(self, state: dict | None, obs: Observation) -> Decision:
@@ -377,7 +400,16 @@ class LearningPolicy:
         # Demand beyond ten times what the largest allowed fleet can serve cannot be planned for
         # anyway; capping it keeps a corrupt sample from making the replay search for millions of instances.
         cap = 10.0 * self.bounds["max_instances"].max * self.params.slots_per_instance * self.params.mu * 60.0
-        history = np.minimum(np.concatenate([_state_demand(state), observed_demand(m)])[-self.history_minutes:], cap)
+        carried_demand = _state_demand(state)
+        history = np.minimum(np.concatenate([carried_demand, observed_demand(m)])[-self.history_minutes:], cap)
+        # The fleet the service had at each minute of that history. A replay starts from the
+        # fleet at its first minute: from the oracle fleet instead, a pair that rarely scales in
+        # (scale-down 10-30 on steady demand) looks as cheap as the oracle, while the real fleet
+        # keeps whatever it grew to earlier. A state written before the fleet was kept pads with "unknown".
+        carried_fleet = _state_fleet(state)
+        carried_fleet = [-1] * (len(carried_demand) - len(carried_fleet)) + carried_fleet[-len(carried_demand):] \
+            if len(carried_demand) else []
+        fleet = (carried_fleet + observed_fleet(m))[-self.history_minutes:]
         decisions = int(_state_number(state, "decisions", 0, 0, 1e12))
         minutes_seen = int(_state_number(state, "minutes_seen", 0, 0, 1e15)) + len(m)
         day = minutes_seen // 1440
@@ -430,7 +462,7 @@ class LearningPolicy:
             allowed_near = int(math.floor(near_share)) if math.isfinite(near_share) else math.inf  # inf: not judged
             candidates = self.candidates(current)
             evaluated = [(bad <= allowed_bad and near <= allowed_near, cost, near, bad, cand)
-                         for cand, (bad, cost, near) in zip(candidates, self.replay(history, candidates))]
+                         for cand, (bad, cost, near) in zip(candidates, self.replay(history, candidates, fleet[0] if fleet else None))]
             feasible = [e for e in evaluated if e[0]]
             near_line = (f"p95 over {self.near_miss_share_of_slo * self.params.slo_p95_ms:g} ms or "
                          f"{100 * self.near_miss_utilisation:g} % busy")
@@ -464,7 +496,8 @@ class LearningPolicy:
         avg_reward = float(state.get("avg_reward", reward)) * (1 - self.learning_rate) + reward * self.learning_rate \
             if "avg_reward" in state else reward
         new_state = {"demand": history.tolist(), "decisions": decisions + 1, "minutes_seen": minutes_seen, "risk": risk,
-                     "avg_reward": avg_reward, "last_target": target.to_dict(), "error_budget": budget}
+                     "avg_reward": avg_reward, "last_target": target.to_dict(), "error_budget": budget,
+                     "fleet": fleet}
         return Decision(new, _actions(current, new), reason, reward, phase, new_state)
 
 

@@ -454,10 +454,12 @@ def replay_totals(requests_per_min: np.ndarray, candidates: list[Thresholds],
 
 def replay_with_near_misses(requests_per_min: np.ndarray, candidates: list[Thresholds], params: ServiceParams,
                             near_miss_ms: float = math.inf, near_miss_utilisation_pct: float = math.inf,
-                            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                            first_ready: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """`replay_totals` plus, per candidate, its near misses: the bad minutes, and the good minutes
     (after the first 1 + provision-delay minutes) whose p95 exceeded `near_miss_ms` (judged as
-    exactly as the SLO is) or whose ready instances ran over `near_miss_utilisation_pct`."""
+    exactly as the SLO is) or whose ready instances ran over `near_miss_utilisation_pct`.
+    `first_ready`: the fleet the replay starts with (by default the first minute's oracle fleet,
+    as the reference model starts)."""
     req = np.ascontiguousarray(requests_per_min, dtype=float)
     empty = np.zeros(len(candidates), dtype=np.int64)
     if not len(candidates) or not len(req):
@@ -465,7 +467,8 @@ def replay_with_near_misses(requests_per_min: np.ndarray, candidates: list[Thres
     col = lambda name, dtype: np.array([getattr(c, name) for c in candidates], dtype=dtype)  # noqa: E731
     return _replay_kernel(req, col("cpu_scale_up_threshold", float), col("cpu_scale_down_threshold", float),
                           col("latency_threshold_ms", float), col("min_instances", np.int64),
-                          col("max_instances", np.int64), oracle_instances(req[0] / 60.0, params),
+                          col("max_instances", np.int64),
+                          oracle_instances(req[0] / 60.0, params) if first_ready is None else max(1, int(first_ready)),
                           params.slots_per_instance, params.mu, params.slo_p95_ms, params.provision_delay_min,
                           params.scale_in_window_min, params.price_per_instance_hour, float(near_miss_ms),
                           float(near_miss_utilisation_pct))

@@ -313,3 +313,43 @@ def test_the_policy_judges_and_heads_for_pairs_within_the_users_bounds_only():
     assert (target["cpu_scale_up_threshold"], target["cpu_scale_down_threshold"]) == (75.0, 60.0)
     assert "75/60 is the cheapest that kept the SLA" in decision.reason
     assert (decision.thresholds.cpu_scale_up_threshold, decision.thresholds.cpu_scale_down_threshold) == (75.0, 60.0)
+
+
+def _steady_demand_window(fleet: int):
+    """3 days of steady demand (Poisson around a mean that needs 37 instances), the last 6 hours
+    the window, served by `fleet` instances."""
+    from neuropilot_pipeline.core.policy import Observation
+
+    raw = np.random.default_rng(11).poisson(1000, 3 * 1440).astype(float)
+    demand = raw * scale_factor_for_peak(raw, 40)
+    ts = pd.date_range("2026-11-01", periods=360, freq="1min", tz="UTC")
+    window = pd.DataFrame({"ts": ts, "cpu_percent": 60.0, "p95_latency_ms": 150.0, "good": True,
+                           "instance_count": float(fleet), "cost_usd": 0.004, "request_rate_per_s": demand[-360:] / 60})
+    state = {"demand": demand[:-360].tolist(), "risk": 0.0, "minutes_seen": 20000, "decisions": 50}
+    return demand, state, Observation(ts[0], window, FIXED_BASELINE, {})
+
+
+def test_a_replay_starts_from_the_fleet_the_service_had_not_from_the_oracle_fleet():
+    # A fleet grown to 60 instances (after an emergency, say) on demand that needs about 37. A
+    # pair whose scale-down threshold lies under the fleet's ~60 % utilisation never shrinks it.
+    # Replayed from the oracle's fleet such a pair looks as cheap as any; replayed from the
+    # fleet the service had 3 days ago (carried in the state), it costs what it would.
+    demand, state, obs = _steady_demand_window(60)
+    n = len(state["demand"])
+    policy = LearningPolicy()
+    unknown = policy.decide({**state, "fleet": [-1] * n}, obs)  # as a state written before the fleet was kept
+    known = policy.decide({**state, "fleet": [60] * n}, obs)
+    assert known.new_state["fleet"] == [60] * len(demand)
+    picks = [Thresholds.from_dict(d.new_state["last_target"]) for d in (unknown, known)]
+    assert "is the cheapest that kept the SLA" in known.reason and picks[1].cpu_scale_down_threshold >= 50
+    [(_, cost_unknown_pick, _), (bad, cost_known_pick, _)] = policy.replay(demand, picks, first_fleet=60)
+    assert cost_known_pick < 0.8 * cost_unknown_pick and bad == 0
+
+
+@pytest.mark.parametrize("fleet", [[60.0], [-2], [True], "[60]", [None]])
+def test_a_damaged_fleet_record_is_refused_with_the_fix(fleet):
+    from neuropilot_pipeline.core.policy import PolicyStateError
+
+    _, state, obs = _steady_demand_window(60)
+    with pytest.raises(PolicyStateError, match="fleet.*re-materialize"):
+        LearningPolicy().decide({**state, "fleet": fleet}, obs)
