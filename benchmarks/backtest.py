@@ -34,7 +34,7 @@ policy's mean cost over the hindsight best.
 
 --shapes stands in for traces whose shape differs from the first trace's: reversed in time,
 twice as fast (ramps twice as steep), twice as slow, with 10 % noise, twice as fast and
-reversed; each at 10, 20, 40, 80 and 160 peak instances. Per run: bad minutes of fixed 80/30,
+reversed, and steady Poisson demand; each at 10, 20, 40, 80 and 160 peak instances. Per run: bad minutes of fixed 80/30,
 of the hindsight-best pair and of the learned policy (and how many of those fell in the first
 window, which runs at 80/30 before any decision), and the learned policy's cost over the
 hindsight best.
@@ -125,13 +125,17 @@ def robustness(path: Path, params: ServiceParams) -> None:
 def shapes(path: Path, params: ServiceParams) -> None:
     """Stand-ins of other shapes than the trace's own: reversed in time (its slow declines become
     rises, its sharp drops surges), twice as fast (ramps twice as steep, half the days), twice as
-    slow, with 10 % lognormal noise on every minute, and twice as fast reversed; each at 5 scales."""
+    slow, with 10 % lognormal noise on every minute, and twice as fast reversed; and steady
+    demand (Poisson around one mean, 14 days); each at 5 scales."""
     raw = load_trace(path).requests
     noise = np.random.default_rng(7).lognormal(0.0, 0.1, len(raw))
     variants = {"reversed": raw[::-1], "2x faster": raw[::2], "2x slower": np.repeat(raw, 2)[:len(raw)],
-                "10 % noise": raw * noise, "2x faster, reversed": raw[::-2]}
+                "10 % noise": raw * noise, "2x faster, reversed": raw[::-2],
+                # Not from the trace: steady demand, Poisson around one mean (14 days, seed 11).
+                "steady": np.random.default_rng(11).poisson(1000, 14 * 1440).astype(float)}
     window = params.decision_interval_min
-    print(f"{'shape':20s} {'peak':>4s} {'allowed':>7s} | {'80/30 bad':>9s} | {'hindsight':>9s} {'bad':>4s} | "
+    print(f"{'shape':20s} {'peak':>4s} {'allowed':>7s} | {'80/30 bad':>9s} {'c/hindsight':>11s} | "
+          f"{'hindsight':>9s} {'bad':>4s} | "
           f"{'learned bad':>11s} {'in window 1':>11s} {'c/hindsight':>11s}")
     kept = kept_after_first = excess = 0
     ratios = []
@@ -151,7 +155,8 @@ def shapes(path: Path, params: ServiceParams) -> None:
             ratios.append(summary["cost"] / best["cost"])
             pair = f"{best['cpu_scale_up_threshold']:g}/{best['cpu_scale_down_threshold']:g}" + \
                 ("" if best["keeps_sla"] else "*")
-            print(f"{name:20s} {peak:4d} {allowed:7d} | {fixed_bad:9d} | {pair:>9s} "
+            fixed_ratio = summary["fixed_baseline"]["cost"] / best["cost"]
+            print(f"{name:20s} {peak:4d} {allowed:7d} | {fixed_bad:9d} {fixed_ratio:11.3f} | {pair:>9s} "
                   f"{best['minutes'] - best['good_minutes']:4d} | {bad:11d} {first:11d} {ratios[-1]:11.3f}", flush=True)
     print(f"learned keeps 99.95 % in {kept}/{len(ratios)} runs ({kept_after_first} not counting the first window, "
           f"at 80/30 before any decision); bad minutes beyond the allowance: {excess}; "
