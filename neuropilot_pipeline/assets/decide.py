@@ -109,9 +109,11 @@ def thresholds_before(cfg: OpsConfig, state: StateStore, services: list[str],
 
 
 def stored_policy_state(state: dict[str, Any] | None) -> dict[str, Any] | None:
-    """A policy state as it is stored: its demand history as an array (see StateStore bundles)."""
+    """A policy state as it is stored: its demand and fleet histories as arrays (see StateStore bundles)."""
     if state and isinstance(state.get("demand"), list):
-        return {**state, "demand": np.asarray(state["demand"], dtype=float)}
+        state = {**state, "demand": np.asarray(state["demand"], dtype=float)}
+    if state and isinstance(state.get("fleet"), list):
+        state = {**state, "fleet": np.asarray(state["fleet"], dtype=np.int64)}
     return state
 
 

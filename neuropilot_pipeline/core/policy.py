@@ -148,22 +148,30 @@ def _state_error_budget(state: Mapping[str, Any]) -> list[list[int]]:
     return [list(w) for w in record]
 
 
-def _state_fleet(state: Mapping[str, Any]) -> list[int]:
+def _state_fleet(state: Mapping[str, Any]) -> np.ndarray:
     """The carried fleet (instances) at each minute of the demand history; -1 where unknown."""
     fleet = state.get("fleet", [])
-    if not (isinstance(fleet, list) and all(type(x) is int and x >= -1 for x in fleet)):
+    arr = None
+    if isinstance(fleet, np.ndarray) and fleet.ndim == 1 and fleet.dtype.kind in "iu":
+        arr = fleet.astype(np.int64, copy=False)  # as a stored state holds it
+    elif isinstance(fleet, list) and set(map(type, fleet)) <= {int}:
+        try:
+            arr = np.asarray(fleet, dtype=np.int64)
+        except OverflowError:
+            arr = None
+    if arr is None or (arr < -1).any():
         raise PolicyStateError("policy state key 'fleet' must be a list of instance counts (whole numbers >= 0, "
                                "or -1 where unknown). Delete the policy state file and re-materialize "
                                "threshold_decision from that window on.")
-    return fleet
+    return arr
 
 
-def observed_fleet(minutes: pd.DataFrame) -> list[int]:
+def observed_fleet(minutes: pd.DataFrame) -> np.ndarray:
     """Instances (ready + booting) in each minute of a window; -1 where missing or impossible."""
     with np.errstate(invalid="ignore"):
         count = pd.to_numeric(minutes["instance_count"], errors="coerce").to_numpy(dtype=float)
     ok = np.isfinite(count) & (count >= 0) & (count < 1e9)
-    return np.where(ok, np.round(np.where(ok, count, 0)), -1).astype(np.int64).tolist()
+    return np.where(ok, np.round(np.where(ok, count, 0)), -1).astype(np.int64)
 
 
 def observed_demand(minutes: pd.DataFrame) -> np.ndarray:
@@ -407,9 +415,9 @@ class LearningPolicy:
         # (scale-down 10-30 on steady demand) looks as cheap as the oracle, while the real fleet
         # keeps whatever it grew to earlier. A state written before the fleet was kept pads with "unknown".
         carried_fleet = _state_fleet(state)
-        carried_fleet = [-1] * (len(carried_demand) - len(carried_fleet)) + carried_fleet[-len(carried_demand):] \
-            if len(carried_demand) else []
-        fleet = (carried_fleet + observed_fleet(m))[-self.history_minutes:]
+        kept = min(len(carried_fleet), len(carried_demand))
+        fleet = np.concatenate([np.full(len(carried_demand) - kept, -1, dtype=np.int64),
+                                carried_fleet[len(carried_fleet) - kept:], observed_fleet(m)])[-self.history_minutes:]
         decisions = int(_state_number(state, "decisions", 0, 0, 1e12))
         minutes_seen = int(_state_number(state, "minutes_seen", 0, 0, 1e15)) + len(m)
         day = minutes_seen // 1440
@@ -462,7 +470,7 @@ class LearningPolicy:
             allowed_near = int(math.floor(near_share)) if math.isfinite(near_share) else math.inf  # inf: not judged
             candidates = self.candidates(current)
             evaluated = [(bad <= allowed_bad and near <= allowed_near, cost, near, bad, cand)
-                         for cand, (bad, cost, near) in zip(candidates, self.replay(history, candidates, fleet[0] if fleet else None))]
+                         for cand, (bad, cost, near) in zip(candidates, self.replay(history, candidates, fleet[0] if len(fleet) else None))]
             feasible = [e for e in evaluated if e[0]]
             near_line = (f"p95 over {self.near_miss_share_of_slo * self.params.slo_p95_ms:g} ms or "
                          f"{100 * self.near_miss_utilisation:g} % busy")
@@ -497,7 +505,7 @@ class LearningPolicy:
             if "avg_reward" in state else reward
         new_state = {"demand": history.tolist(), "decisions": decisions + 1, "minutes_seen": minutes_seen, "risk": risk,
                      "avg_reward": avg_reward, "last_target": target.to_dict(), "error_budget": budget,
-                     "fleet": fleet}
+                     "fleet": fleet.tolist()}
         return Decision(new, _actions(current, new), reason, reward, phase, new_state)
 
 

@@ -353,3 +353,20 @@ def test_a_damaged_fleet_record_is_refused_with_the_fix(fleet):
     _, state, obs = _steady_demand_window(60)
     with pytest.raises(PolicyStateError, match="fleet.*re-materialize"):
         LearningPolicy().decide({**state, "fleet": fleet}, obs)
+
+
+def test_a_stored_and_reloaded_state_decides_exactly_as_the_one_in_memory(tmp_path):
+    # The pipeline stores the demand and fleet histories as arrays in a state bundle; the next
+    # window's decision must not depend on whether the state went through the store.
+    from neuropilot_pipeline.assets.decide import stored_policy_state
+    from neuropilot_pipeline.storage.state import StateStore
+
+    _, state, obs = _steady_demand_window(60)
+    first = LearningPolicy().decide({**state, "fleet": [60] * len(state["demand"])}, obs)
+    store = StateStore(tmp_path)
+    store.write_services("policy", "2026-11-01-00:00", {"web": {"policy": stored_policy_state(first.new_state)}})
+    reloaded = store.read_services("policy", "2026-11-01-00:00", ["web"])["web"]["policy"]
+    assert reloaded["fleet"].dtype == np.int64 and reloaded["demand"].dtype == float
+    in_memory, from_store = (LearningPolicy().decide(s, obs) for s in (first.new_state, reloaded))
+    assert (in_memory.thresholds, in_memory.reason) == (from_store.thresholds, from_store.reason)
+    np.testing.assert_equal(in_memory.new_state, from_store.new_state)
