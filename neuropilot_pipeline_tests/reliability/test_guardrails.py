@@ -36,7 +36,8 @@ def frame(values, n):
 @settings(max_examples=120, deadline=None)
 @given(st.sampled_from(["learned", "rule"]), st.lists(column, min_size=6, max_size=6), st.integers(1, 90), thresholds,
        st.one_of(st.none(), st.dictionaries(st.sampled_from(["demand", "decisions", "minutes_seen", "risk", "avg_reward",
-                                                             "last_target", "error_budget"]), state_value, max_size=4)))
+                                                             "last_target", "error_budget", "fleet"]), state_value,
+                                                 max_size=4)))
 def test_malformed_telemetry_and_state_never_break_the_bounds(policy_name, columns, n, current, state):
     policy = make_policy(policy_name)
     obs = Observation(pd.Timestamp("2026-11-01", tz="UTC"), frame(columns, n), current, {}, 99.95, 50.0, 250.0)
