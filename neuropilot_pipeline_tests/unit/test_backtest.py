@@ -366,7 +366,7 @@ def test_a_stored_and_reloaded_state_decides_exactly_as_the_one_in_memory(tmp_pa
     store = StateStore(tmp_path)
     store.write_services("policy", "2026-11-01-00:00", {"web": {"policy": stored_policy_state(first.new_state)}})
     reloaded = store.read_services("policy", "2026-11-01-00:00", ["web"])["web"]["policy"]
-    assert reloaded["fleet"].dtype == np.int64 and reloaded["demand"].dtype == float
+    assert reloaded["fleet"].dtype == np.int32 and reloaded["demand"].dtype == float
     in_memory, from_store = (LearningPolicy().decide(s, obs) for s in (first.new_state, reloaded))
     assert (in_memory.thresholds, in_memory.reason) == (from_store.thresholds, from_store.reason)
     np.testing.assert_equal(in_memory.new_state, from_store.new_state)
