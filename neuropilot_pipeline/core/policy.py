@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from .reward import window_reward
-from .service_model import Thresholds
+from .service_model import FIXED_BASELINE, Thresholds
 
 NAMES = Thresholds.names()
 INTEGER = {"min_instances", "max_instances"}
@@ -94,8 +94,6 @@ def threshold_grid(bounds: Mapping[str, Bounds] = DEFAULT_BOUNDS, step: float = 
     """Every (scale-up, scale-down) pair on a `step`-point grid within the bounds that keeps the
     minimum gap; the other thresholds as in `others` (the fixed 80/30 baseline's by default).
     The learned policy chooses among these, and the hindsight yardstick is the best of them."""
-    from .service_model import FIXED_BASELINE
-
     others = others or FIXED_BASELINE
     up_b, down_b = bounds["cpu_scale_up_threshold"], bounds["cpu_scale_down_threshold"]
     return [Thresholds(float(up), float(down), others.latency_threshold_ms, others.min_instances, others.max_instances)
@@ -171,7 +169,9 @@ def observed_fleet(minutes: pd.DataFrame) -> np.ndarray:
     with np.errstate(invalid="ignore"):
         count = pd.to_numeric(minutes["instance_count"], errors="coerce").to_numpy(dtype=float)
     ok = np.isfinite(count) & (count >= 0) & (count < 1e9)
-    return np.where(ok, np.round(np.where(ok, count, 0)), -1).astype(np.int64)
+    fleet = np.full(len(count), -1, dtype=np.int64)
+    fleet[ok] = np.round(count[ok])
+    return fleet
 
 
 def observed_demand(minutes: pd.DataFrame) -> np.ndarray:
@@ -392,10 +392,9 @@ class LearningPolicy:
         compiled pass), starting from `first_fleet` instances (unknown: the first minute's oracle fleet)."""
         from .service_model import replay_with_near_misses
 
-        if first_fleet is not None and first_fleet < 1:
-            first_fleet = None
-        if first_fleet is not None:
-            first_fleet = min(int(first_fleet), int(self.bounds["max_instances"].max))
+        # An unknown fleet (-1) starts from the oracle's; a known one no larger than the bounds allow.
+        first_fleet = min(int(first_fleet), int(self.bounds["max_instances"].max)) \
+            if first_fleet is not None and first_fleet >= 1 else None
         bad, cost, near = replay_with_near_misses(demand, candidates, self.params,
                                                   self.near_miss_share_of_slo * self.params.slo_p95_ms,
                                                   100.0 * self.near_miss_utilisation, first_fleet)
