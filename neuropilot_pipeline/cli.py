@@ -375,7 +375,7 @@ def cmd_backtest(args) -> int:
     from .core.backtest import backtest_main
 
     summary = backtest_main(args.trace, policy=args.policy, peak_instances=args.peak_instances, scale=args.scale,
-                            out=args.out)
+                            out=args.out, timestamp_column=args.timestamp_column, count_column=args.count_column)
     print(json.dumps(summary, indent=2, default=str))
     return 0
 
@@ -589,6 +589,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--peak-instances", type=float, default=None)
     g.add_argument("--scale", type=float, default=None)
     bt.add_argument("--out", default="backtest_out")
+    bt.add_argument("--timestamp-column", help="the trace's timestamp column (default: found by name and content)")
+    bt.add_argument("--count-column", help="the trace's request-count column (default: found by name, else the "
+                                           "first numeric column)")
     bt.set_defaults(func=cmd_backtest)
     return p
 
