@@ -33,6 +33,8 @@ FORMATS = {
     "tabs": _lines(MINUTES.strftime("%Y-%m-%d %H:%M:%S"), "\t"),
     "no header": _lines(MINUTES.strftime("%Y-%m-%dT%H:%M:%SZ"), header=None),
     "no header, Unix seconds": _lines(_unix("s"), header=None),
+    "spreadsheet export (byte-order mark, CRLF)": "\ufeff" + _lines(MINUTES.strftime("%Y-%m-%d %H:%M")).replace(
+        "\n", "\r\n"),
 }
 
 
@@ -42,6 +44,9 @@ def test_every_common_export_format_reads_as_the_same_demand(tmp_path, name):
     path.write_text(FORMATS[name])
     trace = load_trace(path)
     assert trace.start == START and trace.step_minutes == 1 and trace.missing_minutes == 0
+    # As named in the file (a byte-order mark is not part of the name: --timestamp-column must match it).
+    assert (trace.timestamp_column, trace.count_column) == (("Time", "Hits") if "other names" in name
+                                                            else ("timestamp", "requests"))
     np.testing.assert_array_equal(trace.requests, DEMAND)
 
 
