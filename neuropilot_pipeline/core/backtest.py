@@ -9,7 +9,6 @@ minutes of a trace gives the same decisions for those minutes as the whole trace
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,168 +20,16 @@ from .atomic import atomic_write_json, atomic_write_text
 from .policy import DEFAULT_BOUNDS, Observation, make_policy, threshold_grid
 from .service_model import FIXED_BASELINE, AutoscaledService, ServiceParams, Thresholds, oracle_instances, \
     replay_totals, scale_factor_for_peak
+from .traces import load_trace
 
 DECISION_COLUMNS = ["window", "cpu_scale_up_threshold", "cpu_scale_down_threshold", "latency_threshold_ms",
                     "min_instances", "max_instances", "action", "reward"]
-
-
-class TraceError(ValueError):
-    pass
-
-
-@dataclass
-class Trace:
-    start: pd.Timestamp
-    requests: np.ndarray  # per minute
-    missing_minutes: int
-    step_minutes: float
-    timestamp_column: str = "timestamp"
-    count_column: str = "requests"
 
 
 @dataclass
 class BacktestResult:
     decisions: pd.DataFrame
     summary: dict[str, Any]
-
-
-# Column names a trace's timestamp and count are looked for under, in this order. Failing
-# those, the timestamp is the first column whose name mentions a time or date and whose
-# values parse, and the count the first numeric column.
-TIMESTAMP_NAMES = ("timestamp", "timestamp_utc", "time", "ts", "datetime", "date")
-COUNT_NAMES = ("requests", "request_count", "count", "value", "hits", "calls", "invocations")
-# Unix times are told apart by magnitude: 1e8 s is 1973, 1e11 s the year 5138.
-EPOCH_UNITS = (("s", 1e8, 1e11), ("ms", 1e11, 1e14), ("us", 1e14, 1e17), ("ns", 1e17, 1e20))
-
-
-def _separator(path: str | Path) -> str:
-    """Comma, or the semicolon, tab or pipe the header line uses instead (spreadsheet exports)."""
-    with open(path, encoding="utf-8", errors="replace") as f:
-        first = f.readline()
-    # The most frequent; on a tie the semicolon, which exports with decimal commas use.
-    return max((";", "\t", "|", ","), key=first.count) if any(c in first for c in ";\t|,") else ","
-
-
-def _is_number(text: str) -> bool:
-    try:
-        return math.isfinite(float(text))
-    except ValueError:
-        return False
-
-
-def _looks_like_data(columns: list[str]) -> bool:
-    """True when a 'header' is really a first row of data: a timestamp or number, then numbers."""
-    if len(columns) < 2 or not all(_is_number(c) for c in columns[1:]):
-        return False
-    if _is_number(columns[0]):
-        return True
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return not pd.isna(pd.to_datetime(columns[0], utc=True, errors="coerce"))
-
-
-def _read_table(path: str | Path) -> pd.DataFrame:
-    sep = _separator(path)
-    df = pd.read_csv(path, sep=sep)
-    if _looks_like_data([str(c) for c in df.columns]):
-        df = pd.read_csv(path, sep=sep, header=None)
-        df.columns = ["timestamp", "requests", *[f"column_{i + 1}" for i in range(2, df.shape[1])]]
-    df.columns = [str(c).strip() for c in df.columns]
-    return df
-
-
-def _parse_timestamps(values: pd.Series, path: str | Path, column: str) -> pd.Series:
-    """ISO 8601 (or any format pandas reads) in any UTC offset, or Unix times in s, ms, us or ns."""
-    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
-        numbers = values.to_numpy(dtype=float)
-        if not np.isfinite(numbers).all():
-            raise TraceError(f"{path}: column {column!r} has an empty or non-finite timestamp in row "
-                             f"{int(np.argmin(np.isfinite(numbers))) + 1}")
-        magnitude = float(np.median(np.abs(numbers)))
-        unit = next((u for u, lo, hi in EPOCH_UNITS if lo <= magnitude < hi), None)
-        if unit is None:
-            raise TraceError(f"{path}: column {column!r} holds numbers ({numbers[0]:g}, ...) that are not Unix "
-                             "times (seconds, milliseconds, microseconds or nanoseconds since 1970, from 1973 "
-                             "on). Give ISO 8601 timestamps such as 2026-01-01T00:00:00Z or Unix times, or name "
-                             "the timestamp column with --timestamp-column.")
-        return pd.Series(pd.to_datetime(numbers, unit=unit, utc=True))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # pandas warns when it infers the format; a failure is caught below
-        ts = pd.to_datetime(values, utc=True, errors="coerce")
-        if ts.isna().any():  # formats that vary from row to row (e.g. with and without seconds)
-            ts = pd.to_datetime(values, utc=True, errors="coerce", format="mixed")
-    if ts.isna().any():
-        raise TraceError(f"{path}: timestamp {values[ts.isna()].iloc[0]!r} in column {column!r} (row "
-                         f"{int(np.argmax(ts.isna().to_numpy())) + 1}) cannot be parsed. Give ISO 8601 timestamps "
-                         "such as 2026-01-01T00:00:00Z or Unix times, or name the timestamp column with "
-                         "--timestamp-column.")
-    return ts
-
-
-def _named(df: pd.DataFrame, path: str | Path, given: str, what: str, flag: str) -> str:
-    if given not in df.columns:
-        raise TraceError(f"{path}: no {what} column {given!r}; it has {list(df.columns)} (use {flag})")
-    return given
-
-
-def load_trace(path: str | Path, timestamp_col: str | None = None, count_col: str | None = None) -> Trace:
-    """Any CSV with a timestamp column and a count column (requests per sample); a coarser step is
-    spread evenly over its minutes, finer ones are summed per minute. Missing samples and empty
-    counts are zero demand, and counted as missing minutes. Timestamps may be ISO 8601 in any
-    UTC offset or Unix times; the separator a comma, semicolon, tab or pipe; the header optional."""
-    df = _read_table(path)
-    if df.empty:
-        raise TraceError(f"{path} has no rows")
-    lower = {c.lower(): c for c in df.columns}
-    if timestamp_col:
-        tcol = _named(df, path, timestamp_col, "timestamp", "--timestamp-column")
-        ts = _parse_timestamps(df[tcol], path, tcol)
-    else:
-        named = [lower[n] for n in TIMESTAMP_NAMES if n in lower]
-        mentioned = [c for c in df.columns if any(k in c.lower() for k in ("time", "date")) and c not in named]
-        tried = named + mentioned or [df.columns[0]]
-        failure = None
-        for tcol in tried:
-            try:
-                ts = _parse_timestamps(df[tcol], path, tcol)
-                break
-            except TraceError as exc:  # e.g. response_time_ms before timestamp: try the next
-                failure = failure or exc
-        else:
-            raise failure
-    if count_col:
-        ccol = _named(df, path, count_col, "count", "--count-column")
-    else:
-        numeric = [c for c in df.columns if c != tcol and pd.api.types.is_numeric_dtype(df[c])
-                   and not pd.api.types.is_bool_dtype(df[c])]
-        ccol = next((c for n in COUNT_NAMES for c in numeric if c.lower() == n), numeric[0] if numeric else None)
-        if ccol is None:
-            raise TraceError(f"{path}: no numeric count column among {list(df.columns)} besides the timestamp "
-                             f"{tcol!r} (name one with --count-column)")
-    counts = pd.to_numeric(df[ccol], errors="coerce").to_numpy(dtype=float)
-    if not np.isfinite(counts).any():
-        raise TraceError(f"{path}: count column {ccol!r} holds no numbers (first value {df[ccol].iloc[0]!r})")
-    order = np.argsort(ts.to_numpy(), kind="stable")
-    ts, counts = ts.iloc[order].reset_index(drop=True), counts[order]
-    diffs = np.round(np.diff(ts.to_numpy()).astype("timedelta64[s]").astype(float) / 60.0)
-    diffs = diffs[diffs > 0]
-    # The sampling step is the most common gap (the smallest on a tie): gaps are missing data.
-    values, counts_ = np.unique(diffs, return_counts=True) if len(diffs) else (np.array([1.0]), np.array([1]))
-    step = max(1.0, float(values[np.argmax(counts_)]))
-    start = ts.iloc[0].floor("min")
-    offsets = ((ts - start) / pd.Timedelta(minutes=1)).to_numpy().astype(int)
-    n = int(offsets[-1] + step)
-    # An empty or non-numeric count is a missing sample: no demand, and its minutes count as missing.
-    known = np.isfinite(counts)
-    offsets, counts = offsets[known], np.clip(counts[known], 0.0, None)
-    per_minute = np.zeros(n)
-    covered = np.zeros(n, dtype=bool)
-    for k in range(int(step)):
-        idx = offsets + k
-        idx = idx[idx < n]
-        np.add.at(per_minute, idx, counts[: len(idx)] / step)
-        covered[idx] = True
-    return Trace(start, per_minute, int((~covered).sum()), step, str(tcol), str(ccol))
 
 
 def _observation(out: dict[str, np.ndarray], start: pd.Timestamp, first_minute: int, thresholds: Thresholds,

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from neuropilot_pipeline.cli import main
-from neuropilot_pipeline.core.backtest import TraceError, load_trace
+from neuropilot_pipeline.core.traces import TraceError, load_trace
 
 START = pd.Timestamp("2024-03-01", tz="UTC")
 MINUTES = pd.date_range(START, periods=240, freq="1min")
@@ -19,54 +19,102 @@ def _unix(unit: str) -> np.ndarray:
     return ((MINUTES - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(1, unit)).to_numpy()
 
 
-def _lines(stamps, sep: str = ",", header: str | None = "timestamp,requests") -> str:
-    rows = [f"{t}{sep}{int(v)}" for t, v in zip(stamps, DEMAND)]
-    return "\n".join(([header.replace(",", sep)] if header else []) + rows) + "\n"
+def _lines(stamps, sep: str = ",", header: str | None = "timestamp,requests", extra: str = "") -> str:
+    rows = [f"{t}{sep}{int(v)}{extra}" for t, v in zip(stamps, DEMAND)]
+    return "\n".join(([header] if header else []) + rows) + "\n"
 
 
+ISO = MINUTES.strftime("%Y-%m-%dT%H:%M:%SZ")
+HEADERLESS = ("column 1", "column 2")
+# name: (file text, (timestamp column, count column) as the trace reports them)
 FORMATS = {
-    "ISO 8601 in UTC": _lines(MINUTES.strftime("%Y-%m-%dT%H:%M:%SZ")),
-    "ISO 8601 at +02:00": _lines((MINUTES + pd.Timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%S+02:00")),
-    "Unix seconds": _lines(_unix("s")),
-    "Unix milliseconds": _lines(_unix("ms")),
-    "semicolons, other names": _lines(MINUTES.strftime("%Y-%m-%d %H:%M"), ";", "Time;Hits"),
-    "tabs": _lines(MINUTES.strftime("%Y-%m-%d %H:%M:%S"), "\t"),
-    "no header": _lines(MINUTES.strftime("%Y-%m-%dT%H:%M:%SZ"), header=None),
-    "no header, Unix seconds": _lines(_unix("s"), header=None),
-    "spreadsheet export (byte-order mark, CRLF)": "\ufeff" + _lines(MINUTES.strftime("%Y-%m-%d %H:%M")).replace(
-        "\n", "\r\n"),
+    "ISO 8601 in UTC": (_lines(ISO), ("timestamp", "requests")),
+    "ISO 8601 at +02:00": (_lines((MINUTES + pd.Timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%S+02:00")),
+                           ("timestamp", "requests")),
+    "Unix seconds": (_lines(_unix("s")), ("timestamp", "requests")),
+    "Unix milliseconds": (_lines(_unix("ms")), ("timestamp", "requests")),
+    "Unix nanoseconds": (_lines(_unix("ns")), ("timestamp", "requests")),
+    "compact YYYYMMDDHHMM": (_lines(MINUTES.strftime("%Y%m%d%H%M")), ("timestamp", "requests")),
+    "semicolons, other names": (_lines(MINUTES.strftime("%Y-%m-%d %H:%M"), ";", "Time;Hits"), ("Time", "Hits")),
+    "tabs": (_lines(MINUTES.strftime("%Y-%m-%d %H:%M:%S"), "\t", "timestamp\trequests"), ("timestamp", "requests")),
+    "pipes": (_lines(ISO, "|", "timestamp|requests"), ("timestamp", "requests")),
+    "a quoted name holding a semicolon": (_lines(ISO, header='"Time (UTC; ISO 8601)",requests'),
+                                          ("Time (UTC; ISO 8601)", "requests")),
+    "semicolons, quoted names holding commas": (_lines(ISO, ";", '"Zeit (UTC, ISO)";"Anfragen, gesamt"'),
+                                                ("Zeit (UTC, ISO)", "Anfragen, gesamt")),
+    "Excel's sep= line": ("sep=;\n" + _lines(ISO, ";", "timestamp;requests"), ("timestamp", "requests")),
+    "a header of numbers (pandas' unnamed columns)": (_lines(ISO, header="0,1"), ("0", "1")),
+    "a header of numbers over Unix seconds": (_lines(_unix("s"), header="0,1"), ("0", "1")),
+    "date and time of day in two columns": (
+        _lines([f"{d},{t}" for d, t in zip(MINUTES.strftime("%Y-%m-%d"), MINUTES.strftime("%H:%M"))],
+               header="Date,Time,Requests"), ("Time", "Requests")),
+    "no header": (_lines(ISO, header=None), HEADERLESS),
+    "no header, Unix seconds": (_lines(_unix("s"), header=None), HEADERLESS),
+    "no header, a text column": (_lines(ISO, header=None, extra=",GET"), HEADERLESS),
+    "spreadsheet export (byte-order mark, CRLF)": (
+        "\ufeff" + _lines(MINUTES.strftime("%Y-%m-%d %H:%M")).replace("\n", "\r\n"), ("timestamp", "requests")),
 }
 
 
 @pytest.mark.parametrize("name", FORMATS)
 def test_every_common_export_format_reads_as_the_same_demand(tmp_path, name):
+    text, columns = FORMATS[name]
     path = tmp_path / "trace.csv"
-    path.write_text(FORMATS[name])
+    path.write_text(text)
     trace = load_trace(path)
     assert trace.start == START and trace.step_minutes == 1 and trace.missing_minutes == 0
-    # As named in the file (a byte-order mark is not part of the name: --timestamp-column must match it).
-    assert (trace.timestamp_column, trace.count_column) == (("Time", "Hits") if "other names" in name
-                                                            else ("timestamp", "requests"))
+    # Named as in the file, which --timestamp-column and --count-column take.
+    assert (trace.timestamp_column, trace.count_column) == columns
     np.testing.assert_array_equal(trace.requests, DEMAND)
 
 
-def test_a_minute_index_is_refused_not_read_as_one_instant(tmp_path):
+REFUSED = {
     # Numbers that are not Unix times used to be read as nanoseconds since 1970: the whole
     # trace fell into its first minute and the backtest ran on one minute of demand.
+    "a minute index": ("timestamp,requests\n" + "".join(f"{m},{v:g}\n" for m, v in enumerate(DEMAND)),
+                       r"not Unix times .* ISO 8601 .* --timestamp-column"),
+    "a 0 placeholder among Unix seconds": (_lines([0, *_unix("s")[1:]]), r"data row 1 holds 0, which is not one"),
+    "one value in milliseconds among seconds": (_lines([*_unix("s")[:9], _unix("ms")[9], *_unix("s")[10:]]),
+                                                r"data row 10 holds .* not one \(a placeholder, or another unit"),
+    "negative Unix times": (_lines(-_unix("s")), r"data row 1 holds -1\.70925e\+09, which is not one"),
+    "day-first dates": ("timestamp,requests\n01/03/2024 00:00,5\n01/03/2024 00:01,5\n13/03/2024 00:02,5\n",
+                        r"'13/03/2024 00:02' .* \(data row 3\) cannot be parsed in the format of the first row"),
+    "times of day without a date": ("Time,Requests\n" + "".join(f"{t},5\n" for t in MINUTES.strftime("%H:%M")),
+                                    r"times of day without a date"),
+    "a repeated header": ("timestamp,requests\n" + "\n".join(_lines(_unix("s")).splitlines()[1:4]) + "\n"
+                          + _lines(_unix("s")), r"data row 4 holds 'timestamp' \(a repeated header"),
+    "a 1900 placeholder date": (_lines(["1900-01-01T00:00:00Z", *ISO[1:]]), r"124 years: a placeholder"),
+    "one column": ("requests\n" + "".join(f"{v:g}\n" for v in DEMAND), r"one column \('requests'\)"),
+    "timestamps a millisecond apart": (_lines(_unix("ms") // 60000 + 1_709_251_200_000), r"less than a second apart"),
+}
+
+
+@pytest.mark.parametrize("name", REFUSED)
+def test_what_cannot_be_one_time_per_row_is_refused_with_the_row_and_the_fix(tmp_path, name):
+    text, message = REFUSED[name]
     path = tmp_path / "trace.csv"
-    path.write_text("timestamp,requests\n" + "".join(f"{m},{v}\n" for m, v in enumerate(DEMAND)))
-    with pytest.raises(TraceError, match=r"not Unix times .* ISO 8601 .* --timestamp-column"):
+    path.write_text(text)
+    with pytest.raises(TraceError, match=message):
         load_trace(path)
 
 
 def test_the_timestamp_and_request_columns_are_found_among_others(tmp_path):
     path = tmp_path / "trace.csv"
-    frame = pd.DataFrame({"response_time_ms": 120.0, "timestamp": MINUTES.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                          "error_rate": 0.01, "requests": DEMAND})
+    frame = pd.DataFrame({"response_time_ms": 120.0, "timestamp": ISO, "error_rate": 0.01, "requests": DEMAND})
     frame.to_csv(path, index=False)
     trace = load_trace(path)
     assert (trace.timestamp_column, trace.count_column) == ("timestamp", "requests")
     np.testing.assert_array_equal(trace.requests, DEMAND)
+    # A name that mentions time but holds no timestamps does not hide the column that does.
+    pd.DataFrame({"t": ISO, "requests": DEMAND, "p95_response_time": 180.0}).to_csv(path, index=False)
+    assert load_trace(path).timestamp_column == "t"
+    # A count column with a placeholder is still the count (the placeholder a missing minute),
+    # not the next numeric column.
+    counts = DEMAND.astype(object)
+    counts[5] = "-"
+    pd.DataFrame({"timestamp": ISO, "requests": counts, "latency_ms": 180.0}).to_csv(path, index=False)
+    trace = load_trace(path)
+    assert trace.count_column == "requests" and trace.missing_minutes == 1 and trace.requests[5] == 0
 
 
 def test_empty_counts_and_sub_minute_samples(tmp_path):
