@@ -79,6 +79,7 @@ import pandas as pd
 from numba import njit
 
 from . import shape
+from .traces import parse_timestamps
 
 DETECTORS = ("zscore", "ewma", "seasonal", "gmm", "shape", "range")
 SEVERITY_LEVELS = ("none", "low", "medium", "high", "critical")
@@ -513,12 +514,11 @@ def _guess_columns(df: pd.DataFrame, timestamp_col: str | None, value_col: str |
 
 
 def detect_dataframe(df: pd.DataFrame, timestamp_col: str | None = None, value_col: str | None = None,
-                     config: DetectorConfig = DetectorConfig()) -> pd.DataFrame:
+                     config: DetectorConfig = DetectorConfig(), source: str = "input") -> pd.DataFrame:
     tcol, vcol = _guess_columns(df, timestamp_col, value_col)
-    ts = _parse_timestamps(df[tcol])
-    if ts.isna().any():
-        bad = int(ts.isna().idxmax())
-        raise ValueError(f"row {bad}: timestamp {df[tcol].iloc[bad]!r} in column {tcol!r} cannot be parsed")
+    # ISO 8601, Unix times, compact dates, date and time columns; what is not one time per row
+    # is refused with its row, as for backtest traces.
+    ts = parse_timestamps(df, tcol, source)
     # Rows are scored in file order (as NAB does); a step back in time counts as one minute.
     values = pd.to_numeric(df[vcol], errors="coerce").to_numpy(dtype=float)
     result, _ = detect_chunk(values[None, :], ts, None, config)
@@ -533,15 +533,6 @@ def detect_dataframe(df: pd.DataFrame, timestamp_col: str | None = None, value_c
     return pd.concat([df.drop(columns=[c for c in added.columns if c in df.columns]), added], axis=1)
 
 
-def _parse_timestamps(column: pd.Series) -> pd.Series:
-    """ISO 8601 (what monitoring exports write) on pandas' fast path; anything else by
-    inference, as before. Unparseable values are NaT."""
-    if column.dtype.kind == "M":
-        return pd.to_datetime(column, utc=True)
-    fast = pd.to_datetime(column, utc=True, errors="coerce", format="ISO8601")
-    return fast if not fast.isna().any() else pd.to_datetime(column, utc=True, errors="coerce")
-
-
 def detect_csv(input_path: str | Path, output_path: str | Path, timestamp_col: str | None = None,
                value_col: str | None = None, config: DetectorConfig = DetectorConfig()) -> dict[str, Any]:
     from .atomic import atomic_write_text
@@ -550,9 +541,9 @@ def detect_csv(input_path: str | Path, output_path: str | Path, timestamp_col: s
         df = pd.read_csv(input_path)
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise ValueError(f"{input_path} is not a CSV with a header row and a timestamp and a value column ({exc}).") from None
-    out = detect_dataframe(df, timestamp_col, value_col, config)
+    out = detect_dataframe(df, timestamp_col, value_col, config, str(input_path))
     atomic_write_text(output_path, out.to_csv(index=False), mode=0o644)
-    ts = pd.to_datetime(out[_guess_columns(df, timestamp_col, value_col)[0]], utc=True)
+    ts = parse_timestamps(df, _guess_columns(df, timestamp_col, value_col)[0], str(input_path))
     return {"rows": len(out), "anomalies": int(out["is_anomaly"].sum()),
             "out_of_order_rows": int((ts.diff() < pd.Timedelta(0)).sum()),
             "by_severity": out.loc[out["is_anomaly"], "severity"].value_counts().to_dict(), "output": str(output_path)}

@@ -42,6 +42,7 @@ SEPARATORS = (",", ";", "\t", "|")  # on a tie, the earlier wins
 # Unix times by magnitude: 1e8 s is 1973, 1e11 s the year 5138.
 EPOCH_UNITS = (("s", 1e8, 1e11), ("ms", 1e11, 1e14), ("us", 1e14, 1e17), ("ns", 1e17, 9.2e18))  # int64's limit
 MAX_SPAN_DAYS = 3660  # ten years of minutes; a longer span is a placeholder or a misread unit
+DAY_FIRST = re.compile(r"^\s*\d{1,2}[/.]\d{1,2}[/.]\d{2,4}")  # 13/03/2024, 13.03.24
 TIME_OF_DAY = re.compile(r"^\s*\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?\s*$")
 FIX = ("Give ISO 8601 timestamps such as 2026-01-01T00:00:00Z or Unix times, or name the timestamp column "
        "with --timestamp-column.")
@@ -143,9 +144,12 @@ def _epoch(numbers: np.ndarray, path: str | Path, column: str) -> pd.Series:
     return pd.Series(pd.to_datetime(numbers.astype(np.int64) if whole.all() else numbers, unit=unit, utc=True))
 
 
-def _parse_timestamps(df: pd.DataFrame, column: str, path: str | Path) -> pd.Series:
-    """One point in time per row, or TraceError naming the row and what to give instead."""
+def parse_timestamps(df: pd.DataFrame, column: str, path: str | Path) -> pd.Series:
+    """One point in time per row of `df[column]`, in row order, or TraceError naming the row and
+    what to give instead. Shared with `neuropilot detect`."""
     values = df[column]
+    if values.dtype.kind == "M":
+        return pd.to_datetime(values, utc=True)
     if pd.api.types.is_bool_dtype(values):
         raise TraceError(f"{path}: column {column!r} holds true/false, not timestamps. {FIX}")
     if pd.api.types.is_numeric_dtype(values):
@@ -157,8 +161,8 @@ def _parse_timestamps(df: pd.DataFrame, column: str, path: str | Path) -> pd.Ser
         row = int(np.argmax(numbers.isna().to_numpy()))
         raise TraceError(f"{path}: column {column!r} holds numbers, but data row {row + 1} holds "
                          f"{values.iloc[row]!r} (a repeated header or a placeholder?). {FIX}")
-    text = values.astype(str)
-    if text.map(lambda s: bool(TIME_OF_DAY.match(s))).all():
+    if len(values) and TIME_OF_DAY.match(str(values.iloc[0])) \
+            and values.astype(str).map(lambda s: bool(TIME_OF_DAY.match(s))).all():
         return _date_and_time(df, column, path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "could not infer format": a failure is caught below
@@ -169,9 +173,11 @@ def _parse_timestamps(df: pd.DataFrame, column: str, path: str | Path) -> pd.Ser
     if not iso.isna().any():
         return iso
     row = int(np.argmax(ts.isna().to_numpy()))
+    how = f"in the format of the first row ({values.iloc[0]!r})" if row else "as a date and time"
+    if DAY_FIRST.match(str(values.iloc[row])):
+        how += "; a day-first date is ambiguous"
     raise TraceError(f"{path}: timestamp {values.iloc[row]!r} in column {column!r} (data row {row + 1}) cannot be "
-                     f"parsed in the format of the first row ({values.iloc[0]!r}); a day-first date such as "
-                     f"13/03/2024 is ambiguous. {FIX}")
+                     f"parsed {how}. {FIX}")
 
 
 def _date_and_time(df: pd.DataFrame, column: str, path: str | Path) -> pd.Series:
@@ -192,7 +198,7 @@ def _find_timestamps(df: pd.DataFrame, path: str | Path, given: str | None) -> t
         if given not in df.columns:
             raise TraceError(f"{path}: no timestamp column {given!r}; it has {list(df.columns)} "
                              "(use --timestamp-column)")
-        return given, _parse_timestamps(df, given, path)
+        return given, parse_timestamps(df, given, path)
     lower = {c.lower(): c for c in df.columns}
     named = [lower[n] for n in TIMESTAMP_NAMES if n in lower]
     mentioned = [c for c in df.columns if any(k in c.lower() for k in ("time", "date")) and c not in named]
@@ -200,7 +206,7 @@ def _find_timestamps(df: pd.DataFrame, path: str | Path, given: str | None) -> t
     failure = None
     for column in tried:
         try:
-            return column, _parse_timestamps(df, column, path)
+            return column, parse_timestamps(df, column, path)
         except TraceError as exc:  # e.g. response_time_ms before the timestamp: try the next
             failure = failure or exc
     raise failure

@@ -212,7 +212,7 @@ def test_fuzzed_ops_config_is_loaded_or_refused_by_name_never_crashes(tmp_path_f
 
 @pytest.mark.parametrize("content, message", [
     ("", "is not a CSV with a header row"),
-    ("timestamp,value\nyesterday,1\n", "row 0: timestamp 'yesterday'"),
+    ("timestamp,value\nyesterday,1\n", "timestamp 'yesterday' in column 'timestamp' (data row 1) cannot be parsed"),
     ("timestamp,value\n2026-11-01T00:00:00+02:00,high\n", "no numeric value column"),
 ])
 def test_detect_refuses_bad_csv_with_one_line_and_writes_nothing(tmp_path, capsys, content, message):

@@ -102,10 +102,22 @@ def test_prefix_run_gives_the_same_verdicts(tmp_path):
 
 def test_bad_input_names_the_problem():
     df = pd.DataFrame({"timestamp": ["2026-11-01 00:00", "yesterday"], "value": [1, 2]})
-    with pytest.raises(ValueError, match="row 1: timestamp 'yesterday'"):
+    with pytest.raises(ValueError, match=r"'yesterday' in column 'timestamp' \(data row 2\) cannot be parsed"):
         detect_dataframe(df)
     with pytest.raises(ValueError, match="no numeric value column"):
         detect_dataframe(pd.DataFrame({"timestamp": ["2026-11-01 00:00"], "value": ["high"]}))
+
+
+def test_unix_times_give_the_verdicts_of_the_same_times_in_iso_8601(tmp_path):
+    # Unix seconds were read as nanoseconds since 1970: 5 days fell into a third of a
+    # millisecond, and the detectors that learn what each time of day looks like saw one instant.
+    ts, x = daily(days=5, seed=3)
+    x[3 * DAY + 600: 3 * DAY + 630] -= 30.0  # a dip at the hour of the daily peak
+    iso = pd.DataFrame({"timestamp": ts.strftime("%Y-%m-%dT%H:%M:%SZ"), "value": x})
+    unix = pd.DataFrame({"timestamp": (ts - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1), "value": x})
+    by_iso, by_unix = detect_dataframe(iso), detect_dataframe(unix)
+    assert by_iso["is_anomaly"].iloc[3 * DAY + 600: 3 * DAY + 630].any()
+    pd.testing.assert_frame_equal(by_iso.drop(columns="timestamp"), by_unix.drop(columns="timestamp"))
 
 
 def test_rows_out_of_order_are_scored_in_file_order_and_counted(tmp_path):

@@ -78,7 +78,8 @@ REFUSED = {
                                                 r"data row 10 holds .* not one \(a placeholder, or another unit"),
     "negative Unix times": (_lines(-_unix("s")), r"data row 1 holds -1\.70925e\+09, which is not one"),
     "day-first dates": ("timestamp,requests\n01/03/2024 00:00,5\n01/03/2024 00:01,5\n13/03/2024 00:02,5\n",
-                        r"'13/03/2024 00:02' .* \(data row 3\) cannot be parsed in the format of the first row"),
+                        r"'13/03/2024 00:02' .* \(data row 3\) cannot be parsed in the format of the first row "
+                        r".*day-first date is ambiguous"),
     "times of day without a date": ("Time,Requests\n" + "".join(f"{t},5\n" for t in MINUTES.strftime("%H:%M")),
                                     r"times of day without a date"),
     "a repeated header": ("timestamp,requests\n" + "\n".join(_lines(_unix("s")).splitlines()[1:4]) + "\n"
