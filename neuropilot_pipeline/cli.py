@@ -583,12 +583,15 @@ def build_parser() -> argparse.ArgumentParser:
     rb.set_defaults(func=cmd_rollback)
 
     bt = sub.add_parser("backtest", help="replay a demand trace through the reference service model")
-    bt.add_argument("trace")
-    bt.add_argument("--policy", choices=["learned", "fixed", "rule"], default="learned")
+    bt.add_argument("trace", help="CSV of request counts per sample (ISO 8601 or Unix timestamps; README, 'Backtest')")
+    bt.add_argument("--policy", choices=["learned", "fixed", "rule"], default="learned",
+                    help="learned (default), fixed (80/30, the reference model) or rule")
     g = bt.add_mutually_exclusive_group()
-    g.add_argument("--peak-instances", type=float, default=None)
-    g.add_argument("--scale", type=float, default=None)
-    bt.add_argument("--out", default="backtest_out")
+    g.add_argument("--peak-instances", type=float, default=None,
+                   help="scale the trace so its busiest minute needs this many instances (default 40)")
+    g.add_argument("--scale", type=float, default=None, help="multiply the trace by this factor instead")
+    bt.add_argument("--out", default="backtest_out", help="directory for decisions.csv and summary.json "
+                                                          "(default backtest_out)")
     bt.add_argument("--timestamp-column", help="the trace's timestamp column (default: found by name and content)")
     bt.add_argument("--count-column", help="the trace's request-count column (default: found by name, else the "
                                            "first numeric column)")
