@@ -233,8 +233,11 @@ class Scenario:
         # While the daemon is down the clock passes 03:00, when training is due: the new daemon
         # evaluates that tick late, lets it wait for the backfill's windows of the day, and loses
         # nothing of the backfill.
+        before = self.clock.now().timestamp()
         self.clock.set(TODAY.replace(hour=3, second=30))
         self.facts["restarted_at"] = self.clock.now().timestamp()
+        # (stack time before, after) each jump of the wall clock the daemon may see
+        self.facts["clock_jumps"] = [(before, self.facts["restarted_at"])]
         self.stack.start_daemon()
 
         def evaluated_0300():
@@ -262,7 +265,9 @@ class Scenario:
         # The backfill is done: the 03:10 re-check of the training schedule finds the day complete.
         recheck = TODAY.replace(hour=3, minute=10)
         if self.clock.now() < recheck - dt.timedelta(seconds=30):  # else the clock gets there by itself
+            before = self.clock.now().timestamp()
             self.facts["seconds_to_0310"] = self.clock.next_minute_reads(recheck)
+            self.facts["clock_jumps"].append((before, self.clock.now().timestamp()))
 
         def trained():
             return [r for r in runs(self.db) if r["job"] == "train_model" and r["status"] == "SUCCESS"] or None
@@ -282,7 +287,9 @@ class Scenario:
         # outage's window) and fires the 09:00 report tick; the sensor answers the outage's
         # critical anomalies with the critical alert.
         t0 = time.monotonic()
+        before = self.clock.now().timestamp()
         self.facts["seconds_to_09"] = self.clock.next_minute_reads(TODAY.replace(hour=9))
+        self.facts["clock_jumps"].append((before, self.clock.now().timestamp()))
 
         def morning_done():
             ok = {(r["job"], r["partition"]) for r in runs(self.db) if r["status"] == "SUCCESS"}
@@ -495,8 +502,20 @@ def test_every_sensor_evaluated_without_error_and_only_the_critical_one_had_caus
     # The daemon still runs while the tests read: each sensor's newest tick may be one it is
     # evaluating at this moment (STARTED). Every earlier tick must have ended well.
     newest = {t["name"]: i for i, t in enumerate(sensor_ticks)}
+
+    def code_server_restarting(i: int, t: dict) -> bool:
+        # The faked wall clock jumps hours ahead (to 03:10 and 09:00). The code server the daemon
+        # spawns checks its heartbeat against the wall clock (dagster/_grpc/server.py, time.time()),
+        # so it shuts down and the daemon starts a new one: a tick in flight meanwhile fails with
+        # DagsterUserCodeUnreachableError. An artefact of the test's clock, not of a sensor, and
+        # only accepted for a tick started within a minute before or two after a jump, when the
+        # sensor's next tick ended well.
+        return ("DagsterUserCodeUnreachableError" in t["error"]
+                and any(before - 60 <= t["timestamp"] <= after + 120 for before, after in facts["clock_jumps"])
+                and any(u["name"] == t["name"] and u["status"] in ("SUCCESS", "SKIPPED") for u in sensor_ticks[i + 1:]))
     ended_badly = [(t["name"], t["status"], hhmm(t["timestamp"]), t["error"][-600:]) for i, t in enumerate(sensor_ticks)
-                   if t["status"] not in ("SUCCESS", "SKIPPED") and not (t["status"] == "STARTED" and newest[t["name"]] == i)]
+                   if t["status"] not in ("SUCCESS", "SKIPPED") and not (t["status"] == "STARTED" and newest[t["name"]] == i)
+                   and not code_server_restarting(i, t)]
     assert not ended_badly, ended_badly
     # No run failed (run_failure_to_slack), nobody committed to the infra repository
     # (human_override_sensor), every report went out: only the critical sensor launched runs.
