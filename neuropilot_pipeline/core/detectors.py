@@ -515,10 +515,18 @@ def _guess_columns(df: pd.DataFrame, timestamp_col: str | None, value_col: str |
 
 def detect_dataframe(df: pd.DataFrame, timestamp_col: str | None = None, value_col: str | None = None,
                      config: DetectorConfig = DetectorConfig(), source: str = "input") -> pd.DataFrame:
+    return _detect_parsed(df, *_parse_input(df, timestamp_col, value_col, source), config)
+
+
+def _parse_input(df: pd.DataFrame, timestamp_col: str | None, value_col: str | None,
+                 source: str) -> tuple[pd.Series, str]:
+    """The timestamps and the value column's name. ISO 8601, Unix times, compact dates, date and
+    time columns; what is not one time per row is refused with its row, as for backtest traces."""
     tcol, vcol = _guess_columns(df, timestamp_col, value_col)
-    # ISO 8601, Unix times, compact dates, date and time columns; what is not one time per row
-    # is refused with its row, as for backtest traces.
-    ts = parse_timestamps(df, tcol, source)
+    return parse_timestamps(df, tcol, source), vcol
+
+
+def _detect_parsed(df: pd.DataFrame, ts: pd.Series, vcol: str, config: DetectorConfig) -> pd.DataFrame:
     # Rows are scored in file order (as NAB does); a step back in time counts as one minute.
     values = pd.to_numeric(df[vcol], errors="coerce").to_numpy(dtype=float)
     result, _ = detect_chunk(values[None, :], ts, None, config)
@@ -541,9 +549,9 @@ def detect_csv(input_path: str | Path, output_path: str | Path, timestamp_col: s
         df = pd.read_csv(input_path)
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise ValueError(f"{input_path} is not a CSV with a header row and a timestamp and a value column ({exc}).") from None
-    out = detect_dataframe(df, timestamp_col, value_col, config, str(input_path))
+    ts, vcol = _parse_input(df, timestamp_col, value_col, str(input_path))
+    out = _detect_parsed(df, ts, vcol, config)
     atomic_write_text(output_path, out.to_csv(index=False), mode=0o644)
-    ts = parse_timestamps(df, _guess_columns(df, timestamp_col, value_col)[0], str(input_path))
     return {"rows": len(out), "anomalies": int(out["is_anomaly"].sum()),
             "out_of_order_rows": int((ts.diff() < pd.Timedelta(0)).sum()),
             "by_severity": out.loc[out["is_anomaly"], "severity"].value_counts().to_dict(), "output": str(output_path)}

@@ -115,18 +115,23 @@ def _state_number(state: Mapping[str, Any], key: str, default: float, low: float
     return float(value)
 
 
-def _state_demand(state: Mapping[str, Any]) -> np.ndarray:
-    demand = state.get("demand", [])
-    # type() rather than isinstance: bool is an int subclass and must not pass. This runs over
-    # days of minutes for every service at every decision, so the checks are vectorised.
-    arr = None
-    if isinstance(demand, np.ndarray) and demand.ndim == 1 and demand.dtype.kind in "fiu":
-        arr = demand.astype(float, copy=False)  # as a stored state holds it
-    elif isinstance(demand, list) and set(map(type, demand)) <= {float, int}:
+def _state_vector(value: Any, dtype: type, kinds: str, types: set[type]) -> np.ndarray | None:
+    """A carried per-minute history as an array of `dtype`: a 1-D array of dtype kinds `kinds`
+    (as a stored state holds it) or a list of exactly `types` (as a state in memory does); None
+    if it is neither. type() rather than isinstance: bool is an int subclass and must not pass.
+    This runs over days of minutes for every service at every decision, so the checks are vectorised."""
+    if isinstance(value, np.ndarray) and value.ndim == 1 and value.dtype.kind in kinds:
+        return value.astype(dtype, copy=False)
+    if isinstance(value, list) and set(map(type, value)) <= types:
         try:
-            arr = np.asarray(demand, dtype=float)
-        except OverflowError:  # an int too large for a float
-            arr = None
+            return np.asarray(value, dtype=dtype)
+        except OverflowError:  # an int too large for the dtype
+            return None
+    return None
+
+
+def _state_demand(state: Mapping[str, Any]) -> np.ndarray:
+    arr = _state_vector(state.get("demand", []), float, "fiu", {float, int})
     if arr is None or not np.isfinite(arr).all() or (arr < 0).any():
         raise PolicyStateError("policy state key 'demand' must be a list of finite demands >= 0. Delete the policy "
                                "state file and re-materialize threshold_decision from that window on.")
@@ -148,15 +153,7 @@ def _state_error_budget(state: Mapping[str, Any]) -> list[list[int]]:
 
 def _state_fleet(state: Mapping[str, Any]) -> np.ndarray:
     """The carried fleet (instances) at each minute of the demand history; -1 where unknown."""
-    fleet = state.get("fleet", [])
-    arr = None
-    if isinstance(fleet, np.ndarray) and fleet.ndim == 1 and fleet.dtype.kind in "iu":
-        arr = fleet.astype(np.int64, copy=False)  # as a stored state holds it
-    elif isinstance(fleet, list) and set(map(type, fleet)) <= {int}:
-        try:
-            arr = np.asarray(fleet, dtype=np.int64)
-        except OverflowError:
-            arr = None
+    arr = _state_vector(state.get("fleet", []), np.int64, "iu", {int})
     if arr is None or (arr < -1).any():
         raise PolicyStateError("policy state key 'fleet' must be a list of instance counts (whole numbers >= 0, "
                                "or -1 where unknown). Delete the policy state file and re-materialize "
@@ -468,8 +465,9 @@ class LearningPolicy:
             near_share = budget_share * self.near_miss_allowance
             allowed_near = int(math.floor(near_share)) if math.isfinite(near_share) else math.inf  # inf: not judged
             candidates = self.candidates(current)
+            first_fleet = int(fleet[0]) if len(fleet) else None
             evaluated = [(bad <= allowed_bad and near <= allowed_near, cost, near, bad, cand)
-                         for cand, (bad, cost, near) in zip(candidates, self.replay(history, candidates, fleet[0] if len(fleet) else None))]
+                         for cand, (bad, cost, near) in zip(candidates, self.replay(history, candidates, first_fleet))]
             feasible = [e for e in evaluated if e[0]]
             near_line = (f"p95 over {self.near_miss_share_of_slo * self.params.slo_p95_ms:g} ms or "
                          f"{100 * self.near_miss_utilisation:g} % busy")

@@ -193,12 +193,15 @@ def _date_and_time(df: pd.DataFrame, column: str, path: str | Path) -> pd.Series
                      f"parses. {FIX}")
 
 
+def _require_column(df: pd.DataFrame, path: str | Path, column: str, what: str) -> str:
+    if column not in df.columns:
+        raise TraceError(f"{path}: no {what} column {column!r}; it has {list(df.columns)} (use --{what}-column)")
+    return column
+
+
 def _find_timestamps(df: pd.DataFrame, path: str | Path, given: str | None) -> tuple[str, pd.Series]:
     if given:
-        if given not in df.columns:
-            raise TraceError(f"{path}: no timestamp column {given!r}; it has {list(df.columns)} "
-                             "(use --timestamp-column)")
-        return given, parse_timestamps(df, given, path)
+        return given, parse_timestamps(df, _require_column(df, path, given, "timestamp"), path)
     lower = {c.lower(): c for c in df.columns}
     named = [lower[n] for n in TIMESTAMP_NAMES if n in lower]
     mentioned = [c for c in df.columns if any(k in c.lower() for k in ("time", "date")) and c not in named]
@@ -214,16 +217,14 @@ def _find_timestamps(df: pd.DataFrame, path: str | Path, given: str | None) -> t
 
 def _find_counts(df: pd.DataFrame, path: str | Path, tcol: str, given: str | None) -> tuple[str, np.ndarray]:
     if given:
-        if given not in df.columns:
-            raise TraceError(f"{path}: no count column {given!r}; it has {list(df.columns)} (use --count-column)")
-        column = given
+        column = _require_column(df, path, given, "count")
     else:
-        numeric = {c: pd.to_numeric(df[c], errors="coerce") for c in df.columns
-                   if c != tcol and not pd.api.types.is_bool_dtype(df[c])}
+        others = [c for c in df.columns if c != tcol and not pd.api.types.is_bool_dtype(df[c])]
         # A column named like a count qualifies with a few placeholders ("-", "n/a") among its
         # numbers; any other must be numeric throughout.
-        by_name = [c for n in COUNT_NAMES for c in numeric if c.lower() == n and numeric[c].notna().mean() >= 0.5]
-        plain = [c for c in numeric if pd.api.types.is_numeric_dtype(df[c])]
+        by_name = [c for n in COUNT_NAMES for c in others
+                   if c.lower() == n and pd.to_numeric(df[c], errors="coerce").notna().mean() >= 0.5]
+        plain = [c for c in others if pd.api.types.is_numeric_dtype(df[c])]
         column = (by_name or plain or [None])[0]
         if column is None:
             raise TraceError(f"{path}: no numeric count column among {list(df.columns)} besides the timestamp "
