@@ -245,8 +245,9 @@ def test_error_budget_saved_over_the_slo_period_lets_a_replay_spend_more():
     spent_month = [[360, 0]] * 99 + [[360, 1]] * 20  # 20 of the 21.6 spent
     saved = LearningPolicy().decide({**state, "error_budget": quiet_month}, obs)
     spent = LearningPolicy().decide({**state, "error_budget": spent_month}, obs)
-    # 3 days' share is 2.16 min; half of what is left over the 4-day reserve (2.88 min) is added.
-    assert re.search(r"bad minutes allowed 11,", saved.reason), saved.reason
+    # 3 days' share is 2.16 min; three quarters of what is left over the 4-day reserve (2.88 min)
+    # is added: 2.16 + 0.75 x (21.6 - 2.88) = 16.2.
+    assert re.search(r"bad minutes allowed 16,", saved.reason), saved.reason
     assert re.search(r"bad minutes allowed 2,", spent.reason) and "error budget left 1.6 min" in spent.reason
     three_days = np.array(state["demand"] + list(obs.minutes["request_rate_per_s"] * 60))
     [(_, cost_saved, _), (_, cost_spent, _)] = LearningPolicy().replay(
