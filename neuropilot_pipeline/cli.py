@@ -556,10 +556,12 @@ def build_parser() -> argparse.ArgumentParser:
     bf.set_defaults(func=cmd_backfill)
 
     dt = sub.add_parser("detect", help="score any CSV series with the pipeline's detectors")
-    dt.add_argument("input")
-    dt.add_argument("--output", "-o", required=True)
-    dt.add_argument("--timestamp-column")
-    dt.add_argument("--value-column")
+    dt.add_argument("input", help="CSV of a timestamp and a value per row: comma, semicolon, tab or pipe, header "
+                                   "optional; ISO 8601 timestamps, Unix times or compact dates")
+    dt.add_argument("--output", "-o", required=True, help="CSV written: the input's columns and the verdicts")
+    dt.add_argument("--timestamp-column", help="name of the timestamp column (default: found by name, then content; "
+                                               "a file without a header has 'column 1', 'column 2', ...)")
+    dt.add_argument("--value-column", help="name of the value column (default: the first numeric column)")
     dt.set_defaults(func=cmd_detect)
 
     cs = common(sub.add_parser("check-sources", help="check connectivity, auth and every query of the metrics source"))

@@ -79,7 +79,7 @@ import pandas as pd
 from numba import njit
 
 from . import shape
-from .traces import parse_timestamps
+from .traces import find_timestamps, read_table
 
 DETECTORS = ("zscore", "ewma", "seasonal", "gmm", "shape", "range")
 SEVERITY_LEVELS = ("none", "low", "medium", "high", "critical")
@@ -498,19 +498,17 @@ def joint_alarms(gmm_score: np.ndarray, series_ids: Sequence[str], timestamps: S
 
 # ---- single series: `neuropilot detect` -----------------------------------------------------
 
-def _guess_columns(df: pd.DataFrame, timestamp_col: str | None, value_col: str | None) -> tuple[str, str]:
-    if timestamp_col is None:
-        candidates = [c for c in df.columns if any(k in c.lower() for k in ("time", "date", "ts"))]
-        timestamp_col = candidates[0] if candidates else df.columns[0]
-    if value_col is None:
-        numeric = [c for c in df.columns if c != timestamp_col and pd.api.types.is_numeric_dtype(df[c])]
-        if not numeric:
-            raise ValueError(f"no numeric value column found among {list(df.columns)}; pass --value-column")
-        value_col = numeric[0]
-    for c in (timestamp_col, value_col):
-        if c not in df.columns:
-            raise ValueError(f"column {c!r} not in the input (columns: {list(df.columns)})")
-    return timestamp_col, value_col
+def _value_column(df: pd.DataFrame, timestamp_col: str, value_col: str | None, source: str) -> str:
+    if value_col is not None:
+        if value_col not in df.columns:
+            raise ValueError(f"{source}: no value column {value_col!r}; it has {list(df.columns)} (use --value-column)")
+        return value_col
+    numeric = [c for c in df.columns if c != timestamp_col and pd.api.types.is_numeric_dtype(df[c])
+               and not pd.api.types.is_bool_dtype(df[c])]
+    if not numeric:
+        raise ValueError(f"{source}: no numeric value column among {list(df.columns)} besides the timestamp "
+                         f"{timestamp_col!r} (name one with --value-column)")
+    return numeric[0]
 
 
 def detect_dataframe(df: pd.DataFrame, timestamp_col: str | None = None, value_col: str | None = None,
@@ -520,10 +518,11 @@ def detect_dataframe(df: pd.DataFrame, timestamp_col: str | None = None, value_c
 
 def _parse_input(df: pd.DataFrame, timestamp_col: str | None, value_col: str | None,
                  source: str) -> tuple[pd.Series, str]:
-    """The timestamps and the value column's name. ISO 8601, Unix times, compact dates, date and
-    time columns; what is not one time per row is refused with its row, as for backtest traces."""
-    tcol, vcol = _guess_columns(df, timestamp_col, value_col)
-    return parse_timestamps(df, tcol, source), vcol
+    """The timestamps and the value column's name, found as for backtest traces (core/traces.py):
+    ISO 8601, Unix times, compact dates, date and time columns; what is not one time per row is
+    refused with its row. The value column is `value_col`, else the first numeric one."""
+    tcol, ts = find_timestamps(df, source, timestamp_col)
+    return ts, _value_column(df, tcol, value_col, source)
 
 
 def _detect_parsed(df: pd.DataFrame, ts: pd.Series, vcol: str, config: DetectorConfig) -> pd.DataFrame:
@@ -546,9 +545,12 @@ def detect_csv(input_path: str | Path, output_path: str | Path, timestamp_col: s
     from .atomic import atomic_write_text
 
     try:
-        df = pd.read_csv(input_path)
+        df = read_table(input_path)  # the separators and optional header backtest traces may have
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{input_path} is not a CSV with a header row and a timestamp and a value column ({exc}).") from None
+        raise ValueError(f"{input_path} is not a CSV with a timestamp and a value column ({exc}).") from None
+    if df.empty or df.shape[1] < 2:
+        raise ValueError(f"{input_path}: {'no rows' if df.empty else f'one column ({df.columns[0]!r})'}; a series "
+                         "needs a timestamp column and a value column, separated by a comma, semicolon, tab or pipe")
     ts, vcol = _parse_input(df, timestamp_col, value_col, str(input_path))
     out = _detect_parsed(df, ts, vcol, config)
     atomic_write_text(output_path, out.to_csv(index=False), mode=0o644)

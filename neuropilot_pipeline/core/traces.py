@@ -102,7 +102,9 @@ def _digits(number: str) -> int:
     return len(str(int(abs(float(number)))))
 
 
-def _read_table(path: str | Path) -> pd.DataFrame:
+def read_table(path: str | Path) -> pd.DataFrame:
+    """A CSV as users export them: comma, semicolon, tab or pipe (Excel's `sep=` line obeyed),
+    with or without a header (headerless columns are named "column 1", "column 2", ...)."""
     lines = _sample_lines(path)
     if not lines:
         raise TraceError(f"{path} has no rows")
@@ -199,7 +201,9 @@ def _require_column(df: pd.DataFrame, path: str | Path, column: str, what: str) 
     return column
 
 
-def _find_timestamps(df: pd.DataFrame, path: str | Path, given: str | None) -> tuple[str, pd.Series]:
+def find_timestamps(df: pd.DataFrame, path: str | Path, given: str | None) -> tuple[str, pd.Series]:
+    """The timestamp column (`given`, else the first by name, then by a name mentioning a time
+    or date, then any column, whose values parse) and its parsed timestamps."""
     if given:
         return given, parse_timestamps(df, _require_column(df, path, given, "timestamp"), path)
     lower = {c.lower(): c for c in df.columns}
@@ -239,13 +243,13 @@ def load_trace(path: str | Path, timestamp_col: str | None = None, count_col: st
     """Requests per minute from a CSV of request counts per sample; a coarser step is spread
     evenly over its minutes, finer ones are summed per minute. Missing samples and empty or
     non-numeric counts are zero demand, and counted as missing minutes."""
-    df = _read_table(path)
+    df = read_table(path)
     if df.empty:
         raise TraceError(f"{path} has no rows")
     if df.shape[1] < 2:
         raise TraceError(f"{path}: one column ({df.columns[0]!r}); a trace needs a timestamp column and a count "
                          "column, separated by a comma, semicolon, tab or pipe")
-    tcol, ts = _find_timestamps(df, path, timestamp_col)
+    tcol, ts = find_timestamps(df, path, timestamp_col)
     ccol, counts = _find_counts(df, path, tcol, count_col)
     order = np.argsort(ts.to_numpy(), kind="stable")
     ts, counts = ts.iloc[order].reset_index(drop=True), counts[order]

@@ -211,7 +211,7 @@ def test_fuzzed_ops_config_is_loaded_or_refused_by_name_never_crashes(tmp_path_f
 
 
 @pytest.mark.parametrize("content, message", [
-    ("", "is not a CSV with a header row"),
+    ("", "has no rows"),
     ("timestamp,value\nyesterday,1\n", "timestamp 'yesterday' in column 'timestamp' (data row 1) cannot be parsed"),
     ("timestamp,value\n2026-11-01T00:00:00+02:00,high\n", "no numeric value column"),
 ])

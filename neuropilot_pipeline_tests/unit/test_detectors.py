@@ -120,6 +120,39 @@ def test_unix_times_give_the_verdicts_of_the_same_times_in_iso_8601(tmp_path):
     pd.testing.assert_frame_equal(by_iso.drop(columns="timestamp"), by_unix.drop(columns="timestamp"))
 
 
+
+def test_detect_reads_the_csv_exports_backtest_reads_with_the_same_verdicts(tmp_path):
+    # It read only comma-separated files with a header: a semicolon export was one column ("no
+    # numeric value column"), a headerless file lost its first row to the header (and wrote a
+    # data row as the output's header), and a "hits" column before the timestamp was taken
+    # for the timestamp because its name holds "ts".
+    ts, x = daily(days=4, seed=5)
+    x[3 * DAY + 300] += 40.0
+    stamps = ts.strftime("%Y-%m-%dT%H:%M:%SZ")
+    reference = tmp_path / "plain.csv"
+    pd.DataFrame({"timestamp": stamps, "value": x}).to_csv(reference, index=False)
+    expected = pd.read_csv(detect_csv(reference, tmp_path / "plain.out.csv")["output"])
+    assert expected["is_anomaly"].iloc[3 * DAY + 300]
+    exports = {
+        "semicolon.csv": (pd.DataFrame({"timestamp": stamps, "value": x}), {"sep": ";"}, ["timestamp", "value"]),
+        "headerless.csv": (pd.DataFrame({"timestamp": stamps, "value": x}), {"header": False},
+                           ["column 1", "column 2"]),
+        "hits_first.csv": (pd.DataFrame({"hits": x, "timestamp": stamps}), {}, ["hits", "timestamp"]),
+    }
+    for name, (frame, options, columns) in exports.items():
+        frame.to_csv(tmp_path / name, index=False, **options)
+        summary = detect_csv(tmp_path / name, tmp_path / f"{name}.out.csv")
+        written = pd.read_csv(summary["output"])
+        assert summary["rows"] == len(x) and list(written.columns[:2]) == columns, name
+        pd.testing.assert_frame_equal(written.iloc[:, 2:], expected.iloc[:, 2:], check_names=False)
+
+
+def test_detect_refuses_a_one_column_file_naming_the_separators(tmp_path):
+    (tmp_path / "in.csv").write_text("timestamp value\n2026-11-01T00:00:00Z 1\n2026-11-01T00:01:00Z 2\n")
+    with pytest.raises(ValueError, match="one column.*comma, semicolon, tab or pipe"):
+        detect_csv(tmp_path / "in.csv", tmp_path / "out.csv")
+    assert not (tmp_path / "out.csv").exists()
+
 def test_rows_out_of_order_are_scored_in_file_order_and_counted(tmp_path):
     df = pd.DataFrame({"timestamp": ["2026-11-01 00:01", "2026-11-01 00:00", "2026-11-01 00:02"], "value": [1, 2, 3]})
     assert len(detect_dataframe(df)) == 3
