@@ -185,7 +185,7 @@ def parse_timestamps(df: pd.DataFrame, column: str, path: str | Path) -> pd.Seri
 def _date_and_time(df: pd.DataFrame, column: str, path: str | Path) -> pd.Series:
     """A time-of-day column is only a timestamp together with a date column beside it."""
     for other in df.columns:
-        if other != column and ("date" in other.lower() or other.lower() == "day"):
+        if other != column and ("date" in str(other).lower() or str(other).lower() == "day"):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)
                 ts = pd.to_datetime(df[other].astype(str) + " " + df[column].astype(str), utc=True, errors="coerce")
@@ -206,9 +206,9 @@ def find_timestamps(df: pd.DataFrame, path: str | Path, given: str | None) -> tu
     or date, then any column, whose values parse) and its parsed timestamps."""
     if given:
         return given, parse_timestamps(df, _require_column(df, path, given, "timestamp"), path)
-    lower = {c.lower(): c for c in df.columns}
+    lower = {str(c).lower(): c for c in df.columns}
     named = [lower[n] for n in TIMESTAMP_NAMES if n in lower]
-    mentioned = [c for c in df.columns if any(k in c.lower() for k in ("time", "date")) and c not in named]
+    mentioned = [c for c in df.columns if any(k in str(c).lower() for k in ("time", "date")) and c not in named]
     tried = named + mentioned + [c for c in df.columns if c not in named and c not in mentioned]
     failure = None
     for column in tried:
@@ -227,7 +227,7 @@ def _find_counts(df: pd.DataFrame, path: str | Path, tcol: str, given: str | Non
         # A column named like a count qualifies with a few placeholders ("-", "n/a") among its
         # numbers; any other must be numeric throughout.
         by_name = [c for n in COUNT_NAMES for c in others
-                   if c.lower() == n and pd.to_numeric(df[c], errors="coerce").notna().mean() >= 0.5]
+                   if str(c).lower() == n and pd.to_numeric(df[c], errors="coerce").notna().mean() >= 0.5]
         plain = [c for c in others if pd.api.types.is_numeric_dtype(df[c])]
         column = (by_name or plain or [None])[0]
         if column is None:

@@ -147,6 +147,15 @@ def test_detect_reads_the_csv_exports_backtest_reads_with_the_same_verdicts(tmp_
         pd.testing.assert_frame_equal(written.iloc[:, 2:], expected.iloc[:, 2:], check_names=False)
 
 
+
+def test_a_frame_with_numbered_columns_is_scored_like_a_named_one():
+    # pd.read_csv(..., header=None) numbers the columns; finding the timestamp by name called
+    # .lower() on 0 and ended in an AttributeError.
+    ts, x = daily(days=2, seed=7)
+    named = detect_dataframe(pd.DataFrame({"timestamp": ts.strftime("%Y-%m-%dT%H:%M:%SZ"), "value": x}))
+    numbered = detect_dataframe(pd.DataFrame({0: ts.strftime("%Y-%m-%dT%H:%M:%SZ"), 1: x}))
+    pd.testing.assert_frame_equal(numbered.iloc[:, 2:], named.iloc[:, 2:], check_column_type=False)
+
 def test_detect_refuses_a_one_column_file_naming_the_separators(tmp_path):
     (tmp_path / "in.csv").write_text("timestamp value\n2026-11-01T00:00:00Z 1\n2026-11-01T00:01:00Z 2\n")
     with pytest.raises(ValueError, match="one column.*comma, semicolon, tab or pipe"):
