@@ -79,7 +79,7 @@ import pandas as pd
 from numba import njit
 
 from . import shape
-from .traces import find_timestamps, read_table
+from .traces import find_timestamps, numbers_in, numeric_columns, read_table
 
 DETECTORS = ("zscore", "ewma", "seasonal", "gmm", "shape", "range")
 SEVERITY_LEVELS = ("none", "low", "medium", "high", "critical")
@@ -498,16 +498,18 @@ def joint_alarms(gmm_score: np.ndarray, series_ids: Sequence[str], timestamps: S
 
 # ---- single series: `neuropilot detect` -----------------------------------------------------
 
-def _value_column(df: pd.DataFrame, timestamp_col: str, value_col: str | None, source: str) -> str:
+def _value_column(df: pd.DataFrame, timestamp_columns: list[str], value_col: str | None, source: str) -> str:
     if value_col is not None:
         if value_col not in df.columns:
             raise ValueError(f"{source}: no value column {value_col!r}; it has {list(df.columns)} (use --value-column)")
+        if value_col in timestamp_columns:
+            raise ValueError(f"{source}: column {value_col!r} holds the timestamps; name the value column with "
+                             "--value-column")
         return value_col
-    numeric = [c for c in df.columns if c != timestamp_col and pd.api.types.is_numeric_dtype(df[c])
-               and not pd.api.types.is_bool_dtype(df[c])]
+    numeric = numeric_columns(df, [c for c in df.columns if c not in timestamp_columns])
     if not numeric:
         raise ValueError(f"{source}: no numeric value column among {list(df.columns)} besides the timestamp "
-                         f"{timestamp_col!r} (name one with --value-column)")
+                         f"{' and '.join(map(repr, timestamp_columns))} (name one with --value-column)")
     return numeric[0]
 
 
@@ -517,17 +519,18 @@ def detect_dataframe(df: pd.DataFrame, timestamp_col: str | None = None, value_c
 
 
 def _parse_input(df: pd.DataFrame, timestamp_col: str | None, value_col: str | None,
-                 source: str) -> tuple[pd.Series, str]:
-    """The timestamps and the value column's name, found as for backtest traces (core/traces.py):
-    ISO 8601, Unix times, compact dates, date and time columns; what is not one time per row is
-    refused with its row. The value column is `value_col`, else the first numeric one."""
-    tcol, ts = find_timestamps(df, source, timestamp_col)
-    return ts, _value_column(df, tcol, value_col, source)
+                 source: str) -> tuple[pd.Series, np.ndarray]:
+    """The timestamps and the values, found as for backtest traces (core/traces.py): ISO 8601,
+    Unix times, compact dates, date and time columns; what is not one time per row is refused
+    with its row. The value column is `value_col`, else the first numeric one that is not part
+    of the timestamp; one of words rather than numbers is refused."""
+    _, ts, used = find_timestamps(df, source, timestamp_col)
+    column = _value_column(df, used, value_col, source)
+    return ts, numbers_in(df, column, source, "value")
 
 
-def _detect_parsed(df: pd.DataFrame, ts: pd.Series, vcol: str, config: DetectorConfig) -> pd.DataFrame:
+def _detect_parsed(df: pd.DataFrame, ts: pd.Series, values: np.ndarray, config: DetectorConfig) -> pd.DataFrame:
     # Rows are scored in file order (as NAB does); a step back in time counts as one minute.
-    values = pd.to_numeric(df[vcol], errors="coerce").to_numpy(dtype=float)
     result, _ = detect_chunk(values[None, :], ts, None, config)
     # The new columns built at once, beside the input's (one column insertion at a time, and
     # a Python string per row for the severity, cost more than the detection itself).
@@ -551,8 +554,8 @@ def detect_csv(input_path: str | Path, output_path: str | Path, timestamp_col: s
     if df.empty or df.shape[1] < 2:
         raise ValueError(f"{input_path}: {'no rows' if df.empty else f'one column ({df.columns[0]!r})'}; a series "
                          "needs a timestamp column and a value column, separated by a comma, semicolon, tab or pipe")
-    ts, vcol = _parse_input(df, timestamp_col, value_col, str(input_path))
-    out = _detect_parsed(df, ts, vcol, config)
+    ts, values = _parse_input(df, timestamp_col, value_col, str(input_path))
+    out = _detect_parsed(df, ts, values, config)
     atomic_write_text(output_path, out.to_csv(index=False), mode=0o644)
     return {"rows": len(out), "anomalies": int(out["is_anomaly"].sum()),
             "out_of_order_rows": int((ts.diff() < pd.Timedelta(0)).sum()),

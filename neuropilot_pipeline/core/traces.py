@@ -2,9 +2,11 @@
 
 Timestamps may be ISO 8601 in any UTC offset, Unix times (s, ms, us or ns, told apart by
 magnitude and checked row by row) or compact YYYYMMDDHHMM[SS] numbers; a date and a time of
-day may sit in two columns. The separator may be a comma, semicolon, tab or pipe, the header
-may be missing. What cannot be read as one point in time per row is refused with the row and
-what to give instead: a silently misread trace gives a backtest of the wrong demand.
+day may sit in two columns. The separator may be a comma, semicolon, tab or pipe (with decimal
+commas where it is not a comma), the header may be missing. `neuropilot detect` reads its
+input with the same functions. What cannot be read as one point in time per row is refused
+with the row and what to give instead: a silently misread trace gives a backtest of the wrong
+demand.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ EPOCH_UNITS = (("s", 1e8, 1e11), ("ms", 1e11, 1e14), ("us", 1e14, 1e17), ("ns", 
 MAX_SPAN_DAYS = 3660  # ten years of minutes; a longer span is a placeholder or a misread unit
 DAY_FIRST = re.compile(r"^\s*\d{1,2}[/.]\d{1,2}[/.]\d{2,4}")  # 13/03/2024, 13.03.24
 TIME_OF_DAY = re.compile(r"^\s*\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?\s*$")
+DECIMAL_COMMA = re.compile(r"^\s*-?\d+,\d+\s*$")  # 10,04: a European export's number
 FIX = ("Give ISO 8601 timestamps such as 2026-01-01T00:00:00Z or Unix times, or name the timestamp column "
        "with --timestamp-column.")
 
@@ -59,25 +62,37 @@ def _sample_lines(path: str | Path, limit: int = 50) -> list[str]:
     return lines
 
 
-def _dialect(lines: list[str]) -> tuple[str, int]:
-    """(separator, lines to skip): the separator that splits every sampled line into the same
-    number of fields (quotes respected), the most fields winning; Excel's `sep=;` line is obeyed."""
+def _dialect(lines: list[str]) -> tuple[str, int, str]:
+    """(separator, lines to skip, decimal mark): the separator that splits every sampled line
+    into the same number of fields (quotes respected), the most fields winning, the earlier on
+    a tie; Excel's `sep=;` line is obeyed. Numbers like 10,04 in a file not separated by commas
+    have decimal commas (and "2026-03-01;10,04" splits into two fields on either: a semicolon file)."""
+    skip = 0
     if lines and re.fullmatch(r"sep=.", lines[0]):
-        return lines[0][4], 1
-    best, best_fields = ",", 1
-    for sep in SEPARATORS:
-        fields = {len(row) for row in csv.reader(lines, delimiter=sep)}
-        if len(fields) == 1 and (n := fields.pop()) > best_fields:
-            best, best_fields = sep, n
-    return best, 0
+        sep, skip = lines[0][4], 1
+    else:
+        fields = {}
+        for candidate in SEPARATORS:
+            counts = {len(row) for row in csv.reader(lines, delimiter=candidate)}
+            fields[candidate] = counts.pop() if len(counts) == 1 else 0
+        sep = max(SEPARATORS, key=lambda c: (fields[c], -SEPARATORS.index(c)))
+        sep = sep if fields[sep] > 1 else ","
+        if sep == "," and fields[";"] == fields[","] and _has_decimal_commas(lines, ";"):
+            sep = ";"
+    decimal = "," if sep != "," and _has_decimal_commas(lines[skip:], sep) else "."
+    return sep, skip, decimal
 
 
-def _kind(text: str) -> str:
+def _has_decimal_commas(lines: list[str], sep: str) -> bool:
+    return any(DECIMAL_COMMA.match(field) for row in csv.reader(lines, delimiter=sep) for field in row)
+
+
+def _kind(text: str, decimal: str = ".") -> str:
     text = text.strip()
     if not text:
         return "empty"
     try:
-        float(text)
+        float(text.replace(",", ".") if decimal == "," else text)
         return "number"
     except ValueError:
         pass
@@ -86,20 +101,19 @@ def _kind(text: str) -> str:
         return "text" if pd.isna(pd.to_datetime(text, utc=True, errors="coerce")) else "time"
 
 
-def _first_row_is_data(lines: list[str], sep: str, skip: int) -> bool:
-    """A first row of the same kinds (timestamp, number, text) as the second, led by a
-    timestamp or number, is data: the file has no header."""
+def _first_row_is_data(lines: list[str], sep: str, skip: int, decimal: str) -> bool:
+    """A first row of the same kinds (timestamp, number, text) as the second, holding a
+    timestamp or a number, is data: the file has no header. A first row of 0, 1, ... is pandas'
+    names for unnamed columns."""
     rows = list(csv.reader(lines[skip:skip + 2], delimiter=sep))
     if len(rows) < 2 or len(rows[0]) != len(rows[1]):
         return False
-    first, second = [_kind(x) for x in rows[0]], [_kind(x) for x in rows[1]]
-    if first[0] == "number" == second[0] and _digits(rows[0][0]) != _digits(rows[1][0]):
-        return False  # "0" over Unix times is pandas' name for an unnamed column
-    return first[0] in ("time", "number") and all(a == b or "empty" in (a, b) for a, b in zip(first, second))
-
-
-def _digits(number: str) -> int:
-    return len(str(int(abs(float(number)))))
+    if all(re.fullmatch(r"\s*\d+\s*", x) for x in rows[0]) \
+            and [int(x) for x in rows[0]] in (list(range(len(rows[0]))), list(range(1, len(rows[0]) + 1))):
+        return False
+    first, second = [_kind(x, decimal) for x in rows[0]], [_kind(x, decimal) for x in rows[1]]
+    return any(k in ("time", "number") for k in first) \
+        and all(a == b or "empty" in (a, b) for a, b in zip(first, second))
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
@@ -108,14 +122,23 @@ def read_table(path: str | Path) -> pd.DataFrame:
     lines = _sample_lines(path)
     if not lines:
         raise TraceError(f"{path} has no rows")
-    sep, skip = _dialect(lines)
-    if _first_row_is_data(lines, sep, skip):
-        df = pd.read_csv(path, sep=sep, skiprows=skip, header=None)
+    sep, skip, decimal = _dialect(lines)
+    if _first_row_is_data(lines, sep, skip, decimal):
+        df = pd.read_csv(path, sep=sep, skiprows=skip, header=None, decimal=decimal)
         df.columns = [f"column {i + 1}" for i in range(df.shape[1])]  # named as --timestamp-column takes them
     else:
-        df = pd.read_csv(path, sep=sep, skiprows=skip)
-    df.columns = [str(c).strip() for c in df.columns]
-    return df
+        df = pd.read_csv(path, sep=sep, skiprows=skip, decimal=decimal)
+    names, seen = [], set()
+    for name in (str(c).strip() for c in df.columns):  # " value" beside "value" is a second column
+        unique, k = name, 0
+        while unique in seen:
+            k += 1
+            unique = f"{name}.{k}"
+        names.append(unique)
+        seen.add(unique)
+    df.columns = names
+    # Rows with every field empty (a spreadsheet's trailing ";;" lines) are no data, as blank lines are not.
+    return df.dropna(how="all").reset_index(drop=True)
 
 
 def _epoch(numbers: np.ndarray, path: str | Path, column: str) -> pd.Series:
@@ -148,17 +171,22 @@ def _epoch(numbers: np.ndarray, path: str | Path, column: str) -> pd.Series:
 
 def parse_timestamps(df: pd.DataFrame, column: str, path: str | Path) -> pd.Series:
     """One point in time per row of `df[column]`, in row order, or TraceError naming the row and
-    what to give instead. Shared with `neuropilot detect`."""
+    what to give instead."""
+    return _timestamps(df, column, path)[0]
+
+
+def _timestamps(df: pd.DataFrame, column: str, path: str | Path) -> tuple[pd.Series, list[str]]:
+    """`parse_timestamps`, and the columns it read: `column`, and for times of day the date column beside it."""
     values = df[column]
     if values.dtype.kind == "M":
-        return pd.to_datetime(values, utc=True)
+        return pd.to_datetime(values, utc=True), [column]
     if pd.api.types.is_bool_dtype(values):
         raise TraceError(f"{path}: column {column!r} holds true/false, not timestamps. {FIX}")
     if pd.api.types.is_numeric_dtype(values):
-        return _epoch(values.to_numpy(dtype=float), path, column)
+        return _epoch(values.to_numpy(dtype=float), path, column), [column]
     numbers = pd.to_numeric(values, errors="coerce")
     if numbers.notna().all():
-        return _epoch(numbers.to_numpy(dtype=float), path, column)
+        return _epoch(numbers.to_numpy(dtype=float), path, column), [column]
     if numbers.notna().mean() >= 0.5:  # numbers with stray words: name the first
         row = int(np.argmax(numbers.isna().to_numpy()))
         raise TraceError(f"{path}: column {column!r} holds numbers, but data row {row + 1} holds "
@@ -170,19 +198,19 @@ def parse_timestamps(df: pd.DataFrame, column: str, path: str | Path) -> pd.Seri
         warnings.simplefilter("ignore", UserWarning)  # "could not infer format": a failure is caught below
         ts = pd.to_datetime(values, utc=True, errors="coerce")  # in the format of the first row
         if not ts.isna().any():
-            return ts
+            return ts, [column]
         iso = pd.to_datetime(values, utc=True, errors="coerce", format="ISO8601")  # precision varying by row
     if not iso.isna().any():
-        return iso
+        return iso, [column]
     row = int(np.argmax(ts.isna().to_numpy()))
     how = f"in the format of the first row ({values.iloc[0]!r})" if row else "as a date and time"
     if DAY_FIRST.match(str(values.iloc[row])):
         how += "; a day-first date is ambiguous"
-    raise TraceError(f"{path}: timestamp {values.iloc[row]!r} in column {column!r} (data row {row + 1}) cannot be "
-                     f"parsed {how}. {FIX}")
+    shown = "an empty timestamp" if pd.isna(values.iloc[row]) else f"timestamp {values.iloc[row]!r}"
+    raise TraceError(f"{path}: {shown} in column {column!r} (data row {row + 1}) cannot be parsed {how}. {FIX}")
 
 
-def _date_and_time(df: pd.DataFrame, column: str, path: str | Path) -> pd.Series:
+def _date_and_time(df: pd.DataFrame, column: str, path: str | Path) -> tuple[pd.Series, list[str]]:
     """A time-of-day column is only a timestamp together with a date column beside it."""
     for other in df.columns:
         if other != column and ("date" in str(other).lower() or str(other).lower() == "day"):
@@ -190,7 +218,7 @@ def _date_and_time(df: pd.DataFrame, column: str, path: str | Path) -> pd.Series
                 warnings.simplefilter("ignore", UserWarning)
                 ts = pd.to_datetime(df[other].astype(str) + " " + df[column].astype(str), utc=True, errors="coerce")
             if ts.notna().all():
-                return ts
+                return ts, [column, other]
     raise TraceError(f"{path}: column {column!r} holds times of day without a date, and no date column beside it "
                      f"parses. {FIX}")
 
@@ -201,11 +229,18 @@ def _require_column(df: pd.DataFrame, path: str | Path, column: str, what: str) 
     return column
 
 
-def find_timestamps(df: pd.DataFrame, path: str | Path, given: str | None) -> tuple[str, pd.Series]:
+def find_timestamps(df: pd.DataFrame, path: str | Path, given: str | None) -> tuple[str, pd.Series, list[str]]:
     """The timestamp column (`given`, else the first by name, then by a name mentioning a time
-    or date, then any column, whose values parse) and its parsed timestamps."""
-    if given:
-        return given, parse_timestamps(df, _require_column(df, path, given, "timestamp"), path)
+    or date, then any column, whose values parse), its timestamps, and every column they were
+    read from (a time of day's date column too), which no value may be taken from.
+
+    A column named as a timestamp, or one whose first value is a date, that fails to parse is
+    refused with its row: trying on would take any column of numbers that pass for Unix times
+    (byte counts of 1e8-1e11 do) as the timestamps. Numbers under a name that mentions a time
+    (response_time_ms) and text that is no date are passed over."""
+    if given is not None:
+        ts, used = _timestamps(df, _require_column(df, path, given, "timestamp"), path)
+        return given, ts, used
     lower = {str(c).lower(): c for c in df.columns}
     named = [lower[n] for n in TIMESTAMP_NAMES if n in lower]
     mentioned = [c for c in df.columns if any(k in str(c).lower() for k in ("time", "date")) and c not in named]
@@ -213,30 +248,60 @@ def find_timestamps(df: pd.DataFrame, path: str | Path, given: str | None) -> tu
     failure = None
     for column in tried:
         try:
-            return column, parse_timestamps(df, column, path)
-        except TraceError as exc:  # e.g. response_time_ms before the timestamp: try the next
+            ts, used = _timestamps(df, column, path)
+            return column, ts, used
+        except TraceError as exc:
+            first = df[column].dropna()
+            dated = len(first) and not pd.api.types.is_numeric_dtype(first) and _kind(str(first.iloc[0])) == "time"
+            if column in named or dated:
+                raise
             failure = failure or exc
     raise failure
 
 
-def _find_counts(df: pd.DataFrame, path: str | Path, tcol: str, given: str | None) -> tuple[str, np.ndarray]:
-    if given:
+def _find_counts(df: pd.DataFrame, path: str | Path, timestamp_columns: list[str],
+                 given: str | None) -> tuple[str, np.ndarray]:
+    if given is not None:
         column = _require_column(df, path, given, "count")
+        if column in timestamp_columns:
+            raise TraceError(f"{path}: column {column!r} holds the timestamps; name the count column with "
+                             "--count-column")
     else:
-        others = [c for c in df.columns if c != tcol and not pd.api.types.is_bool_dtype(df[c])]
+        others = [c for c in df.columns if c not in timestamp_columns and not pd.api.types.is_bool_dtype(df[c])]
         # A column named like a count qualifies with a few placeholders ("-", "n/a") among its
         # numbers; any other must be numeric throughout.
         by_name = [c for n in COUNT_NAMES for c in others
                    if str(c).lower() == n and pd.to_numeric(df[c], errors="coerce").notna().mean() >= 0.5]
-        plain = [c for c in others if pd.api.types.is_numeric_dtype(df[c])]
+        plain = numeric_columns(df, others)
         column = (by_name or plain or [None])[0]
         if column is None:
             raise TraceError(f"{path}: no numeric count column among {list(df.columns)} besides the timestamp "
-                             f"{tcol!r} (name one with --count-column)")
-    counts = pd.to_numeric(df[column], errors="coerce").to_numpy(dtype=float)
-    if not np.isfinite(counts).any():
-        raise TraceError(f"{path}: count column {column!r} holds no numbers (first value {df[column].iloc[0]!r})")
-    return column, counts
+                             f"{' and '.join(map(repr, timestamp_columns))} (name one with --count-column)")
+    return column, numbers_in(df, column, path, "count")
+
+
+def numeric_columns(df: pd.DataFrame, columns: list[str]) -> list[str]:
+    """The numeric (not true/false) columns among `columns`, pandas' "Unnamed: 0" (a saved
+    DataFrame's index: row numbers, not values) after the rest."""
+    numeric = [c for c in columns if pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c])]
+    return sorted(numeric, key=lambda c: bool(re.fullmatch(r"Unnamed: \d+", str(c))))
+
+
+def numbers_in(df: pd.DataFrame, column: str, path: str | Path, what: str) -> np.ndarray:
+    """The column as numbers, empty cells as NaN; refused when it holds no numbers or when
+    words outnumber them (a text column, or numbers this reader did not recognise as such)."""
+    values = df[column]
+    numbers = pd.to_numeric(values, errors="coerce")
+    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        words = pd.Series(False, index=values.index)
+    else:
+        words = values.notna() & (values.astype(str).str.strip() != "") & numbers.isna()
+    if numbers.notna().sum() == 0 or words.sum() > numbers.notna().sum():
+        row = int(np.argmax(words.to_numpy())) if words.any() else 0
+        raise TraceError(f"{path}: {what} column {column!r} holds no numbers to speak of: data row {row + 1} holds "
+                         f"{values.iloc[row]!r}. Give plain numbers (a decimal point, or decimal commas in a file "
+                         f"separated by semicolons), or name another column with --{what}-column")
+    return numbers.to_numpy(dtype=float)
 
 
 def load_trace(path: str | Path, timestamp_col: str | None = None, count_col: str | None = None) -> Trace:
@@ -249,8 +314,8 @@ def load_trace(path: str | Path, timestamp_col: str | None = None, count_col: st
     if df.shape[1] < 2:
         raise TraceError(f"{path}: one column ({df.columns[0]!r}); a trace needs a timestamp column and a count "
                          "column, separated by a comma, semicolon, tab or pipe")
-    tcol, ts = find_timestamps(df, path, timestamp_col)
-    ccol, counts = _find_counts(df, path, tcol, count_col)
+    tcol, ts, used = find_timestamps(df, path, timestamp_col)
+    ccol, counts = _find_counts(df, path, used, count_col)
     order = np.argsort(ts.to_numpy(), kind="stable")
     ts, counts = ts.iloc[order].reset_index(drop=True), counts[order]
     span_days = (ts.iloc[-1] - ts.iloc[0]) / pd.Timedelta(days=1)

@@ -127,25 +127,62 @@ def test_detect_reads_the_csv_exports_backtest_reads_with_the_same_verdicts(tmp_
     # data row as the output's header), and a "hits" column before the timestamp was taken
     # for the timestamp because its name holds "ts".
     ts, x = daily(days=4, seed=5)
+    x = np.round(x, 2)
     x[3 * DAY + 300] += 40.0
     stamps = ts.strftime("%Y-%m-%dT%H:%M:%SZ")
     reference = tmp_path / "plain.csv"
     pd.DataFrame({"timestamp": stamps, "value": x}).to_csv(reference, index=False)
-    expected = pd.read_csv(detect_csv(reference, tmp_path / "plain.out.csv")["output"])
+    verdicts = ["score", "is_anomaly", "severity", "score_zscore", "score_ewma", "score_seasonal", "score_gmm",
+                "score_shape", "score_range"]
+    expected = pd.read_csv(detect_csv(reference, tmp_path / "plain.out.csv")["output"])[verdicts]
     assert expected["is_anomaly"].iloc[3 * DAY + 300]
+    plain = pd.DataFrame({"timestamp": stamps, "value": x})
     exports = {
-        "semicolon.csv": (pd.DataFrame({"timestamp": stamps, "value": x}), {"sep": ";"}, ["timestamp", "value"]),
-        "headerless.csv": (pd.DataFrame({"timestamp": stamps, "value": x}), {"header": False},
-                           ["column 1", "column 2"]),
-        "hits_first.csv": (pd.DataFrame({"hits": x, "timestamp": stamps}), {}, ["hits", "timestamp"]),
+        "semicolon.csv": (plain, {"sep": ";"}),
+        "decimal_commas.csv": (plain, {"sep": ";", "decimal": ","}),  # a European spreadsheet's export
+        "decimal_commas_headerless.csv": (plain, {"sep": ";", "decimal": ",", "header": False}),
+        "headerless.csv": (plain, {"header": False}),
+        "headerless_host_first.csv": (pd.DataFrame({"host": "web-1", "timestamp": stamps, "value": x}),
+                                      {"header": False}),
+        "headerless_value_first.csv": (pd.DataFrame({"value": x, "timestamp": stamps}), {"header": False}),
+        "hits_first.csv": (pd.DataFrame({"hits": x, "timestamp": stamps}), {}),
+        "saved_with_its_index.csv": (plain, {"index": True}),  # "Unnamed: 0" holds row numbers, not values
+        # The date a number, the time of day beside it: the date is part of the timestamp, not the value.
+        "date_number_and_time.csv": (pd.DataFrame({"date": ts.strftime("%Y%m%d").astype(int),
+                                                   "time": ts.strftime("%H:%M"), "value": x}), {}),
     }
-    for name, (frame, options, columns) in exports.items():
-        frame.to_csv(tmp_path / name, index=False, **options)
+    for name, (frame, options) in exports.items():
+        frame.to_csv(tmp_path / name, **{"index": False, **options})
         summary = detect_csv(tmp_path / name, tmp_path / f"{name}.out.csv")
         written = pd.read_csv(summary["output"])
-        assert summary["rows"] == len(x) and list(written.columns[:2]) == columns, name
-        pd.testing.assert_frame_equal(written.iloc[:, 2:], expected.iloc[:, 2:], check_names=False)
+        assert summary["rows"] == len(x) and len(written) == len(x), name
+        pd.testing.assert_frame_equal(written[verdicts], expected, obj=name)
 
+
+def test_a_timestamp_that_fails_is_refused_not_replaced_by_numbers_that_pass_for_unix_times(tmp_path):
+    # Byte counts of 1e8-1e11 pass for Unix seconds: when the real timestamp column failed,
+    # the search went on to them and scored the series against them, with no error.
+    rows = "".join(f"{d:02d}/03/2026 00:00,{2_000_000_000 + d},{1_000_000_000 + d}\n" for d in range(1, 20))
+    (tmp_path / "in.csv").write_text("timestamp,bytes_in,bytes_out\n" + rows)
+    with pytest.raises(ValueError, match=r"'13/03/2026 00:00' in column 'timestamp' \(data row 13\).*day-first"):
+        detect_csv(tmp_path / "in.csv", tmp_path / "out.csv")
+    (tmp_path / "in.csv").write_text("event_time,bytes_in\n" + "".join(r.rsplit(",", 1)[0] + "\n"
+                                                                    for r in rows.splitlines()))
+    with pytest.raises(ValueError, match="day-first"):
+        detect_csv(tmp_path / "in.csv", tmp_path / "out.csv")
+    assert not (tmp_path / "out.csv").exists()
+    (tmp_path / "ok.csv").write_text("timestamp,value\n2026-11-01T00:00:00Z,1\n2026-11-01T00:01:00Z,2\n")
+    with pytest.raises(ValueError, match="holds the timestamps"):
+        detect_csv(tmp_path / "ok.csv", tmp_path / "out.csv", value_col="timestamp")
+
+
+def test_numbered_columns_are_named_by_number():
+    # timestamp_col=0 was taken for "not given" (0 is falsy), and the search went its own way.
+    ts, x = daily(days=2, seed=7)
+    frame = pd.DataFrame({0: "web-1", 1: ts.strftime("%Y-%m-%dT%H:%M:%SZ"), 2: x})
+    with pytest.raises(ValueError, match="'web-1' in column 0 .* cannot be parsed"):
+        detect_dataframe(frame, timestamp_col=0, value_col=2)
+    assert detect_dataframe(frame, timestamp_col=1, value_col=2)["score"].notna().any()
 
 
 def test_a_frame_with_numbered_columns_is_scored_like_a_named_one():

@@ -51,6 +51,18 @@ FORMATS = {
     "no header": (_lines(ISO, header=None), HEADERLESS),
     "no header, Unix seconds": (_lines(_unix("s"), header=None), HEADERLESS),
     "no header, a text column": (_lines(ISO, header=None, extra=",GET"), HEADERLESS),
+    "no header, a text column first": (_lines([f"web-1,{t}" for t in ISO], header=None), ("column 2", "column 3")),
+    "no header, the count first": ("".join(f"{int(v)},{t}\n" for t, v in zip(ISO, DEMAND)), ("column 2", "column 1")),
+    "semicolons and decimal commas": (_lines(ISO, ";", "timestamp;requests", extra=",0"), ("timestamp", "requests")),
+    "no header, semicolons and decimal commas": (_lines(ISO, ";", None, extra=",0"), HEADERLESS),
+    "a saved DataFrame's index first": (
+        ",timestamp,n\n" + "".join(f"{i},{t},{int(v)}\n" for i, (t, v) in enumerate(zip(ISO, DEMAND))),
+        ("timestamp", "n")),
+    "a spreadsheet's empty trailing rows": (
+        _lines(ISO, ";", "timestamp;requests") + ";\n;\n", ("timestamp", "requests")),
+    "a date as a number beside the time of day": (
+        _lines([f"{d},{t}" for d, t in zip(MINUTES.strftime("%Y%m%d"), MINUTES.strftime("%H:%M"))],
+               header="date,time,n"), ("time", "n")),
     "spreadsheet export (byte-order mark, CRLF)": (
         "\ufeff" + _lines(MINUTES.strftime("%Y-%m-%d %H:%M")).replace("\n", "\r\n"), ("timestamp", "requests")),
 }
@@ -85,6 +97,12 @@ REFUSED = {
     "a repeated header": ("timestamp,requests\n" + "\n".join(_lines(_unix("s")).splitlines()[1:4]) + "\n"
                           + _lines(_unix("s")), r"data row 4 holds 'timestamp' \(a repeated header"),
     "a 1900 placeholder date": (_lines(["1900-01-01T00:00:00Z", *ISO[1:]]), r"124 years: a placeholder"),
+    # Byte counts pass for Unix seconds: a failing timestamp column must not be replaced by them.
+    "day-first dates beside byte counts": (
+        "timestamp,bytes,requests\n" + "".join(f"{d:02d}/03/2024 00:00,{2_000_000_000 + d},5\n" for d in range(1, 15)),
+        r"'13/03/2024 00:00' .* \(data row 13\) .*day-first date is ambiguous"),
+    "an empty timestamp": ("timestamp,requests\n2024-03-01T00:00:00Z,5\n,5\n", r"an empty timestamp in column "
+                                                                                r"'timestamp' \(data row 2\)"),
     "one column": ("requests\n" + "".join(f"{v:g}\n" for v in DEMAND), r"one column \('requests'\)"),
     "timestamps a millisecond apart": (_lines(_unix("ms") // 60000 + 1_709_251_200_000), r"less than a second apart"),
 }
