@@ -79,7 +79,7 @@ import pandas as pd
 from numba import njit
 
 from . import shape
-from .traces import find_timestamps, numbers_in, numeric_columns, read_table
+from .traces import find_timestamps, numberlike_share, numbers_in, numeric_columns, read_table
 
 DETECTORS = ("zscore", "ewma", "seasonal", "gmm", "shape", "range")
 SEVERITY_LEVELS = ("none", "low", "medium", "high", "critical")
@@ -506,7 +506,11 @@ def _value_column(df: pd.DataFrame, timestamp_columns: list[str], value_col: str
             raise ValueError(f"{source}: column {value_col!r} holds the timestamps; name the value column with "
                              "--value-column")
         return value_col
-    numeric = numeric_columns(df, [c for c in df.columns if c not in timestamp_columns])
+    others = [c for c in df.columns if c not in timestamp_columns]
+    numeric = numeric_columns(df, others)
+    for column in others if not numeric else []:
+        if numberlike_share(df[column]) >= 0.5:  # numbers with commas: numbers_in says why they are refused
+            numbers_in(df, column, source, "value")
     if not numeric:
         raise ValueError(f"{source}: no numeric value column among {list(df.columns)} besides the timestamp "
                          f"{' and '.join(map(repr, timestamp_columns))} (name one with --value-column)")

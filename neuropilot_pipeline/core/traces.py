@@ -47,6 +47,8 @@ MAX_SPAN_DAYS = 3660  # ten years of minutes; a longer span is a placeholder or 
 DAY_FIRST = re.compile(r"^\s*\d{1,2}[/.]\d{1,2}[/.]\d{2,4}")  # 13/03/2024, 13.03.24
 TIME_OF_DAY = re.compile(r"^\s*\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?\s*$")
 DECIMAL_COMMA = re.compile(r"^\s*-?\d+,\d+\s*$")  # 10,04: a European export's number
+DECIMAL_POINT = re.compile(r"^\s*-?\d+\.\d+\s*$")
+THOUSANDS = re.compile(r"^\s*-?\d{1,3},\d{3}\s*$")  # 1,041: a thousands separator, or 1.041 with a decimal comma?
 FIX = ("Give ISO 8601 timestamps such as 2026-01-01T00:00:00Z or Unix times, or name the timestamp column "
        "with --timestamp-column.")
 
@@ -84,7 +86,13 @@ def _dialect(lines: list[str]) -> tuple[str, int, str]:
 
 
 def _has_decimal_commas(lines: list[str], sep: str) -> bool:
-    return any(DECIMAL_COMMA.match(field) for row in csv.reader(lines, delimiter=sep) for field in row)
+    """Numbers with decimal commas, none with a decimal point, and not all of them shaped like
+    1,041 (which may be a thousands separator): then, and only then, the file's decimal mark is
+    a comma. Otherwise comma numbers stay words, and a value or count column of them is refused."""
+    fields = [field for row in csv.reader(lines, delimiter=sep) for field in row]
+    commas = [f for f in fields if DECIMAL_COMMA.match(f)]
+    return bool(commas) and not any(DECIMAL_POINT.match(f) for f in fields) \
+        and not all(THOUSANDS.match(f) for f in commas)
 
 
 def _kind(text: str, decimal: str = ".") -> str:
@@ -108,6 +116,8 @@ def _first_row_is_data(lines: list[str], sep: str, skip: int, decimal: str) -> b
     rows = list(csv.reader(lines[skip:skip + 2], delimiter=sep))
     if len(rows) < 2 or len(rows[0]) != len(rows[1]):
         return False
+    if not rows[0][0].strip() and rows[1][0].strip():
+        return False  # an unnamed first column over values: pandas' index (",0" over "2026-03-01,5")
     if all(re.fullmatch(r"\s*\d+\s*", x) for x in rows[0]) \
             and [int(x) for x in rows[0]] in (list(range(len(rows[0]))), list(range(1, len(rows[0]) + 1))):
         return False
@@ -206,12 +216,13 @@ def _timestamps(df: pd.DataFrame, column: str, path: str | Path) -> tuple[pd.Ser
     how = f"in the format of the first row ({values.iloc[0]!r})" if row else "as a date and time"
     if DAY_FIRST.match(str(values.iloc[row])):
         how += "; a day-first date is ambiguous"
-    shown = "an empty timestamp" if pd.isna(values.iloc[row]) else f"timestamp {values.iloc[row]!r}"
+    shown = "an empty (or n/a) timestamp" if pd.isna(values.iloc[row]) else f"timestamp {values.iloc[row]!r}"
     raise TraceError(f"{path}: {shown} in column {column!r} (data row {row + 1}) cannot be parsed {how}. {FIX}")
 
 
 def _date_and_time(df: pd.DataFrame, column: str, path: str | Path) -> tuple[pd.Series, list[str]]:
     """A time-of-day column is only a timestamp together with a date column beside it."""
+    failed = None
     for other in df.columns:
         if other != column and ("date" in str(other).lower() or str(other).lower() == "day"):
             with warnings.catch_warnings():
@@ -219,8 +230,12 @@ def _date_and_time(df: pd.DataFrame, column: str, path: str | Path) -> tuple[pd.
                 ts = pd.to_datetime(df[other].astype(str) + " " + df[column].astype(str), utc=True, errors="coerce")
             if ts.notna().all():
                 return ts, [column, other]
-    raise TraceError(f"{path}: column {column!r} holds times of day without a date, and no date column beside it "
-                     f"parses. {FIX}")
+            if failed is None and ts.notna().any():
+                row = int(np.argmax(ts.isna().to_numpy()))
+                failed = (f"{path}: date {df[other].iloc[row]!r} and time {df[column].iloc[row]!r} (columns {other!r} "
+                          f"and {column!r}, data row {row + 1}) cannot be parsed together. {FIX}")
+    raise TraceError(failed or f"{path}: column {column!r} holds times of day without a date, and no date column "
+                               f"beside it parses. {FIX}")
 
 
 def _require_column(df: pd.DataFrame, path: str | Path, column: str, what: str) -> str:
@@ -271,13 +286,19 @@ def _find_counts(df: pd.DataFrame, path: str | Path, timestamp_columns: list[str
         # A column named like a count qualifies with a few placeholders ("-", "n/a") among its
         # numbers; any other must be numeric throughout.
         by_name = [c for n in COUNT_NAMES for c in others
-                   if str(c).lower() == n and pd.to_numeric(df[c], errors="coerce").notna().mean() >= 0.5]
+                   if str(c).lower() == n and numberlike_share(df[c]) >= 0.5]
         plain = numeric_columns(df, others)
         column = (by_name or plain or [None])[0]
         if column is None:
             raise TraceError(f"{path}: no numeric count column among {list(df.columns)} besides the timestamp "
                              f"{' and '.join(map(repr, timestamp_columns))} (name one with --count-column)")
     return column, numbers_in(df, column, path, "count")
+
+
+def numberlike_share(values: pd.Series) -> float:
+    """The share of cells that are numbers, or comma numbers (which `numbers_in` refuses by name)."""
+    return float((pd.to_numeric(values, errors="coerce").notna()
+                  | values.astype(str).str.match(DECIMAL_COMMA.pattern)).mean())
 
 
 def numeric_columns(df: pd.DataFrame, columns: list[str]) -> list[str]:
@@ -296,6 +317,12 @@ def numbers_in(df: pd.DataFrame, column: str, path: str | Path, what: str) -> np
         words = pd.Series(False, index=values.index)
     else:
         words = values.notna() & (values.astype(str).str.strip() != "") & numbers.isna()
+    commas = words & values.astype(str).str.match(DECIMAL_COMMA.pattern) if words.any() else words
+    if commas.any():  # 1,041 in a file whose other numbers settle nothing: 1041 or 1.041?
+        row = int(np.argmax(commas.to_numpy()))
+        raise TraceError(f"{path}: {what} column {column!r} holds {values.iloc[row]!r} in data row {row + 1}: a "
+                         "thousands separator or a decimal comma? Export the numbers without thousands separators, "
+                         "or with decimal points")
     if numbers.notna().sum() == 0 or words.sum() > numbers.notna().sum():
         row = int(np.argmax(words.to_numpy())) if words.any() else 0
         raise TraceError(f"{path}: {what} column {column!r} holds no numbers to speak of: data row {row + 1} holds "

@@ -147,6 +147,9 @@ def test_detect_reads_the_csv_exports_backtest_reads_with_the_same_verdicts(tmp_
         "headerless_value_first.csv": (pd.DataFrame({"value": x, "timestamp": stamps}), {"header": False}),
         "hits_first.csv": (pd.DataFrame({"hits": x, "timestamp": stamps}), {}),
         "saved_with_its_index.csv": (plain, {"index": True}),  # "Unnamed: 0" holds row numbers, not values
+        "saved_series.csv": (pd.Series(x, index=pd.Index(stamps)), {"index": True}),  # header ",0"
+        # One note with a decimal comma must not turn the values' decimal points into words.
+        "tabs_with_a_note.tsv": (plain.assign(status=200, note=["3,5"] + ["ok"] * (len(x) - 1)), {"sep": "\t"}),
         # The date a number, the time of day beside it: the date is part of the timestamp, not the value.
         "date_number_and_time.csv": (pd.DataFrame({"date": ts.strftime("%Y%m%d").astype(int),
                                                    "time": ts.strftime("%H:%M"), "value": x}), {}),

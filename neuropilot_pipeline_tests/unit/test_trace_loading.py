@@ -55,6 +55,14 @@ FORMATS = {
     "no header, the count first": ("".join(f"{int(v)},{t}\n" for t, v in zip(ISO, DEMAND)), ("column 2", "column 1")),
     "semicolons and decimal commas": (_lines(ISO, ";", "timestamp;requests", extra=",0"), ("timestamp", "requests")),
     "no header, semicolons and decimal commas": (_lines(ISO, ";", None, extra=",0"), HEADERLESS),
+    # pandas' to_csv of a Series or of numbered columns: an unnamed index, then "0", "1", ...
+    "a saved Series (unnamed index, column 0)": (",0\n" + "".join(f"{t},{int(v)}\n" for t, v in zip(ISO, DEMAND)),
+                                                 ("Unnamed: 0", "0")),
+    # A note column with a decimal comma does not turn the counts' decimal points into words.
+    "tabs, decimal points, a note with a comma": (
+        "timestamp\trequests\tnote\n" + "".join(f"{t}\t{int(v)}.0\t{'3,5' if i == 1 else 'ok'}\n"
+                                                 for i, (t, v) in enumerate(zip(ISO, DEMAND))),
+        ("timestamp", "requests")),
     "a saved DataFrame's index first": (
         ",timestamp,n\n" + "".join(f"{i},{t},{int(v)}\n" for i, (t, v) in enumerate(zip(ISO, DEMAND))),
         ("timestamp", "n")),
@@ -101,8 +109,14 @@ REFUSED = {
     "day-first dates beside byte counts": (
         "timestamp,bytes,requests\n" + "".join(f"{d:02d}/03/2024 00:00,{2_000_000_000 + d},5\n" for d in range(1, 15)),
         r"'13/03/2024 00:00' .* \(data row 13\) .*day-first date is ambiguous"),
-    "an empty timestamp": ("timestamp,requests\n2024-03-01T00:00:00Z,5\n,5\n", r"an empty timestamp in column "
-                                                                                r"'timestamp' \(data row 2\)"),
+    "an empty timestamp": ("timestamp,requests\n2024-03-01T00:00:00Z,5\n,5\n",
+                           r"an empty \(or n/a\) timestamp in column 'timestamp' \(data row 2\)"),
+    # 1,041 beside 950: a thousands separator (1041) or a decimal comma (1.041)? Not guessed.
+    "counts with thousands separators": (
+        "timestamp;requests\n" + "".join(f"{t};{int(v):,}\n" for t, v in zip(ISO, DEMAND)),
+        r"holds '1,000' in data row 1: a thousands separator or a decimal comma"),
+    "a time of day that is none": ("date,time,requests\n2024-03-01,00:00,5\n2024-03-01,25:99,5\n",
+                                   r"time '25:99' \(columns 'date' and 'time', data row 2\)"),
     "one column": ("requests\n" + "".join(f"{v:g}\n" for v in DEMAND), r"one column \('requests'\)"),
     "timestamps a millisecond apart": (_lines(_unix("ms") // 60000 + 1_709_251_200_000), r"less than a second apart"),
 }
