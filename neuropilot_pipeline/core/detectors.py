@@ -509,7 +509,7 @@ def _value_column(df: pd.DataFrame, timestamp_columns: list[str], value_col: str
     others = [c for c in df.columns if c not in timestamp_columns]
     numeric = numeric_columns(df, others)
     for column in others if not numeric else []:
-        if numberlike_share(df[column]) >= 0.5:  # numbers with commas: numbers_in says why they are refused
+        if numberlike_share(df, column) >= 0.5:  # numbers with commas: numbers_in says why they are refused
             numbers_in(df, column, source, "value")
     if not numeric:
         raise ValueError(f"{source}: no numeric value column among {list(df.columns)} besides the timestamp "

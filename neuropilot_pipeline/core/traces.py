@@ -44,16 +44,19 @@ SEPARATORS = (",", ";", "\t", "|")  # on a tie, the earlier wins
 # Unix times by magnitude: 1e8 s is 1973, 1e11 s the year 5138.
 EPOCH_UNITS = (("s", 1e8, 1e11), ("ms", 1e11, 1e14), ("us", 1e14, 1e17), ("ns", 1e17, 9.2e18))  # int64's limit
 MAX_SPAN_DAYS = 3660  # ten years of minutes; a longer span is a placeholder or a misread unit
-DAY_FIRST = re.compile(r"^\s*\d{1,2}[/.]\d{1,2}[/.]\d{2,4}")  # 13/03/2024, 13.03.24
 TIME_OF_DAY = re.compile(r"^\s*\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?\s*$")
-DECIMAL_COMMA = re.compile(r"^\s*-?\d+,\d+\s*$")  # 10,04: a European export's number
+DECIMAL_COMMA = re.compile(r"^\s*-?(\d+|\d{1,3}(\.\d{3})+),\d+\s*$")  # 10,04 or 1.200,5: a European number
+NUMERIC_DATE = re.compile(r"^\s*(\d{1,2})([/.-])(\d{1,2})\2(\d{2}|\d{4})(?!\d)")  # 01.03.2026, 03/01/26
+AM_PM = re.compile(r"\d\s*[AaPp]\.?[Mm]\.?\s*$")  # 3/1/2026 1:00 AM: written month-first
+CLF_FORMATS = ("%d/%b/%Y:%H:%M:%S %z", "%d/%b/%Y:%H:%M:%S", "%d/%b/%Y:%H:%M")  # web server logs: 01/Mar/2026:00:00:00
+MISSING = {"null", "n/a", "na", "nan", "none", "-", "#n/a", "#nv", "#value!", "#div/0!"}  # as an empty cell
 DECIMAL_POINT = re.compile(r"^\s*-?\d+\.\d+\s*$")
-THOUSANDS = re.compile(r"^\s*-?\d{1,3},\d{3}\s*$")  # 1,041: a thousands separator, or 1.041 with a decimal comma?
+THOUSANDS = re.compile(r"^\s*-?[1-9]\d{0,2},\d{3}\s*$")  # 1,041: a thousands separator, or 1.041 with a decimal comma?
 FIX = ("Give ISO 8601 timestamps such as 2026-01-01T00:00:00Z or Unix times, or name the timestamp column "
        "with --timestamp-column.")
 
 
-def _sample_lines(path: str | Path, limit: int = 50) -> list[str]:
+def _sample_lines(path: str | Path, limit: int = 1000) -> list[str]:
     with open(path, encoding="utf-8-sig", errors="replace", newline="") as f:
         lines = []
         for line in f:
@@ -97,7 +100,7 @@ def _has_decimal_commas(lines: list[str], sep: str) -> bool:
 
 def _kind(text: str, decimal: str = ".") -> str:
     text = text.strip()
-    if not text:
+    if not text or text.lower() in MISSING:
         return "empty"
     try:
         float(text.replace(",", ".") if decimal == "," else text)
@@ -133,11 +136,14 @@ def read_table(path: str | Path) -> pd.DataFrame:
     if not lines:
         raise TraceError(f"{path} has no rows")
     sep, skip, decimal = _dialect(lines)
+    thousands = "." if decimal == "," else None  # 1.200,5 where the decimal mark is a comma
     if _first_row_is_data(lines, sep, skip, decimal):
-        df = pd.read_csv(path, sep=sep, skiprows=skip, header=None, decimal=decimal)
+        df = pd.read_csv(path, sep=sep, skiprows=skip, header=None, decimal=decimal, thousands=thousands,
+                         index_col=False)
         df.columns = [f"column {i + 1}" for i in range(df.shape[1])]  # named as --timestamp-column takes them
     else:
-        df = pd.read_csv(path, sep=sep, skiprows=skip, decimal=decimal)
+        # index_col=False: a separator ending every data row is an empty field, not a shift of the columns.
+        df = pd.read_csv(path, sep=sep, skiprows=skip, decimal=decimal, thousands=thousands, index_col=False)
     names, seen = [], set()
     for name in (str(c).strip() for c in df.columns):  # " value" beside "value" is a second column
         unique, k = name, 0
@@ -148,7 +154,9 @@ def read_table(path: str | Path) -> pd.DataFrame:
         seen.add(unique)
     df.columns = names
     # Rows with every field empty (a spreadsheet's trailing ";;" lines) are no data, as blank lines are not.
-    return df.dropna(how="all").reset_index(drop=True)
+    df = df.dropna(how="all").reset_index(drop=True)
+    df.attrs["decimal"] = decimal  # for columns pandas left as text (an Excel error cell among the numbers)
+    return df
 
 
 def _epoch(numbers: np.ndarray, path: str | Path, column: str) -> pd.Series:
@@ -204,30 +212,68 @@ def _timestamps(df: pd.DataFrame, column: str, path: str | Path) -> tuple[pd.Ser
     if len(values) and TIME_OF_DAY.match(str(values.iloc[0])) \
             and values.astype(str).map(lambda s: bool(TIME_OF_DAY.match(s))).all():
         return _date_and_time(df, column, path)
+    day_first = _day_first(values, path, column)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "could not infer format": a failure is caught below
-        ts = pd.to_datetime(values, utc=True, errors="coerce")  # in the format of the first row
+        # In the format of the first row (day-first where the dates show it).
+        ts = pd.to_datetime(values, utc=True, errors="coerce", dayfirst=bool(day_first))
         if not ts.isna().any():
             return ts, [column]
         iso = pd.to_datetime(values, utc=True, errors="coerce", format="ISO8601")  # precision varying by row
     if not iso.isna().any():
         return iso, [column]
+    for fmt in CLF_FORMATS:
+        clf = pd.to_datetime(values, utc=True, errors="coerce", format=fmt)
+        if not clf.isna().any():
+            return clf, [column]
     row = int(np.argmax(ts.isna().to_numpy()))
     how = f"in the format of the first row ({values.iloc[0]!r})" if row else "as a date and time"
-    if DAY_FIRST.match(str(values.iloc[row])):
-        how += "; a day-first date is ambiguous"
     shown = "an empty (or n/a) timestamp" if pd.isna(values.iloc[row]) else f"timestamp {values.iloc[row]!r}"
     raise TraceError(f"{path}: {shown} in column {column!r} (data row {row + 1}) cannot be parsed {how}. {FIX}")
 
 
-def _date_and_time(df: pd.DataFrame, column: str, path: str | Path) -> tuple[pd.Series, list[str]]:
-    """A time-of-day column is only a timestamp together with a date column beside it."""
+def _day_first(values: pd.Series, path: str | Path, column: str) -> bool | None:
+    """For dates written with the day and month as numbers: True if day-first, False if
+    month-first, None if the column holds other timestamps (or dates no reading makes valid,
+    refused by the parse that follows with their row). Dotted dates (01.03.2026) are day-first
+    wherever they are written; with slashes or dashes the data must tell, by a first number over
+    12 (a day: day-first) or a second one (month-first). If none is, the file cannot tell."""
+    if not len(values) or not NUMERIC_DATE.match(str(values.iloc[0])):
+        return None  # most files: ISO 8601, at no cost
+    parts = values.astype(str).str.extract(NUMERIC_DATE.pattern)
+    if parts[0].isna().any():
+        return None
+    if (parts[1] == ".").all():
+        return True
+    first, second = parts[0].astype(int).max(), parts[2].astype(int).max()
+    if values.astype(str).str.contains(AM_PM.pattern).all():
+        return False if first <= 12 else None  # 12-hour clocks go with month-first dates
+    if first > 12 >= second:
+        return True
+    if second > 12 >= first:
+        return False
+    if first > 12 and second > 12:
+        return None
+    raise TraceError(f"{path}: the dates in column {column!r} ({values.iloc[0]!r}, ...) may be day-first or "
+                     f"month-first: no day in them is over 12, so nothing tells which. {FIX}")
+
+
+def _date_and_time(df: pd.DataFrame, column: str, path: str | Path,
+                   partners: list[str] | None = None) -> tuple[pd.Series, list[str]]:
+    """A time-of-day column is only a timestamp together with a date column beside it: one named
+    like a date (date, day, ...), else any column of dates (Datum, Fecha, ...)."""
     failed = None
-    for other in df.columns:
-        if other != column and ("date" in str(other).lower() or str(other).lower() == "day"):
+    named = [c for c in df.columns if c != column and ("date" in str(c).lower() or str(c).lower() == "day")]
+    dated = [c for c in df.columns if c != column and c not in named and not pd.api.types.is_numeric_dtype(df[c])
+             and df[c].notna().any() and _kind(str(df[c].dropna().iloc[0])) == "time"
+             and not TIME_OF_DAY.match(str(df[c].dropna().iloc[0]))]
+    for other in partners if partners is not None else named + dated:
+        if other != column:
+            day_first = _day_first(df[other], path, other)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)
-                ts = pd.to_datetime(df[other].astype(str) + " " + df[column].astype(str), utc=True, errors="coerce")
+                ts = pd.to_datetime(df[other].astype(str) + " " + df[column].astype(str), utc=True, errors="coerce",
+                                    dayfirst=bool(day_first))
             if ts.notna().all():
                 return ts, [column, other]
             if failed is None and ts.notna().any():
@@ -264,7 +310,7 @@ def find_timestamps(df: pd.DataFrame, path: str | Path, given: str | None) -> tu
     for column in tried:
         try:
             ts, used = _timestamps(df, column, path)
-            return column, ts, used
+            return _with_time_of_day(df, path, column, ts, used)
         except TraceError as exc:
             first = df[column].dropna()
             dated = len(first) and not pd.api.types.is_numeric_dtype(first) and _kind(str(first.iloc[0])) == "time"
@@ -272,6 +318,19 @@ def find_timestamps(df: pd.DataFrame, path: str | Path, given: str | None) -> tu
                 raise
             failure = failure or exc
     raise failure
+
+
+def _with_time_of_day(df: pd.DataFrame, path: str | Path, column: str, ts: pd.Series,
+                      used: list[str]) -> tuple[str, pd.Series, list[str]]:
+    """Dates alone (every one at midnight) beside a column of times of day: the two together."""
+    if len(used) > 1 or len(ts) < 2 or not (ts == ts.dt.normalize()).all():
+        return column, ts, used
+    for other in df.columns:
+        if other != column and not pd.api.types.is_numeric_dtype(df[other]) and df[other].notna().all() \
+                and df[other].astype(str).str.match(TIME_OF_DAY.pattern).all():
+            both, used = _date_and_time(df, other, path, partners=[column])
+            return other, both, used
+    return column, ts, used
 
 
 def _find_counts(df: pd.DataFrame, path: str | Path, timestamp_columns: list[str],
@@ -286,7 +345,7 @@ def _find_counts(df: pd.DataFrame, path: str | Path, timestamp_columns: list[str
         # A column named like a count qualifies with a few placeholders ("-", "n/a") among its
         # numbers; any other must be numeric throughout.
         by_name = [c for n in COUNT_NAMES for c in others
-                   if str(c).lower() == n and numberlike_share(df[c]) >= 0.5]
+                   if str(c).lower() == n and numberlike_share(df, c) >= 0.5]
         plain = numeric_columns(df, others)
         column = (by_name or plain or [None])[0]
         if column is None:
@@ -295,16 +354,46 @@ def _find_counts(df: pd.DataFrame, path: str | Path, timestamp_columns: list[str
     return column, numbers_in(df, column, path, "count")
 
 
-def numberlike_share(values: pd.Series) -> float:
+def _as_numbers(df: pd.DataFrame, column: str) -> pd.Series:
+    """The column as numbers, NaN where a cell is not one; decimal commas read where the file has
+    them (pandas leaves a column with one Excel error cell as text, commas and all)."""
+    values = df[column]
+    numbers = pd.to_numeric(values, errors="coerce")
+    if pd.api.types.is_numeric_dtype(values):
+        return numbers
+    text = values.astype(str).str.strip()
+    commas = text.str.match(DECIMAL_COMMA.pattern) & numbers.isna()
+    if not commas.any():
+        return numbers
+    if df.attrs.get("decimal") == ",":
+        return numbers.fillna(pd.to_numeric(text.str.replace(".", "", regex=False).str.replace(",", ".", regex=False),
+                                            errors="coerce"))
+    # In a file whose decimal mark is a point, a column of quoted "10,5" (LibreOffice's German
+    # export) has decimal commas, unless a number in it reads as thousands (1,041) or has a point.
+    if text.str.match(THOUSANDS.pattern).any() or text.str.match(DECIMAL_POINT.pattern).any():
+        return numbers
+    return numbers.fillna(pd.to_numeric(text.str.replace(",", ".", regex=False), errors="coerce"))
+
+
+def numberlike_share(df: pd.DataFrame, column: str) -> float:
     """The share of cells that are numbers, or comma numbers (which `numbers_in` refuses by name)."""
-    return float((pd.to_numeric(values, errors="coerce").notna()
-                  | values.astype(str).str.match(DECIMAL_COMMA.pattern)).mean())
+    return float((_as_numbers(df, column).notna() | df[column].astype(str).str.match(DECIMAL_COMMA.pattern)).mean())
 
 
 def numeric_columns(df: pd.DataFrame, columns: list[str]) -> list[str]:
-    """The numeric (not true/false) columns among `columns`, pandas' "Unnamed: 0" (a saved
+    """The numeric (not true/false) columns among `columns`, and text columns whose filled cells
+    are numbers but for a few (an Excel error cell, "n/a"); pandas' "Unnamed: 0" (a saved
     DataFrame's index: row numbers, not values) after the rest."""
-    numeric = [c for c in columns if pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c])]
+    def is_numeric(c: str) -> bool:
+        values = df[c]
+        if pd.api.types.is_bool_dtype(values):
+            return False
+        if pd.api.types.is_numeric_dtype(values):
+            return bool(values.notna().any())  # an empty column (a series with no samples) holds no values
+        filled = values.notna() & (values.astype(str).str.strip() != "")
+        return bool(filled.any()) and _as_numbers(df, c)[filled].notna().mean() >= 0.9
+
+    numeric = [c for c in columns if is_numeric(c)]
     return sorted(numeric, key=lambda c: bool(re.fullmatch(r"Unnamed: \d+", str(c))))
 
 
@@ -312,7 +401,7 @@ def numbers_in(df: pd.DataFrame, column: str, path: str | Path, what: str) -> np
     """The column as numbers, empty cells as NaN; refused when it holds no numbers or when
     words outnumber them (a text column, or numbers this reader did not recognise as such)."""
     values = df[column]
-    numbers = pd.to_numeric(values, errors="coerce")
+    numbers = _as_numbers(df, column)
     if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
         words = pd.Series(False, index=values.index)
     else:
@@ -325,9 +414,10 @@ def numbers_in(df: pd.DataFrame, column: str, path: str | Path, what: str) -> np
                          "or with decimal points")
     if numbers.notna().sum() == 0 or words.sum() > numbers.notna().sum():
         row = int(np.argmax(words.to_numpy())) if words.any() else 0
-        raise TraceError(f"{path}: {what} column {column!r} holds no numbers to speak of: data row {row + 1} holds "
-                         f"{values.iloc[row]!r}. Give plain numbers (a decimal point, or decimal commas in a file "
-                         f"separated by semicolons), or name another column with --{what}-column")
+        cell = "is empty" if pd.isna(values.iloc[row]) else f"holds {values.iloc[row]!r}"
+        raise TraceError(f"{path}: {what} column {column!r} holds no numbers to speak of: data row {row + 1} {cell}. "
+                         "Give plain numbers (a decimal point, or decimal commas in a file separated by semicolons), "
+                         f"or name another column with --{what}-column")
     return numbers.to_numpy(dtype=float)
 
 

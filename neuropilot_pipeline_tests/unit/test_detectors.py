@@ -165,13 +165,14 @@ def test_detect_reads_the_csv_exports_backtest_reads_with_the_same_verdicts(tmp_
 def test_a_timestamp_that_fails_is_refused_not_replaced_by_numbers_that_pass_for_unix_times(tmp_path):
     # Byte counts of 1e8-1e11 pass for Unix seconds: when the real timestamp column failed,
     # the search went on to them and scored the series against them, with no error.
-    rows = "".join(f"{d:02d}/03/2026 00:00,{2_000_000_000 + d},{1_000_000_000 + d}\n" for d in range(1, 20))
+    rows = "".join(f"{'n/a' if d == 13 else f'2026-03-{d:02d}T00:00:00Z'},{2_000_000_000 + d},{1_000_000_000 + d}\n"
+                   for d in range(1, 20))
     (tmp_path / "in.csv").write_text("timestamp,bytes_in,bytes_out\n" + rows)
-    with pytest.raises(ValueError, match=r"'13/03/2026 00:00' in column 'timestamp' \(data row 13\).*day-first"):
+    with pytest.raises(ValueError, match=r"an empty \(or n/a\) timestamp in column 'timestamp' \(data row 13\)"):
         detect_csv(tmp_path / "in.csv", tmp_path / "out.csv")
     (tmp_path / "in.csv").write_text("event_time,bytes_in\n" + "".join(r.rsplit(",", 1)[0] + "\n"
                                                                     for r in rows.splitlines()))
-    with pytest.raises(ValueError, match="day-first"):
+    with pytest.raises(ValueError, match=r"n/a\) timestamp in column 'event_time'"):
         detect_csv(tmp_path / "in.csv", tmp_path / "out.csv")
     assert not (tmp_path / "out.csv").exists()
     (tmp_path / "ok.csv").write_text("timestamp,value\n2026-11-01T00:00:00Z,1\n2026-11-01T00:01:00Z,2\n")

@@ -68,6 +68,12 @@ FORMATS = {
         ("timestamp", "n")),
     "a spreadsheet's empty trailing rows": (
         _lines(ISO, ";", "timestamp;requests") + ";\n;\n", ("timestamp", "requests")),
+    "German Excel: dotted day-first dates, semicolons": (
+        _lines(MINUTES.strftime("%d.%m.%Y %H:%M"), ";", "Zeit;Anfragen"), ("Zeit", "Anfragen")),
+    "date and time of day under other names": (
+        _lines([f"{d};{t}" for d, t in zip(MINUTES.strftime("%d.%m.%Y"), MINUTES.strftime("%H:%M"))], ";",
+               "Datum;Uhrzeit;Anfragen"), ("Uhrzeit", "Anfragen")),
+    "a separator ending every data row": (_lines(ISO, extra=","), ("timestamp", "requests")),
     "a date as a number beside the time of day": (
         _lines([f"{d},{t}" for d, t in zip(MINUTES.strftime("%Y%m%d"), MINUTES.strftime("%H:%M"))],
                header="date,time,n"), ("time", "n")),
@@ -97,18 +103,19 @@ REFUSED = {
     "one value in milliseconds among seconds": (_lines([*_unix("s")[:9], _unix("ms")[9], *_unix("s")[10:]]),
                                                 r"data row 10 holds .* not one \(a placeholder, or another unit"),
     "negative Unix times": (_lines(-_unix("s")), r"data row 1 holds -1\.70925e\+09, which is not one"),
-    "day-first dates": ("timestamp,requests\n01/03/2024 00:00,5\n01/03/2024 00:01,5\n13/03/2024 00:02,5\n",
-                        r"'13/03/2024 00:02' .* \(data row 3\) cannot be parsed in the format of the first row "
-                        r".*day-first date is ambiguous"),
+    # With no day over 12, 01/03/2024 is 1 March or 3 January: refused, not guessed.
+    "dates that may be day-first or month-first": (_lines(MINUTES.strftime("%d/%m/%Y %H:%M")),
+                                                   r"'01/03/2024 00:00', \.\.\.\) may be day-first or month-first"),
     "times of day without a date": ("Time,Requests\n" + "".join(f"{t},5\n" for t in MINUTES.strftime("%H:%M")),
                                     r"times of day without a date"),
     "a repeated header": ("timestamp,requests\n" + "\n".join(_lines(_unix("s")).splitlines()[1:4]) + "\n"
                           + _lines(_unix("s")), r"data row 4 holds 'timestamp' \(a repeated header"),
     "a 1900 placeholder date": (_lines(["1900-01-01T00:00:00Z", *ISO[1:]]), r"124 years: a placeholder"),
     # Byte counts pass for Unix seconds: a failing timestamp column must not be replaced by them.
-    "day-first dates beside byte counts": (
-        "timestamp,bytes,requests\n" + "".join(f"{d:02d}/03/2024 00:00,{2_000_000_000 + d},5\n" for d in range(1, 15)),
-        r"'13/03/2024 00:00' .* \(data row 13\) .*day-first date is ambiguous"),
+    "an n/a timestamp beside byte counts": (
+        "timestamp,bytes,requests\n" + "".join(f"{'n/a' if d == 9 else f'2024-03-{d:02d}T00:00:00Z'},"
+                                               f"{2_000_000_000 + d},5\n" for d in range(1, 15)),
+        r"an empty \(or n/a\) timestamp in column 'timestamp' \(data row 9\)"),
     "an empty timestamp": ("timestamp,requests\n2024-03-01T00:00:00Z,5\n,5\n",
                            r"an empty \(or n/a\) timestamp in column 'timestamp' \(data row 2\)"),
     # 1,041 beside 950: a thousands separator (1041) or a decimal comma (1.041)? Not guessed.
@@ -148,6 +155,39 @@ def test_the_timestamp_and_request_columns_are_found_among_others(tmp_path):
     pd.DataFrame({"timestamp": ISO, "requests": counts, "latency_ms": 180.0}).to_csv(path, index=False)
     trace = load_trace(path)
     assert trace.count_column == "requests" and trace.missing_minutes == 1 and trace.requests[5] == 0
+
+
+def test_what_spreadsheets_write_reads_as_meant(tmp_path):
+    path = tmp_path / "trace.csv"
+    # A day over 12 in first place shows the dates are day-first; one in second place, month-first.
+    path.write_text("timestamp,requests\n12/03/2024 00:00,5\n13/03/2024 00:00,6\n")
+    assert load_trace(path).start == pd.Timestamp("2024-03-12", tz="UTC")
+    path.write_text("timestamp,requests\n03/12/2024 00:00,5\n03/13/2024 00:00,6\n")
+    assert load_trace(path).start == pd.Timestamp("2024-03-12", tz="UTC")
+    # An Excel error cell in a column of decimal commas: that minute is missing, the rest read.
+    path.write_text("Zeit;Anfragen\n" + "".join(f"2024-03-01 00:{m:02d};{'#DIV/0!' if m == 1 else f'{m},5'}\n"
+                                                 for m in range(10)))
+    trace = load_trace(path)
+    np.testing.assert_array_equal(trace.requests, [0.5, 0, 2.5, 3.5, 4.5, 5.5, 6.5, 7.5, 8.5, 9.5])
+    assert trace.count_column == "Anfragen" and trace.missing_minutes == 1
+    # German Excel: thousands points and decimal commas; LibreOffice: commas, quoted decimal commas.
+    path.write_text("Zeit;Anfragen\n01.03.2024 00:00;1.200,5\n01.03.2024 00:01;1.300,5\n01.03.2024 00:02;999,5\n")
+    np.testing.assert_array_equal(load_trace(path).requests, [1200.5, 1300.5, 999.5])
+    path.write_text('Zeit,Wert\n01.03.2024 00:00,"0,5"\n01.03.2024 00:01,"1,25"\n01.03.2024 00:02,"0,100"\n')
+    np.testing.assert_array_equal(load_trace(path).requests, [0.5, 1.25, 0.1])
+    # A 12-hour clock goes with month-first dates; a web server log's own format; a Grafana
+    # export whose first series has no samples.
+    path.write_text("Time,Requests\n3/1/2024 11:59 PM,5\n3/2/2024 12:00 AM,6\n")
+    assert load_trace(path).start == pd.Timestamp("2024-03-01 23:59", tz="UTC")
+    path.write_text("minute,requests\n01/Mar/2024:00:00:00 +0000,5\n01/Mar/2024:00:01:00 +0000,6\n")
+    np.testing.assert_array_equal(load_trace(path).requests, [5, 6])
+    path.write_text('"Time","{job=""a""}","{job=""b""}"\n"2024-03-01 00:00:00",,5\n"2024-03-01 00:01:00",,6\n')
+    assert load_trace(path).count_column == '{job="b"}'
+    # "null" in the second row of a file without a header: still no header.
+    path.write_text("2024-03-01T00:00:00Z,5\n2024-03-01T00:01:00Z,null\n2024-03-01T00:02:00Z,7\n")
+    trace = load_trace(path)
+    np.testing.assert_array_equal(trace.requests, [5, 0, 7])
+    assert trace.timestamp_column == "column 1"
 
 
 def test_empty_counts_and_sub_minute_samples(tmp_path):
