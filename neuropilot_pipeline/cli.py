@@ -366,7 +366,8 @@ def cmd_backfill(args) -> int:
 def cmd_detect(args) -> int:
     from .core.detectors import detect_csv
 
-    summary = detect_csv(args.input, args.output, timestamp_col=args.timestamp_column, value_col=args.value_column)
+    summary = detect_csv(args.input, args.output, timestamp_col=args.timestamp_column, value_col=args.value_column,
+                         date_order=args.date_order)
     print(json.dumps(summary, indent=2, default=str) if summary is not None else f"wrote {args.output}")
     return 0
 
@@ -375,7 +376,8 @@ def cmd_backtest(args) -> int:
     from .core.backtest import backtest_main
 
     summary = backtest_main(args.trace, policy=args.policy, peak_instances=args.peak_instances, scale=args.scale,
-                            out=args.out, timestamp_column=args.timestamp_column, count_column=args.count_column)
+                            out=args.out, timestamp_column=args.timestamp_column, count_column=args.count_column,
+                            date_order=args.date_order)
     print(json.dumps(summary, indent=2, default=str))
     return 0
 
@@ -517,6 +519,13 @@ def cmd_explain(args) -> int:
     return 0
 
 
+# As core/traces.py's DATE_ORDERS, written out so that --help does not import pandas.
+DATE_ORDERS = ("dmy", "mdy")
+DATE_ORDER_HELP = ("for dates written with numbers, such as 01/03/2026: dmy (day first, 1 March) or mdy (month "
+                   "first, 3 January). Needed only when no day in the file is over 12; dotted dates (01.03.2026) "
+                   "are read day-first unless this says otherwise")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="neuropilot", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -562,6 +571,7 @@ def build_parser() -> argparse.ArgumentParser:
     dt.add_argument("--timestamp-column", help="name of the timestamp column (default: found by name, then content; "
                                                "a file without a header has 'column 1', 'column 2', ...)")
     dt.add_argument("--value-column", help="name of the value column (default: the first numeric column)")
+    dt.add_argument("--date-order", choices=DATE_ORDERS, help=DATE_ORDER_HELP)
     dt.set_defaults(func=cmd_detect)
 
     cs = common(sub.add_parser("check-sources", help="check connectivity, auth and every query of the metrics source"))
@@ -597,6 +607,7 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--timestamp-column", help="the trace's timestamp column (default: found by name and content)")
     bt.add_argument("--count-column", help="the trace's request-count column (default: found by name, else the "
                                            "first numeric column)")
+    bt.add_argument("--date-order", choices=DATE_ORDERS, help=DATE_ORDER_HELP)
     bt.set_defaults(func=cmd_backtest)
     return p
 

@@ -518,16 +518,19 @@ def _value_column(df: pd.DataFrame, timestamp_columns: list[str], value_col: str
 
 
 def detect_dataframe(df: pd.DataFrame, timestamp_col: str | None = None, value_col: str | None = None,
-                     config: DetectorConfig = DetectorConfig(), source: str = "input") -> pd.DataFrame:
-    return _detect_parsed(df, *_parse_input(df, timestamp_col, value_col, source), config)
+                     config: DetectorConfig = DetectorConfig(), source: str = "input",
+                     date_order: str | None = None) -> pd.DataFrame:
+    return _detect_parsed(df, *_parse_input(df, timestamp_col, value_col, source, date_order), config)
 
 
 def _parse_input(df: pd.DataFrame, timestamp_col: str | None, value_col: str | None,
-                 source: str) -> tuple[pd.Series, np.ndarray]:
+                 source: str, date_order: str | None = None) -> tuple[pd.Series, np.ndarray]:
     """The timestamps and the values, found as for backtest traces (core/traces.py): ISO 8601,
     Unix times, compact dates, date and time columns; what is not one time per row is refused
     with its row. The value column is `value_col`, else the first numeric one that is not part
     of the timestamp; one of words rather than numbers is refused."""
+    df = df.copy(deep=False)  # the caller's frame keeps its own attrs
+    df.attrs["date_order"] = date_order  # "dmy" or "mdy" for dates like 01/03/2026 (--date-order)
     _, ts, used = find_timestamps(df, source, timestamp_col)
     column = _value_column(df, used, value_col, source)
     return ts, numbers_in(df, column, source, "value")
@@ -548,7 +551,8 @@ def _detect_parsed(df: pd.DataFrame, ts: pd.Series, values: np.ndarray, config: 
 
 
 def detect_csv(input_path: str | Path, output_path: str | Path, timestamp_col: str | None = None,
-               value_col: str | None = None, config: DetectorConfig = DetectorConfig()) -> dict[str, Any]:
+               value_col: str | None = None, config: DetectorConfig = DetectorConfig(),
+               date_order: str | None = None) -> dict[str, Any]:
     from .atomic import atomic_write_text
 
     try:
@@ -558,7 +562,7 @@ def detect_csv(input_path: str | Path, output_path: str | Path, timestamp_col: s
     if df.empty or df.shape[1] < 2:
         raise ValueError(f"{input_path}: {'no rows' if df.empty else f'one column ({df.columns[0]!r})'}; a series "
                          "needs a timestamp column and a value column, separated by a comma, semicolon, tab or pipe")
-    ts, values = _parse_input(df, timestamp_col, value_col, str(input_path))
+    ts, values = _parse_input(df, timestamp_col, value_col, str(input_path), date_order)
     out = _detect_parsed(df, ts, values, config)
     atomic_write_text(output_path, out.to_csv(index=False), mode=0o644)
     return {"rows": len(out), "anomalies": int(out["is_anomaly"].sum()),

@@ -54,6 +54,7 @@ DECIMAL_POINT = re.compile(r"^\s*-?\d+\.\d+\s*$")
 THOUSANDS = re.compile(r"^\s*-?[1-9]\d{0,2},\d{3}\s*$")  # 1,041: a thousands separator, or 1.041 with a decimal comma?
 FIX = ("Give ISO 8601 timestamps such as 2026-01-01T00:00:00Z or Unix times, or name the timestamp column "
        "with --timestamp-column.")
+DATE_ORDERS = ("dmy", "mdy")  # --date-order: 01/03/2026 is 1 March (dmy) or 3 January (mdy)
 
 
 def _sample_lines(path: str | Path, limit: int = 1000) -> list[str]:
@@ -212,7 +213,7 @@ def _timestamps(df: pd.DataFrame, column: str, path: str | Path) -> tuple[pd.Ser
     if len(values) and TIME_OF_DAY.match(str(values.iloc[0])) \
             and values.astype(str).map(lambda s: bool(TIME_OF_DAY.match(s))).all():
         return _date_and_time(df, column, path)
-    day_first = _day_first(values, path, column)
+    day_first = _day_first(values, path, column, df.attrs.get("date_order"))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "could not infer format": a failure is caught below
         # In the format of the first row (day-first where the dates show it).
@@ -232,17 +233,20 @@ def _timestamps(df: pd.DataFrame, column: str, path: str | Path) -> tuple[pd.Ser
     raise TraceError(f"{path}: {shown} in column {column!r} (data row {row + 1}) cannot be parsed {how}. {FIX}")
 
 
-def _day_first(values: pd.Series, path: str | Path, column: str) -> bool | None:
+def _day_first(values: pd.Series, path: str | Path, column: str, order: str | None = None) -> bool | None:
     """For dates written with the day and month as numbers: True if day-first, False if
     month-first, None if the column holds other timestamps (or dates no reading makes valid,
     refused by the parse that follows with their row). Dotted dates (01.03.2026) are day-first
     wherever they are written; with slashes or dashes the data must tell, by a first number over
-    12 (a day: day-first) or a second one (month-first). If none is, the file cannot tell."""
+    12 (a day: day-first) or a second one (month-first). If none is, the file cannot tell, and
+    `order` ("dmy" or "mdy", --date-order) must. `order` overrides the evidence."""
     if not len(values) or not NUMERIC_DATE.match(str(values.iloc[0])):
         return None  # most files: ISO 8601, at no cost
     parts = values.astype(str).str.extract(NUMERIC_DATE.pattern)
     if parts[0].isna().any():
         return None
+    if order in DATE_ORDERS:
+        return order == "dmy"
     if (parts[1] == ".").all():
         return True
     first, second = parts[0].astype(int).max(), parts[2].astype(int).max()
@@ -255,7 +259,8 @@ def _day_first(values: pd.Series, path: str | Path, column: str) -> bool | None:
     if first > 12 and second > 12:
         return None
     raise TraceError(f"{path}: the dates in column {column!r} ({values.iloc[0]!r}, ...) may be day-first or "
-                     f"month-first: no day in them is over 12, so nothing tells which. {FIX}")
+                     "month-first: no day in them is over 12, so nothing tells which. Say which with --date-order "
+                     "dmy (day first) or mdy (month first), or give ISO 8601 timestamps such as 2026-01-01T00:00:00Z.")
 
 
 def _date_and_time(df: pd.DataFrame, column: str, path: str | Path,
@@ -269,7 +274,7 @@ def _date_and_time(df: pd.DataFrame, column: str, path: str | Path,
              and not TIME_OF_DAY.match(str(df[c].dropna().iloc[0]))]
     for other in partners if partners is not None else named + dated:
         if other != column:
-            day_first = _day_first(df[other], path, other)
+            day_first = _day_first(df[other], path, other, df.attrs.get("date_order"))
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)
                 ts = pd.to_datetime(df[other].astype(str) + " " + df[column].astype(str), utc=True, errors="coerce",
@@ -421,7 +426,8 @@ def numbers_in(df: pd.DataFrame, column: str, path: str | Path, what: str) -> np
     return numbers.to_numpy(dtype=float)
 
 
-def load_trace(path: str | Path, timestamp_col: str | None = None, count_col: str | None = None) -> Trace:
+def load_trace(path: str | Path, timestamp_col: str | None = None, count_col: str | None = None,
+               date_order: str | None = None) -> Trace:
     """Requests per minute from a CSV of request counts per sample; a coarser step is spread
     evenly over its minutes, finer ones are summed per minute. Missing samples and empty or
     non-numeric counts are zero demand, and counted as missing minutes."""
@@ -431,6 +437,7 @@ def load_trace(path: str | Path, timestamp_col: str | None = None, count_col: st
     if df.shape[1] < 2:
         raise TraceError(f"{path}: one column ({df.columns[0]!r}); a trace needs a timestamp column and a count "
                          "column, separated by a comma, semicolon, tab or pipe")
+    df.attrs["date_order"] = date_order
     tcol, ts, used = find_timestamps(df, path, timestamp_col)
     ccol, counts = _find_counts(df, path, used, count_col)
     order = np.argsort(ts.to_numpy(), kind="stable")

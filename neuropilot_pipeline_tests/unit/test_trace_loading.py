@@ -190,6 +190,20 @@ def test_what_spreadsheets_write_reads_as_meant(tmp_path):
     assert trace.timestamp_column == "column 1"
 
 
+def test_date_order_tells_what_the_dates_cannot(tmp_path, capsys):
+    path = tmp_path / "trace.csv"
+    path.write_text(_lines(MINUTES.strftime("%d/%m/%Y %H:%M")))  # 01/03/2024: no day over 12
+    with pytest.raises(TraceError, match="--date-order dmy"):
+        load_trace(path)
+    assert load_trace(path, date_order="dmy").start == START
+    assert load_trace(path, date_order="mdy").start == pd.Timestamp("2024-01-03", tz="UTC")
+    assert main(["detect", str(path), "-o", str(tmp_path / "out.csv"), "--date-order", "dmy"]) == 0
+    assert pd.read_csv(tmp_path / "out.csv")["timestamp"].iloc[0] == "01/03/2024 00:00"
+    assert main(["backtest", str(path), "--date-order", "dmy", "--peak-instances", "5",
+                 "--out", str(tmp_path / "bt")]) == 0
+    assert json.loads((tmp_path / "bt" / "summary.json").read_text())["trace"]["first_minute"].startswith("2024-03-01")
+
+
 def test_empty_counts_and_sub_minute_samples(tmp_path):
     empty = tmp_path / "empty.csv"
     empty.write_text("timestamp,requests\n2024-03-01T00:00:00Z,10\n2024-03-01T00:01:00Z,\n2024-03-01T00:02:00Z,30\n")
