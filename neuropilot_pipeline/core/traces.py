@@ -44,7 +44,7 @@ SEPARATORS = (",", ";", "\t", "|")  # on a tie, the earlier wins
 # Unix times by magnitude: 1e8 s is 1973, 1e11 s the year 5138.
 EPOCH_UNITS = (("s", 1e8, 1e11), ("ms", 1e11, 1e14), ("us", 1e14, 1e17), ("ns", 1e17, 9.2e18))  # int64's limit
 MAX_SPAN_DAYS = 3660  # ten years of minutes; a longer span is a placeholder or a misread unit
-TIME_OF_DAY = re.compile(r"^\s*\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?\s*$")
+TIME_OF_DAY = re.compile(r"^\s*\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?(\s*[AaPp]\.?[Mm]\.?)?\s*$")
 DECIMAL_COMMA = re.compile(r"^\s*-?(\d+|\d{1,3}(\.\d{3})+),\d+\s*$")  # 10,04 or 1.200,5: a European number
 NUMERIC_DATE = re.compile(r"^\s*(\d{1,2})([/.-])(\d{1,2})\2(\d{2}|\d{4})(?!\d)")  # 01.03.2026, 03/01/26
 AM_PM = re.compile(r"\d\s*[AaPp]\.?[Mm]\.?\s*$")  # 3/1/2026 1:00 AM: written month-first
@@ -104,7 +104,8 @@ def _kind(text: str, decimal: str = ".") -> str:
     if not text or text.lower() in MISSING:
         return "empty"
     try:
-        float(text.replace(",", ".") if decimal == "," else text)
+        float(text.replace(".", "").replace(",", ".") if decimal == "," and DECIMAL_COMMA.match(text)
+              else text.replace(",", ".") if decimal == "," else text)
         return "number"
     except ValueError:
         pass
@@ -137,14 +138,18 @@ def read_table(path: str | Path) -> pd.DataFrame:
     if not lines:
         raise TraceError(f"{path} has no rows")
     sep, skip, decimal = _dialect(lines)
-    thousands = "." if decimal == "," else None  # 1.200,5 where the decimal mark is a comma
+    # No thousands="." for decimal-comma files: it would turn 10.0.0.1 and 01.03.2026 into numbers.
+    # Text columns holding 1.200,5 are read by _as_numbers, field by field.
     if _first_row_is_data(lines, sep, skip, decimal):
-        df = pd.read_csv(path, sep=sep, skiprows=skip, header=None, decimal=decimal, thousands=thousands,
-                         index_col=False)
+        df = pd.read_csv(path, sep=sep, skiprows=skip, header=None, decimal=decimal, index_col=False)
         df.columns = [f"column {i + 1}" for i in range(df.shape[1])]  # named as --timestamp-column takes them
     else:
-        # index_col=False: a separator ending every data row is an empty field, not a shift of the columns.
-        df = pd.read_csv(path, sep=sep, skiprows=skip, decimal=decimal, thousands=thousands, index_col=False)
+        # A separator ending every data row (not the header) is an empty last field: index_col=False
+        # keeps the columns in place. A header one field short otherwise is R's write.table: the
+        # first field of each row is its row name, which pandas takes as the index.
+        rows = list(csv.reader(lines[skip:skip + 2], delimiter=sep))
+        trailing = len(rows) == 2 and len(rows[1]) == len(rows[0]) + 1 and not rows[1][-1].strip()
+        df = pd.read_csv(path, sep=sep, skiprows=skip, decimal=decimal, index_col=False if trailing else None)
     names, seen = [], set()
     for name in (str(c).strip() for c in df.columns):  # " value" beside "value" is a second column
         unique, k = name, 0
@@ -210,8 +215,7 @@ def _timestamps(df: pd.DataFrame, column: str, path: str | Path) -> tuple[pd.Ser
         row = int(np.argmax(numbers.isna().to_numpy()))
         raise TraceError(f"{path}: column {column!r} holds numbers, but data row {row + 1} holds "
                          f"{values.iloc[row]!r} (a repeated header or a placeholder?). {FIX}")
-    if len(values) and TIME_OF_DAY.match(str(values.iloc[0])) \
-            and values.astype(str).map(lambda s: bool(TIME_OF_DAY.match(s))).all():
+    if len(values) and TIME_OF_DAY.match(str(values.iloc[0])) and _times_of_day(values):
         return _date_and_time(df, column, path)
     day_first = _day_first(values, path, column, df.attrs.get("date_order"))
     with warnings.catch_warnings():
@@ -233,6 +237,13 @@ def _timestamps(df: pd.DataFrame, column: str, path: str | Path) -> tuple[pd.Ser
     raise TraceError(f"{path}: {shown} in column {column!r} (data row {row + 1}) cannot be parsed {how}. {FIX}")
 
 
+def _times_of_day(values: pd.Series) -> bool:
+    """Every filled cell a time of day (00:05, 12:30 AM); an empty one is refused with its row later."""
+    filled = values.dropna().astype(str)
+    filled = filled[filled.str.strip() != ""]
+    return bool(len(filled)) and bool(filled.str.match(TIME_OF_DAY.pattern).all())
+
+
 def _day_first(values: pd.Series, path: str | Path, column: str, order: str | None = None) -> bool | None:
     """For dates written with the day and month as numbers: True if day-first, False if
     month-first, None if the column holds other timestamps (or dates no reading makes valid,
@@ -250,14 +261,14 @@ def _day_first(values: pd.Series, path: str | Path, column: str, order: str | No
     if (parts[1] == ".").all():
         return True
     first, second = parts[0].astype(int).max(), parts[2].astype(int).max()
-    if values.astype(str).str.contains(AM_PM.pattern).all():
-        return False if first <= 12 else None  # 12-hour clocks go with month-first dates
     if first > 12 >= second:
         return True
     if second > 12 >= first:
         return False
     if first > 12 and second > 12:
         return None
+    if values.astype(str).str.contains(AM_PM.pattern).all():
+        return False  # no day over 12, and a 12-hour clock: written month-first
     raise TraceError(f"{path}: the dates in column {column!r} ({values.iloc[0]!r}, ...) may be day-first or "
                      "month-first: no day in them is over 12, so nothing tells which. Say which with --date-order "
                      "dmy (day first) or mdy (month first), or give ISO 8601 timestamps such as 2026-01-01T00:00:00Z.")
@@ -327,12 +338,13 @@ def find_timestamps(df: pd.DataFrame, path: str | Path, given: str | None) -> tu
 
 def _with_time_of_day(df: pd.DataFrame, path: str | Path, column: str, ts: pd.Series,
                       used: list[str]) -> tuple[str, pd.Series, list[str]]:
-    """Dates alone (every one at midnight) beside a column of times of day: the two together."""
-    if len(used) > 1 or len(ts) < 2 or not (ts == ts.dt.normalize()).all():
+    """Dates alone (every one at midnight), each on several rows, beside a column of times of day:
+    the two together. Dates each on one row are daily samples, and an hh:mm column beside them
+    (a peak time, a duration) is a value, not their time."""
+    if len(used) > 1 or len(ts) < 2 or not (ts == ts.dt.normalize()).all() or not ts.duplicated().any():
         return column, ts, used
     for other in df.columns:
-        if other != column and not pd.api.types.is_numeric_dtype(df[other]) and df[other].notna().all() \
-                and df[other].astype(str).str.match(TIME_OF_DAY.pattern).all():
+        if other != column and not pd.api.types.is_numeric_dtype(df[other]) and _times_of_day(df[other]):
             both, used = _date_and_time(df, other, path, partners=[column])
             return other, both, used
     return column, ts, used

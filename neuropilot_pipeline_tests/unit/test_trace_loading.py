@@ -190,6 +190,34 @@ def test_what_spreadsheets_write_reads_as_meant(tmp_path):
     assert trace.timestamp_column == "column 1"
 
 
+def test_what_the_fourth_review_found_reads_as_meant(tmp_path):
+    path = tmp_path / "trace.csv"
+    # Decimal commas: an address or a dotted date beside them stays what it is.
+    path.write_text("Zeit;Host;Anfragen\n2024-03-01 00:00;10.0.0.1;10,5\n2024-03-01 00:01;10.0.0.2;11,5\n")
+    trace = load_trace(path)
+    assert trace.count_column == "Anfragen" and list(trace.requests) == [10.5, 11.5]
+    path.write_text("Datum;Uhrzeit;Anfragen\n01.03.2024;00:00;10,5\n01.03.2024;00:01;11,5\n")
+    trace = load_trace(path)
+    assert trace.start == START and list(trace.requests) == [10.5, 11.5]
+    # Without a header, 1.234,5 is a number: the first row is data.
+    path.write_text("2024-03-01 00:00;1.234,5\n2024-03-01 00:01;1.235,5\n")
+    assert load_trace(path).start == START and list(load_trace(path).requests) == [1234.5, 1235.5]
+    # R's write.table: a header one field short, each row led by its row name.
+    path.write_text('"timestamp","requests"\n"1","2024-03-01 00:00",987\n"2","2024-03-01 00:01",990\n')
+    assert list(load_trace(path).requests) == [987, 990]
+    # Daily samples beside an hh:mm value stay daily.
+    path.write_text("date,requests,peak_time\n2024-03-01,1099,11:45\n2024-03-02,994,16:00\n2024-03-03,990,09:30\n")
+    trace = load_trace(path)
+    assert trace.timestamp_column == "date" and trace.step_minutes == 1440
+    # A day over 12 with a 12-hour clock: day-first.
+    path.write_text("timestamp,requests\n12/03/2024 1:00 PM,5\n13/03/2024 1:00 PM,6\n")
+    assert load_trace(path).start == pd.Timestamp("2024-03-12 13:00", tz="UTC")
+    # A date and time of day with one time missing: refused with its row, no traceback.
+    path.write_text("date,time,requests\n2024-03-01,00:00,5\n2024-03-01,,6\n2024-03-01,00:02,7\n")
+    with pytest.raises(TraceError, match=r"data row 2"):
+        load_trace(path)
+
+
 def test_date_order_tells_what_the_dates_cannot(tmp_path, capsys):
     path = tmp_path / "trace.csv"
     path.write_text(_lines(MINUTES.strftime("%d/%m/%Y %H:%M")))  # 01/03/2024: no day over 12
