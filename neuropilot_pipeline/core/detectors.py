@@ -507,6 +507,11 @@ def _value_column(df: pd.DataFrame, timestamp_columns: list[str], value_col: str
                              "--value-column")
         return value_col
     others = [c for c in df.columns if c not in timestamp_columns]
+    # A column named "value" is the value, with a few placeholders ("-", "#DIV/0!") among its
+    # numbers, before any other numeric column (latency_ms beside it, say).
+    named = [c for c in others if str(c).strip().lower() in ("value", "values") and numberlike_share(df, c) >= 0.5]
+    if named:
+        return named[0]
     numeric = numeric_columns(df, others)
     for column in others if not numeric else []:
         if numberlike_share(df, column) >= 0.5:  # numbers with commas: numbers_in says why they are refused

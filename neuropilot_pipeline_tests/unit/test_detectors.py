@@ -180,6 +180,20 @@ def test_a_timestamp_that_fails_is_refused_not_replaced_by_numbers_that_pass_for
         detect_csv(tmp_path / "ok.csv", tmp_path / "out.csv", value_col="timestamp")
 
 
+def test_a_column_named_value_is_the_value_despite_placeholders(tmp_path):
+    # With more than a tenth of its cells "-", "value" was text to pandas and lost, without a
+    # word, to the numeric column beside it.
+    ts, x = daily(days=2, seed=9)
+    cells = [("-" if i % 5 == 0 else f"{v:.3f}") for i, v in enumerate(x)]
+    pd.DataFrame({"timestamp": ts.strftime("%Y-%m-%dT%H:%M:%SZ"), "latency_ms": 180.0, "value": cells}).to_csv(
+        tmp_path / "in.csv", index=False)
+    detect_csv(tmp_path / "in.csv", tmp_path / "out.csv")
+    scored = pd.read_csv(tmp_path / "out.csv")
+    expected = detect_dataframe(pd.DataFrame({"timestamp": ts.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                                              "value": pd.to_numeric(pd.Series(cells), errors="coerce")}))
+    np.testing.assert_allclose(scored["score"].to_numpy(dtype=float), expected["score"].to_numpy(dtype=float))
+
+
 def test_numbered_columns_are_named_by_number():
     # timestamp_col=0 was taken for "not given" (0 is falsy), and the search went its own way.
     ts, x = daily(days=2, seed=7)
