@@ -79,7 +79,7 @@ import pandas as pd
 from numba import njit
 
 from . import shape
-from .traces import find_timestamps, numberlike_share, numbers_in, numeric_columns, read_table
+from .traces import find_numbers, find_timestamps, read_table, require_two_columns
 
 DETECTORS = ("zscore", "ewma", "seasonal", "gmm", "shape", "range")
 SEVERITY_LEVELS = ("none", "low", "medium", "high", "critical")
@@ -498,30 +498,6 @@ def joint_alarms(gmm_score: np.ndarray, series_ids: Sequence[str], timestamps: S
 
 # ---- single series: `neuropilot detect` -----------------------------------------------------
 
-def _value_column(df: pd.DataFrame, timestamp_columns: list[str], value_col: str | None, source: str) -> str:
-    if value_col is not None:
-        if value_col not in df.columns:
-            raise ValueError(f"{source}: no value column {value_col!r}; it has {list(df.columns)} (use --value-column)")
-        if value_col in timestamp_columns:
-            raise ValueError(f"{source}: column {value_col!r} holds the timestamps; name the value column with "
-                             "--value-column")
-        return value_col
-    others = [c for c in df.columns if c not in timestamp_columns]
-    # A column named "value" is the value, with a few placeholders ("-", "#DIV/0!") among its
-    # numbers, before any other numeric column (latency_ms beside it, say).
-    named = [c for c in others if str(c).strip().lower() in ("value", "values") and numberlike_share(df, c) >= 0.5]
-    if named:
-        return named[0]
-    numeric = numeric_columns(df, others)
-    for column in others if not numeric else []:
-        if numberlike_share(df, column) >= 0.5:  # numbers with commas: numbers_in says why they are refused
-            numbers_in(df, column, source, "value")
-    if not numeric:
-        raise ValueError(f"{source}: no numeric value column among {list(df.columns)} besides the timestamp "
-                         f"{' and '.join(map(repr, timestamp_columns))} (name one with --value-column)")
-    return numeric[0]
-
-
 def detect_dataframe(df: pd.DataFrame, timestamp_col: str | None = None, value_col: str | None = None,
                      config: DetectorConfig = DetectorConfig(), source: str = "input",
                      date_order: str | None = None) -> pd.DataFrame:
@@ -537,8 +513,10 @@ def _parse_input(df: pd.DataFrame, timestamp_col: str | None, value_col: str | N
     df = df.copy(deep=False)  # the caller's frame keeps its own attrs
     df.attrs["date_order"] = date_order  # "dmy" or "mdy" for dates like 01/03/2026 (--date-order)
     _, ts, used = find_timestamps(df, source, timestamp_col)
-    column = _value_column(df, used, value_col, source)
-    return ts, numbers_in(df, column, source, "value")
+    # A column named "value" is the value, with a few placeholders ("-", "#DIV/0!") among its
+    # numbers, before any other numeric column (latency_ms beside it, say).
+    _, values = find_numbers(df, source, used, value_col, ("value", "values"), "value")
+    return ts, values
 
 
 def _detect_parsed(df: pd.DataFrame, ts: pd.Series, values: np.ndarray, config: DetectorConfig) -> pd.DataFrame:
@@ -564,9 +542,7 @@ def detect_csv(input_path: str | Path, output_path: str | Path, timestamp_col: s
         df = read_table(input_path)  # the separators and optional header backtest traces may have
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise ValueError(f"{input_path} is not a CSV with a timestamp and a value column ({exc}).") from None
-    if df.empty or df.shape[1] < 2:
-        raise ValueError(f"{input_path}: {'no rows' if df.empty else f'one column ({df.columns[0]!r})'}; a series "
-                         "needs a timestamp column and a value column, separated by a comma, semicolon, tab or pipe")
+    require_two_columns(df, input_path, "series", "value")
     ts, values = _parse_input(df, timestamp_col, value_col, str(input_path), date_order)
     out = _detect_parsed(df, ts, values, config)
     atomic_write_text(output_path, out.to_csv(index=False), mode=0o644)

@@ -104,8 +104,7 @@ def _kind(text: str, decimal: str = ".") -> str:
     if not text or text.lower() in MISSING:
         return "empty"
     try:
-        float(text.replace(".", "").replace(",", ".") if decimal == "," and DECIMAL_COMMA.match(text)
-              else text.replace(",", ".") if decimal == "," else text)
+        float(text.replace(".", "").replace(",", ".") if decimal == "," and DECIMAL_COMMA.match(text) else text)
         return "number"
     except ValueError:
         pass
@@ -114,11 +113,10 @@ def _kind(text: str, decimal: str = ".") -> str:
         return "text" if pd.isna(pd.to_datetime(text, utc=True, errors="coerce")) else "time"
 
 
-def _first_row_is_data(lines: list[str], sep: str, skip: int, decimal: str) -> bool:
+def _first_row_is_data(rows: list[list[str]], decimal: str) -> bool:
     """A first row of the same kinds (timestamp, number, text) as the second, holding a
     timestamp or a number, is data: the file has no header. A first row of 0, 1, ... is pandas'
     names for unnamed columns."""
-    rows = list(csv.reader(lines[skip:skip + 2], delimiter=sep))
     if len(rows) < 2 or len(rows[0]) != len(rows[1]):
         return False
     if not rows[0][0].strip() and rows[1][0].strip():
@@ -140,14 +138,14 @@ def read_table(path: str | Path) -> pd.DataFrame:
     sep, skip, decimal = _dialect(lines)
     # No thousands="." for decimal-comma files: it would turn 10.0.0.1 and 01.03.2026 into numbers.
     # Text columns holding 1.200,5 are read by _as_numbers, field by field.
-    if _first_row_is_data(lines, sep, skip, decimal):
+    rows = list(csv.reader(lines[skip:skip + 2], delimiter=sep))  # the first two, to tell a header
+    if _first_row_is_data(rows, decimal):
         df = pd.read_csv(path, sep=sep, skiprows=skip, header=None, decimal=decimal, index_col=False)
         df.columns = [f"column {i + 1}" for i in range(df.shape[1])]  # named as --timestamp-column takes them
     else:
         # A separator ending every data row (not the header) is an empty last field: index_col=False
         # keeps the columns in place. A header one field short otherwise is R's write.table: the
         # first field of each row is its row name, which pandas takes as the index.
-        rows = list(csv.reader(lines[skip:skip + 2], delimiter=sep))
         trailing = len(rows) == 2 and len(rows[1]) == len(rows[0]) + 1 and not rows[1][-1].strip()
         df = pd.read_csv(path, sep=sep, skiprows=skip, decimal=decimal, index_col=False if trailing else None)
     names, seen = [], set()
@@ -193,14 +191,9 @@ def _epoch(numbers: np.ndarray, path: str | Path, column: str) -> pd.Series:
     return pd.Series(pd.to_datetime(numbers.astype(np.int64) if whole.all() else numbers, unit=unit, utc=True))
 
 
-def parse_timestamps(df: pd.DataFrame, column: str, path: str | Path) -> pd.Series:
-    """One point in time per row of `df[column]`, in row order, or TraceError naming the row and
-    what to give instead."""
-    return _timestamps(df, column, path)[0]
-
-
 def _timestamps(df: pd.DataFrame, column: str, path: str | Path) -> tuple[pd.Series, list[str]]:
-    """`parse_timestamps`, and the columns it read: `column`, and for times of day the date column beside it."""
+    """One point in time per row of `df[column]`, in row order, or TraceError naming the row and
+    what to give instead; and the columns read: `column`, and for times of day the date column beside it."""
     values = df[column]
     if values.dtype.kind == "M":
         return pd.to_datetime(values, utc=True), [column]
@@ -253,7 +246,8 @@ def _day_first(values: pd.Series, path: str | Path, column: str, order: str | No
     `order` ("dmy" or "mdy", --date-order) must. `order` overrides the evidence."""
     if not len(values) or not NUMERIC_DATE.match(str(values.iloc[0])):
         return None  # most files: ISO 8601, at no cost
-    parts = values.astype(str).str.extract(NUMERIC_DATE.pattern)
+    text = values.astype(str)
+    parts = text.str.extract(NUMERIC_DATE.pattern)
     if parts[0].isna().any():
         return None
     if order in DATE_ORDERS:
@@ -267,7 +261,7 @@ def _day_first(values: pd.Series, path: str | Path, column: str, order: str | No
         return False
     if first > 12 and second > 12:
         return None
-    if values.astype(str).str.contains(AM_PM.pattern).all():
+    if text.str.contains(AM_PM.pattern).all():
         return False  # no day over 12, and a 12-hour clock: written month-first
     raise TraceError(f"{path}: the dates in column {column!r} ({values.iloc[0]!r}, ...) may be day-first or "
                      "month-first: no day in them is over 12, so nothing tells which. Say which with --date-order "
@@ -279,25 +273,33 @@ def _date_and_time(df: pd.DataFrame, column: str, path: str | Path,
     """A time-of-day column is only a timestamp together with a date column beside it: one named
     like a date (date, day, ...), else any column of dates (Datum, Fecha, ...)."""
     failed = None
-    named = [c for c in df.columns if c != column and ("date" in str(c).lower() or str(c).lower() == "day")]
-    dated = [c for c in df.columns if c != column and c not in named and not pd.api.types.is_numeric_dtype(df[c])
-             and df[c].notna().any() and _kind(str(df[c].dropna().iloc[0])) == "time"
-             and not TIME_OF_DAY.match(str(df[c].dropna().iloc[0]))]
-    for other in partners if partners is not None else named + dated:
-        if other != column:
-            day_first = _day_first(df[other], path, other, df.attrs.get("date_order"))
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)
-                ts = pd.to_datetime(df[other].astype(str) + " " + df[column].astype(str), utc=True, errors="coerce",
-                                    dayfirst=bool(day_first))
-            if ts.notna().all():
-                return ts, [column, other]
-            if failed is None and ts.notna().any():
-                row = int(np.argmax(ts.isna().to_numpy()))
-                failed = (f"{path}: date {df[other].iloc[row]!r} and time {df[column].iloc[row]!r} (columns {other!r} "
-                          f"and {column!r}, data row {row + 1}) cannot be parsed together. {FIX}")
+    for other in partners if partners is not None else _date_columns(df, column):
+        day_first = _day_first(df[other], path, other, df.attrs.get("date_order"))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            ts = pd.to_datetime(df[other].astype(str) + " " + df[column].astype(str), utc=True, errors="coerce",
+                                dayfirst=bool(day_first))
+        if ts.notna().all():
+            return ts, [column, other]
+        if failed is None and ts.notna().any():
+            row = int(np.argmax(ts.isna().to_numpy()))
+            failed = (f"{path}: date {df[other].iloc[row]!r} and time {df[column].iloc[row]!r} (columns {other!r} "
+                      f"and {column!r}, data row {row + 1}) cannot be parsed together. {FIX}")
     raise TraceError(failed or f"{path}: column {column!r} holds times of day without a date, and no date column "
                                f"beside it parses. {FIX}")
+
+
+def _date_columns(df: pd.DataFrame, column: str) -> list[str]:
+    """The columns that may hold the dates of a time-of-day column: named like a date (date, day,
+    ...), then any other whose first value is a date (Datum, Fecha, ...)."""
+    named = [c for c in df.columns if c != column and ("date" in str(c).lower() or str(c).lower() == "day")]
+    dated = []
+    for c in df.columns:
+        if c != column and c not in named and not pd.api.types.is_numeric_dtype(df[c]) and df[c].notna().any():
+            first = str(df[c].dropna().iloc[0])
+            if _kind(first) == "time" and not TIME_OF_DAY.match(first):
+                dated.append(c)
+    return named + dated
 
 
 def _require_column(df: pd.DataFrame, path: str | Path, column: str, what: str) -> str:
@@ -350,25 +352,36 @@ def _with_time_of_day(df: pd.DataFrame, path: str | Path, column: str, ts: pd.Se
     return column, ts, used
 
 
-def _find_counts(df: pd.DataFrame, path: str | Path, timestamp_columns: list[str],
-                 given: str | None) -> tuple[str, np.ndarray]:
+def find_numbers(df: pd.DataFrame, path: str | Path, timestamp_columns: list[str], given: str | None,
+                 names: tuple[str, ...], what: str) -> tuple[str, np.ndarray]:
+    """The `what` ("count" or "value") column and its numbers: `given` (--{what}-column), else the
+    first column named as in `names` whose cells are mostly numbers (a few placeholders such as
+    "-" or "n/a" among them), else the first numeric column; never a timestamp column."""
     if given is not None:
-        column = _require_column(df, path, given, "count")
+        column = _require_column(df, path, given, what)
         if column in timestamp_columns:
-            raise TraceError(f"{path}: column {column!r} holds the timestamps; name the count column with "
-                             "--count-column")
-    else:
-        others = [c for c in df.columns if c not in timestamp_columns and not pd.api.types.is_bool_dtype(df[c])]
-        # A column named like a count qualifies with a few placeholders ("-", "n/a") among its
-        # numbers; any other must be numeric throughout.
-        by_name = [c for n in COUNT_NAMES for c in others
-                   if str(c).lower() == n and numberlike_share(df, c) >= 0.5]
-        plain = numeric_columns(df, others)
-        column = (by_name or plain or [None])[0]
-        if column is None:
-            raise TraceError(f"{path}: no numeric count column among {list(df.columns)} besides the timestamp "
-                             f"{' and '.join(map(repr, timestamp_columns))} (name one with --count-column)")
-    return column, numbers_in(df, column, path, "count")
+            raise TraceError(f"{path}: column {column!r} holds the timestamps; name the {what} column with "
+                             f"--{what}-column")
+        return column, numbers_in(df, column, path, what)
+    others = [c for c in df.columns if c not in timestamp_columns and not pd.api.types.is_bool_dtype(df[c])]
+    by_name = [c for n in names for c in others if str(c).strip().lower() == n and numberlike_share(df, c) >= 0.5]
+    candidates = by_name or numeric_columns(df, others)
+    if not candidates:
+        for column in others:
+            if numberlike_share(df, column) >= 0.5:  # numbers with commas: numbers_in says why they are refused
+                numbers_in(df, column, path, what)
+        raise TraceError(f"{path}: no numeric {what} column among {list(df.columns)} besides the timestamp "
+                         f"{' and '.join(map(repr, timestamp_columns))} (name one with --{what}-column)")
+    return candidates[0], numbers_in(df, candidates[0], path, what)
+
+
+def require_two_columns(df: pd.DataFrame, path: str | Path, series: str, what: str) -> None:
+    """A `series` ("trace", "series") needs rows, and a timestamp column beside its `what` column."""
+    if df.empty:
+        raise TraceError(f"{path} has no rows")
+    if df.shape[1] < 2:
+        raise TraceError(f"{path}: one column ({df.columns[0]!r}); a {series} needs a timestamp column and a {what} "
+                         "column, separated by a comma, semicolon, tab or pipe")
 
 
 def _as_numbers(df: pd.DataFrame, column: str) -> pd.Series:
@@ -444,14 +457,10 @@ def load_trace(path: str | Path, timestamp_col: str | None = None, count_col: st
     evenly over its minutes, finer ones are summed per minute. Missing samples and empty or
     non-numeric counts are zero demand, and counted as missing minutes."""
     df = read_table(path)
-    if df.empty:
-        raise TraceError(f"{path} has no rows")
-    if df.shape[1] < 2:
-        raise TraceError(f"{path}: one column ({df.columns[0]!r}); a trace needs a timestamp column and a count "
-                         "column, separated by a comma, semicolon, tab or pipe")
+    require_two_columns(df, path, "trace", "count")
     df.attrs["date_order"] = date_order
     tcol, ts, used = find_timestamps(df, path, timestamp_col)
-    ccol, counts = _find_counts(df, path, used, count_col)
+    ccol, counts = find_numbers(df, path, used, count_col, COUNT_NAMES, "count")
     order = np.argsort(ts.to_numpy(), kind="stable")
     ts, counts = ts.iloc[order].reset_index(drop=True), counts[order]
     span_days = (ts.iloc[-1] - ts.iloc[0]) / pd.Timedelta(days=1)
