@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import sys
@@ -363,11 +364,21 @@ def cmd_backfill(args) -> int:
     return 0
 
 
+def non_negative_number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return value
+
+
 def cmd_detect(args) -> int:
     from .core.detectors import detect_csv
 
     summary = detect_csv(args.input, args.output, timestamp_col=args.timestamp_column, value_col=args.value_column,
-                         date_order=args.date_order)
+                         date_order=args.date_order, min_deviation=args.min_deviation)
     print(json.dumps(summary, indent=2, default=str) if summary is not None else f"wrote {args.output}")
     return 0
 
@@ -572,6 +583,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                "a file without a header has 'column 1', 'column 2', ...)")
     dt.add_argument("--value-column", help="name of the value column (default: the first numeric column)")
     dt.add_argument("--date-order", choices=DATE_ORDERS, help=DATE_ORDER_HELP)
+    dt.add_argument("--min-deviation", type=non_negative_number, default=0.0, metavar="X",
+                    help="the smallest change from the baseline worth an anomaly, in the value's unit (default 0: "
+                         "20 %% of the baseline). Give one for a series that sits at 0, such as an error rate")
     dt.set_defaults(func=cmd_detect)
 
     cs = common(sub.add_parser("check-sources", help="check connectivity, auth and every query of the metrics source"))

@@ -30,6 +30,11 @@ def detector_config(cfg) -> "detectors.DetectorConfig":
     return detectors.DetectorConfig(sensitivity=cfg.anomaly_sensitivity)
 
 
+def min_deviations(cfg, ids: list[str]) -> np.ndarray:
+    """Per series ("service/metric"), the configured anomaly_min_deviation of its metric (0: none)."""
+    return np.array([float(cfg.anomaly_min_deviation.get(i.rsplit("/", 1)[-1], 0.0)) for i in ids])
+
+
 def minute_grid(raw: pd.DataFrame, services: list[str], start: pd.Timestamp, end: pd.Timestamp,
                 metrics: tuple[str, ...] = METRIC_COLUMNS):
     """(series ids, values[n_series, n_minutes], timestamps): one row per (service, metric), in
@@ -156,7 +161,8 @@ def _window_anomalies(context: dg.AssetExecutionContext, neuropilot: NeuroPilotR
         joint_since = np.array([prev_since.get(j, np.inf) for j in joint_ids])
         state = detectors.align_state(prev_arrays, prev_ids, ids, config)
         state, shape_source = _shape_state(wh, state, ids, services, start, prev_key, carried, config)
-    result, full_state = detectors.detect_chunk(values, ts, state, config, copy_state=False)
+    result, full_state = detectors.detect_chunk(values, ts, state, config, copy_state=False,
+                                                min_deviation=min_deviations(cfg, ids))
     carried.update(key=key, ids=list(ids), state=full_state)
     new_state = detectors.persisted_state(full_state)
     joint_records, joint_since = detectors.joint_alarms(joint, joint_ids, ts, joint_since, config)

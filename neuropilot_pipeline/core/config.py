@@ -85,6 +85,8 @@ class OpsConfig:
     human_hold_hours: float = 24.0
     gitops: dict[str, Any] = field(default_factory=dict)
     reward_weights: dict[str, float] = field(default_factory=dict)
+    # The smallest change from its baseline, per metric and in its unit, worth an anomaly.
+    anomaly_min_deviation: dict[str, float] = field(default_factory=dict)
     config_path: Path | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -220,7 +222,7 @@ def apply_env_overrides(data: dict[str, Any], env: Mapping[str, str]) -> dict[st
 
 
 _KNOWN_TOP_LEVEL = {
-    "sla_target", "slo_p95_ms", "cost_budget", "anomaly_sensitivity", "learning_rate", "mode",
+    "sla_target", "slo_p95_ms", "cost_budget", "anomaly_sensitivity", "anomaly_min_deviation", "learning_rate", "mode",
     "policy", "services", "partitions", "paths", "source", "model", "rate_limits", "thresholds", "rollout", "gitops", "delivery", "reward",
     "report",
 }
@@ -372,6 +374,7 @@ def parse_config(data: dict[str, Any], home: Path, config_path: Path | None = No
         monitor_days=int(_number({"monitor_days": 7, **(data.get("rollout") or {})}, "monitor_days", where, 0)),
         gitops={"branch": "main", "remote": "", **(data.get("gitops") or {})},
         reward_weights=_reward_weights(data, where),
+        anomaly_min_deviation=_min_deviations(data, where),
         human_hold_hours=_number({"human_hold_hours": 24, **(data.get("rollout") or {})}, "human_hold_hours", where, 0),
         config_path=config_path,
         raw=data,
@@ -385,6 +388,28 @@ def _as_type(default: Any, value: Any) -> Any:
     if isinstance(default, int) and float(value) != int(value):
         raise ValueError(f"expected a whole number, got {value!r}")
     return type(default)(value)
+
+
+# An error rate in percentage points: half a point is ten times a 99.95 % target's rate.
+DEFAULT_MIN_DEVIATION = {"error_rate_percent": 0.5}
+
+
+def _min_deviations(data: dict[str, Any], where: str) -> dict[str, float]:
+    from .telemetry import METRIC_COLUMNS
+
+    if "anomaly_min_deviation" not in data:
+        return dict(DEFAULT_MIN_DEVIATION)
+    given = data["anomaly_min_deviation"]
+    if given is None:
+        return {}
+    if not isinstance(given, dict):
+        raise ConfigError(f"{where}: anomaly_min_deviation must be a mapping of metric: smallest material change "
+                          f"(e.g. error_rate_percent: 0.5), got {given!r}.")
+    unknown = sorted(set(map(str, given)) - set(METRIC_COLUMNS))
+    if unknown:
+        raise ConfigError(f"{where}: anomaly_min_deviation names {', '.join(unknown)}, which is not a metric; "
+                          f"the metrics are {', '.join(METRIC_COLUMNS)}.")
+    return {str(k): _number(given, k, f"{where}.anomaly_min_deviation", 0.0) for k in given}
 
 
 def _reward_weights(data: dict[str, Any], where: str) -> dict[str, float]:

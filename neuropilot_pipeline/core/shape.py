@@ -518,14 +518,16 @@ def bucket_means(x, minutes, bucket_minutes, fill_slots):
 
 
 @njit(cache=True)
-def verdicts(x, minutes, stage, steps, level, shape_formed, range_formed, gate, alarm, suppress_minutes, quiet_minutes,
+def verdicts(x, minutes, stage, steps, level, significant, shape_formed, range_formed, gate, alarm, suppress_minutes, quiet_minutes,
              min_gap_minutes, since_a, since_u, s_values, s_slots,
              s_sums, s_scalars, bucket, length, lookback_slots, block_slots, cap, typ_halflife_slots,
              recur_corr, recur_tol_slots, recur_max_scale, recur_max_shift, fill_slots, shape_score, recur,
              fire, sev, hour_slots, exclusion_slots, range_margin, beyond, low,
              high, level_hour):  # pragma: no cover - compiled
     """The combined verdict (detectors.py's docstring) for every series, given the statistical
-    stage of each point (0 baseline forming, 1 formed, 2 statistical candidate), the step since
+    stage of each point (0 baseline forming, 1 formed, 2 statistical candidate), whether it is
+    `significant` (at least the series' min_deviation from its baseline: the shape alone or the
+    range alarm only there; the statistical stage has it already), the step since
     the series' previous point and the seed's severity level. since_a and since_u (carried):
     minutes since the series' last alarm, and since its last unusual point (a statistical
     candidate, a shape at the gate's distance or a level beyond its range, whether or not it
@@ -555,8 +557,8 @@ def verdicts(x, minutes, stage, steps, level, shape_formed, range_formed, gate, 
             out_of_range = beyond[i, t] > range_margin  # False for nan, as while the range forms
             warrants_alarm = stage[i, t] > 0 and not recurring and (
                 (stage[i, t] == 2 and shape_score[i, t] >= gate)
-                or (shape_formed[i, t] and not math.isnan(novelty) and novelty >= alarm)
-                or out_of_range)
+                or (significant[i, t] and shape_formed[i, t] and not math.isnan(novelty) and novelty >= alarm)
+                or (significant[i, t] and out_of_range))
             # One alarm per incident: the last alarm's incident is over once the series has gone
             # quiet_minutes without an unusual point; it may then alarm again, min_gap_minutes
             # after the last alarm at the earliest. An incident that never goes quiet alarms again

@@ -51,6 +51,9 @@ def write(tmp_path, text):
     ("thresholds:\n  cpu_scale_up_threshold: {value: 99, min: 50, max: 95, max_step: 10}\n",
      "is outside its bounds"),
     ("source:\n  prometheus:\n    token: abc\n", "holds a secret"),
+    ("anomaly_min_deviation:\n  error_rate: 0.5\n", "names error_rate, which is not a metric; the metrics are"),
+    ("anomaly_min_deviation:\n  error_rate_percent: -1\n", "error_rate_percent = -1 is outside"),
+    ("anomaly_min_deviation: 0.5\n", "anomaly_min_deviation must be a mapping of metric"),
 ])
 def test_bad_config_names_the_key(tmp_path, extra, message):
     with pytest.raises(ConfigError, match=message):
@@ -82,3 +85,19 @@ def test_a_url_as_a_folder_is_refused_not_turned_into_a_local_folder(tmp_path):
     assert cfg.local_state_dir == cfg.state_dir == tmp_path.resolve() / "state"
     with pytest.raises(ConfigError, match=r"paths.infra_repo = 's3://bucket/infra' is a URL; only paths.warehouse"):
         load_ops_config(env={"NEUROPILOT_PATHS__INFRA_REPO": "s3://bucket/infra"}, home=tmp_path)
+
+
+def test_the_error_rate_has_a_smallest_material_change_unless_configured_otherwise(tmp_path):
+    assert load_ops_config(default_config_path(), env={}).anomaly_min_deviation == {"error_rate_percent": 0.5}
+    yaml = YAML(typ="safe")
+    data = yaml.load(default_config_path().read_text())
+    del data["anomaly_min_deviation"]  # a config written before the key existed gets the default
+    with (tmp_path / "old.yaml").open("w") as fh:
+        yaml.dump(data, fh)
+    assert load_ops_config(tmp_path / "old.yaml", env={}).anomaly_min_deviation == {"error_rate_percent": 0.5}
+    data["anomaly_min_deviation"] = {}
+    with (tmp_path / "none.yaml").open("w") as fh:
+        yaml.dump(data, fh)
+    assert load_ops_config(tmp_path / "none.yaml", env={}).anomaly_min_deviation == {}
+    cfg = load_ops_config(write(tmp_path, "anomaly_min_deviation:\n  cpu_percent: 5\n"), env={})
+    assert cfg.anomaly_min_deviation == {"error_rate_percent": 0.5, "cpu_percent": 5.0}

@@ -665,3 +665,79 @@ def test_heavy_tailed_noise_alarms_about_every_other_day_and_gaussian_noise_neve
     for spread in (10, 30):
         hits, _ = flagged(100 + spread * np.random.default_rng(1).normal(0, 1, n), ts)
         assert hits.size == 0
+
+
+def test_a_series_that_starts_at_zero_gets_readable_scores():
+    # The baseline used to start from the first value with no spread, and winsorising at 4x a
+    # spread of ~0 held it near 0 for hours: z-scores of 1e11 on a healthy series.
+    n = 3 * DAY
+    ts = pd.date_range("2026-11-02", periods=n, freq="1min", tz="UTC")
+    x = np.r_[0.0, 100 + 10 * np.random.default_rng(1).normal(0, 1, n - 1)]
+    hits, result = flagged(x, ts)
+    assert hits.size == 0
+    z = result.scores["zscore"][0]
+    assert np.nanmax(z) < 10
+    assert np.nanmax(result.scores["ewma"][0]) < 10
+    assert np.isnan(z[:29]).all() and np.isfinite(z[30:]).all()  # no spread from fewer than 30 points
+
+
+def error_rate(days, seed):
+    """A healthy service's error rate in %: 0 most minutes, a stray failed request in 2 % of them."""
+    rng = np.random.default_rng(seed)
+    n = days * DAY
+    return np.where(rng.random(n) < 0.02, 0.05 * rng.random(n), 0.0)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_an_error_rate_at_zero_alarms_on_an_incident_not_on_each_stray_error(seed):
+    n = 7 * DAY
+    ts = pd.date_range("2026-11-02", periods=n, freq="1min", tz="UTC")
+    x = error_rate(7, seed)
+    # Without a floor its baseline is 0 with no spread: every stray error is "material" and
+    # millions of deviations out, and it alarms as often as suppression allows.
+    without, _ = detect_chunk(x[None, :], ts, None)
+    assert without.is_anomaly.sum() >= 5
+    calm, result = detect_chunk(x[None, :], ts, None, min_deviation=0.5)
+    assert calm.is_anomaly.sum() == 0
+    assert np.nanmax(calm.scores["zscore"][0, DAY:]) < 1
+    incident = x.copy()
+    incident[5 * DAY + 600:5 * DAY + 630] = 3.0  # 3 % of requests failing for 30 minutes
+    found, _ = detect_chunk(incident[None, :], ts, None, min_deviation=0.5)
+    assert np.flatnonzero(found.is_anomaly[0]).tolist() == [5 * DAY + 600]
+    assert found.severity[0, 5 * DAY + 600] == 4  # critical
+
+
+def test_detect_takes_a_min_deviation_and_refuses_a_negative_one(tmp_path):
+    from neuropilot_pipeline.cli import main
+
+    n = 7 * DAY
+    ts = pd.date_range("2026-11-02", periods=n, freq="1min", tz="UTC")
+    pd.DataFrame({"timestamp": ts.strftime("%Y-%m-%d %H:%M:%S"), "value": error_rate(7, 0)}).to_csv(
+        tmp_path / "errors.csv", index=False)
+    assert main(["detect", str(tmp_path / "errors.csv"), "-o", str(tmp_path / "a.csv")]) == 0
+    assert pd.read_csv(tmp_path / "a.csv")["is_anomaly"].sum() >= 5
+    assert main(["detect", str(tmp_path / "errors.csv"), "-o", str(tmp_path / "b.csv"), "--min-deviation", "0.5"]) == 0
+    assert pd.read_csv(tmp_path / "b.csv")["is_anomaly"].sum() == 0
+    with pytest.raises(SystemExit):
+        main(["detect", str(tmp_path / "errors.csv"), "-o", str(tmp_path / "c.csv"), "--min-deviation", "-1"])
+    assert not (tmp_path / "c.csv").exists()
+
+
+def test_input_columns_named_like_a_verdict_are_kept_renamed(tmp_path):
+    n = 2 * DAY
+    ts = pd.date_range("2026-11-02", periods=n, freq="1min", tz="UTC")
+    x = 100 + np.random.default_rng(0).normal(0, 1, n)
+    pd.DataFrame({"timestamp": ts.strftime("%Y-%m-%dT%H:%M:%SZ"), "value": x, "score": 0.5, "score_input": 7,
+                  "severity": "sev-" + pd.Series(range(n)).astype(str)}).to_csv(tmp_path / "in.csv", index=False)
+    summary = detect_csv(tmp_path / "in.csv", tmp_path / "out.csv")
+    assert summary["renamed_input_columns"] == {"score": "score_input2", "severity": "severity_input"}
+    out = pd.read_csv(tmp_path / "out.csv")
+    assert out["severity_input"].tolist() == [f"sev-{i}" for i in range(n)]
+    assert (out["score_input2"] == 0.5).all() and (out["score_input"] == 7).all()
+    assert set(out["severity"]) <= {"none", "low", "medium", "high", "critical"}
+    # detect's own output scored again: the first verdicts are kept beside the new ones.
+    again = detect_csv(tmp_path / "out.csv", tmp_path / "again.csv", value_col="value")
+    assert again["renamed_input_columns"]["score"] == "score_input3"
+    twice = pd.read_csv(tmp_path / "again.csv")
+    np.testing.assert_allclose(twice["score"], twice["score_input3"], equal_nan=True)
+    assert (twice["is_anomaly"] == twice["is_anomaly_input"]).all()
