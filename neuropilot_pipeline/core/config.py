@@ -397,11 +397,11 @@ DEFAULT_MIN_DEVIATION = {"error_rate_percent": 0.5}
 def _min_deviations(data: dict[str, Any], where: str) -> dict[str, float]:
     from .telemetry import METRIC_COLUMNS
 
-    if "anomaly_min_deviation" not in data:
-        return dict(DEFAULT_MIN_DEVIATION)
-    given = data["anomaly_min_deviation"]
+    # Metrics named override the defaults (0 turns one off); the others keep them, also when the
+    # key is missing (a config written before it existed) or set from the environment alone.
+    given = data.get("anomaly_min_deviation")
     if given is None:
-        return {}
+        given = {}
     if not isinstance(given, dict):
         raise ConfigError(f"{where}: anomaly_min_deviation must be a mapping of metric: smallest material change "
                           f"(e.g. error_rate_percent: 0.5), got {given!r}.")
@@ -409,7 +409,7 @@ def _min_deviations(data: dict[str, Any], where: str) -> dict[str, float]:
     if unknown:
         raise ConfigError(f"{where}: anomaly_min_deviation names {', '.join(unknown)}, which is not a metric; "
                           f"the metrics are {', '.join(METRIC_COLUMNS)}.")
-    return {str(k): _number(given, k, f"{where}.anomaly_min_deviation", 0.0) for k in given}
+    return {**DEFAULT_MIN_DEVIATION, **{str(k): _number(given, k, f"{where}.anomaly_min_deviation", 0.0) for k in given}}
 
 
 def _reward_weights(data: dict[str, Any], where: str) -> dict[str, float]:

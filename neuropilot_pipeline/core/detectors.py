@@ -106,7 +106,13 @@ class DetectorConfig:
     min_relative_deviation: float = 0.2
     std_floor_fraction: float = 0.1
     winsor: float = 4.0
+    # A baseline starts from the median and the median absolute deviation of its first
+    # `baseline_startup_points`, or of as many (3 at least) as the first
+    # `baseline_startup_minutes` hold; no z-score before. Started from one value with no
+    # spread, winsorising at 4x a spread of ~0 held it near that value for hours; the median
+    # keeps an outlier among the first points from inflating the spread.
     baseline_startup_points: int = 30
+    baseline_startup_minutes: float = 360.0
     shape_bucket_minutes: float = 5.0
     shape_length: int = 24
     shape_lookback_days: float = 7.0
@@ -164,7 +170,10 @@ def _alpha(step_minutes: float, halflife_minutes: float) -> float:
 def new_state(n_series: int, config: DetectorConfig) -> dict[str, np.ndarray]:
     nan = np.full(n_series, np.nan)
     return {
-        "count": np.zeros(n_series), "mean": nan.copy(), "var": np.zeros(n_series), "ewma": nan.copy(),
+        "count": np.zeros(n_series),
+        # The first points of a series, from which its baseline starts (DetectorConfig); a state
+        # stored before this key existed has counted past them.
+        "startup_values": np.full((n_series, config.baseline_startup_points), np.nan), "mean": nan.copy(), "var": np.zeros(n_series), "ewma": nan.copy(),
         "since_alarm": np.full(n_series, np.inf), "last_ts": np.full(n_series, np.nan),
         # Minutes since the last unusual point (one alarm per incident, shape.verdicts). Zero, not
         # infinite, to start with: a state stored before this key existed has no evidence that
@@ -216,6 +225,7 @@ class DetectionResult:
     level_hour: np.ndarray
     range_low: np.ndarray
     range_high: np.ndarray
+    min_deviation: np.ndarray  # per series (detect_chunk)
 
 
 def detect_chunk(values: np.ndarray, timestamps: Sequence, state: dict[str, np.ndarray] | None,
@@ -251,8 +261,8 @@ def detect_chunk(values: np.ndarray, timestamps: Sequence, state: dict[str, np.n
     _kernel(x, minutes, gmm, config.threshold, config.baseline_halflife_minutes, 2.0 / (config.ewma_span_points + 1.0),
             1440.0 / config.season_slots, config.season_halflife_days, config.season_warmup_days,
             config.warmup_minutes, config.min_relative_deviation, config.std_floor_fraction,
-            config.winsor, config.baseline_startup_points, min_dev,
-            st["count"], st["mean"], st["var"], st["ewma"], st["last_ts"], st["first_ts"],
+            config.winsor, config.baseline_startup_points, config.baseline_startup_minutes, min_dev,
+            st["startup_values"], st["count"], st["mean"], st["var"], st["ewma"], st["last_ts"], st["first_ts"],
             st["slot_mean"], st["slot_var"], st["slot_days"], st["slot_last_day"], out, stage, steps, level, significant)
     shape_score = np.full((n_series, n), np.nan)
     recurrence = np.full((n_series, n), np.nan)
@@ -264,7 +274,7 @@ def detect_chunk(values: np.ndarray, timestamps: Sequence, state: dict[str, np.n
     age = minutes[None, :] - st["first_ts"][:, None]
     shape_formed = age >= config.shape_warmup_days * 1440.0
     range_formed = age >= config.range_warmup_days * 1440.0
-    shape.verdicts(x, minutes, stage, steps, level, significant, shape_formed, range_formed, config.shape_gate, config.shape_alarm,
+    shape.verdicts(x, minutes, stage, steps, level, significant, min_dev, shape_formed, range_formed, config.shape_gate, config.shape_alarm,
                    config.suppress_minutes, config.incident_quiet_minutes, config.min_alarm_gap_minutes,
              st["since_alarm"], st["since_unusual"], st["shape_values"], st["shape_slots"], st["shape_sums"], st["shape_scalars"],
              bucket, config.shape_length, config.shape_lookback_days * 1440.0 / bucket,
@@ -278,7 +288,7 @@ def detect_chunk(values: np.ndarray, timestamps: Sequence, state: dict[str, np.n
     result = DetectionResult(x, np.fmax(combined, shape_score), fire, sev, baseline, std, dev, s_mean,
                              {"zscore": z, "ewma": ewma_score, "seasonal": seasonal, "gmm": g, "shape": shape_score,
                               "range": beyond},
-                             recurrence, level_hour, range_low, range_high)
+                             recurrence, level_hour, range_low, range_high, min_dev)
     return result, st
 
 
@@ -317,7 +327,7 @@ def rebuild_shape_state(state: dict[str, np.ndarray], history: np.ndarray, times
 
 @njit(cache=True)
 def _kernel(x, minutes, gmm, thr, halflife, a_short, slot_width, season_halflife_days, season_warmup_days,
-            warmup_minutes, min_rel, floor_frac, winsor, startup_points, min_dev, count, mean_a, var_a, ewma_a, last_a, first_a,
+            warmup_minutes, min_rel, floor_frac, winsor, startup_points, startup_minutes, min_dev, startup_values, count, mean_a, var_a, ewma_a, last_a, first_a,
             slot_mean, slot_var, slot_days, slot_last_day, out, stage, steps, level, significant):  # pragma: no cover
     ln2 = math.log(2.0)
     n_series, n = x.shape
@@ -338,8 +348,10 @@ def _kernel(x, minutes, gmm, thr, halflife, a_short, slot_width, season_halflife
             # The EWMA's relative deviation is over the baseline's level, and over the level at
             # which a change of min_deviation reads as the threshold when that is larger.
             dev_scale = max(scale, min_dev[i] / (0.1 * thr))
+            # Whether the baseline has started (see DetectorConfig.baseline_startup_points).
+            started = count[i] >= startup_points or (count[i] >= 3 and last_a[i] - first_a[i] >= startup_minutes)
             z = math.nan
-            if ok and not math.isnan(mean) and count[i] >= startup_points:
+            if ok and not math.isnan(mean) and started:
                 z = abs(v - mean) / std
             dev = math.nan
             if ok and not math.isnan(ewma_a[i]) and not math.isnan(mean) and dev_scale > 1e-12:
@@ -371,7 +383,7 @@ def _kernel(x, minutes, gmm, thr, halflife, a_short, slot_width, season_halflife
             if ok and math.isnan(first_a[i]):
                 first_a[i] = now
             formed = (not math.isnan(first_a[i])) and now - first_a[i] >= warmup_minutes
-            material = ok and not math.isnan(mean) and abs(v - mean) > max(min_rel * scale, min_dev[i])
+            material = ok and not math.isnan(mean) and abs(v - mean) > min_rel * scale and abs(v - mean) >= min_dev[i]
             candidate = formed and material and not math.isnan(combined) and combined > thr
             out[0, i, t] = z
             out[1, i, t] = ewma_score
@@ -383,7 +395,7 @@ def _kernel(x, minutes, gmm, thr, halflife, a_short, slot_width, season_halflife
             out[7, i, t] = dev
             out[8, i, t] = s_mean
             stage[i, t] = 2 if candidate else 1 if formed and ok else 0
-            significant[i, t] = ok and (min_dev[i] == 0.0 or (not math.isnan(mean) and abs(v - mean) > min_dev[i]))
+            significant[i, t] = ok and (min_dev[i] == 0.0 or (not math.isnan(mean) and abs(v - mean) >= min_dev[i]))
             steps[i, t] = step
             if ok:
                 zz = _fmax(core, g)
@@ -399,18 +411,21 @@ def _kernel(x, minutes, gmm, thr, halflife, a_short, slot_width, season_halflife
                 level[i, t] = lv
             # ---- update the state with the observed point (winsorised) ----
             if ok:
-                if math.isnan(mean):
-                    mean_a[i] = v
+                if not started:
+                    # Starting: the points are kept, the baseline meanwhile is their plain mean,
+                    # and once enough are in it becomes their median, its spread their MAD.
+                    k = int(count[i])
+                    startup_values[i, k] = v
+                    mean_a[i] = v if math.isnan(mean) else mean + (v - mean) / (k + 1.0)
+                    if k + 1 >= startup_points or (k + 1 >= 3 and now - first_a[i] >= startup_minutes):
+                        kept = startup_values[i, :k + 1]
+                        med = np.median(kept)
+                        mean_a[i] = med
+                        var_a[i] = (1.4826 * np.median(np.abs(kept - med))) ** 2
                 else:
-                    # The first points weigh equally (a plain running mean and variance) and are
-                    # not winsorised: a baseline that starts from one value has no spread yet,
-                    # and clipping at 4x a spread of zero would hold it there for hours.
-                    a = max(a_long, 1.0 / (count[i] + 1.0))
-                    d = v - mean
-                    if count[i] >= startup_points:
-                        d = min(max(d, -winsor * std), winsor * std)
-                    mean_a[i] = mean + a * d
-                    var_a[i] = (1.0 - a) * (var + a * d * d)
+                    d = min(max(v - mean, -winsor * std), winsor * std)
+                    mean_a[i] = mean + a_long * d
+                    var_a[i] = (1.0 - a_long) * (var + a_long * d * d)
                 if math.isnan(ewma_a[i]):
                     ewma_a[i] = v
                 else:
@@ -463,7 +478,14 @@ def _explain(result: DetectionResult, i: int, t: int, config: DetectorConfig) ->
         if name == "zscore":
             parts.append(f"zscore {s:.1f}: value {value:.4g} vs baseline {base:.4g} ± {result.std[i, t]:.3g}")
         elif name == "ewma":
-            parts.append(f"ewma: short-term mean deviates {dev:.0%} from baseline {base:.4g}")
+            # The deviation is relative to the baseline, or to the level at which min_deviation
+            # reads as the threshold when that is larger (a baseline near 0): then say it in units.
+            unit_scale = result.min_deviation[i] / (0.1 * config.threshold)
+            if unit_scale > abs(base):
+                parts.append(f"ewma: short-term mean deviates {dev * unit_scale:.4g} from baseline {base:.4g} "
+                             f"(smallest material change {result.min_deviation[i]:g})")
+            else:
+                parts.append(f"ewma: short-term mean deviates {dev:.0%} from baseline {base:.4g}")
         elif name == "seasonal":
             parts.append(f"seasonal {s:.1f}: value {value:.4g} vs usual {result.seasonal_expected[i, t]:.4g} at this time of day")
         elif name == "shape":
@@ -562,16 +584,19 @@ def _detect_parsed(df: pd.DataFrame, ts: pd.Series, values: np.ndarray, config: 
     # An input column of the same name as a verdict column (a file of detect's own output,
     # scored again) is kept, renamed, rather than silently replaced.
     taken = set(map(str, df.columns)) | set(added.columns)
-    renamed = {}
-    for c in df.columns:
+    names, renamed = [], {}
+    for c in df.columns:  # by position: a frame (not a CSV) may hold two columns of one name
         if c in added.columns:
             new, k = f"{c}_input", 2
             while new in taken:
                 new, k = f"{c}_input{k}", k + 1
-            renamed[c] = new
+            renamed.setdefault(c, []).append(new)
             taken.add(new)
-    out = pd.concat([df.rename(columns=renamed), added], axis=1)
-    out.attrs["renamed_input_columns"] = renamed
+            c = new
+        names.append(c)
+    kept = df.set_axis(names, axis=1)
+    out = pd.concat([kept, added], axis=1)
+    out.attrs["renamed_input_columns"] = {c: new[0] if len(new) == 1 else new for c, new in renamed.items()}
     return out
 
 

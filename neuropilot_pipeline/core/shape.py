@@ -518,7 +518,7 @@ def bucket_means(x, minutes, bucket_minutes, fill_slots):
 
 
 @njit(cache=True)
-def verdicts(x, minutes, stage, steps, level, significant, shape_formed, range_formed, gate, alarm, suppress_minutes, quiet_minutes,
+def verdicts(x, minutes, stage, steps, level, significant, min_dev, shape_formed, range_formed, gate, alarm, suppress_minutes, quiet_minutes,
              min_gap_minutes, since_a, since_u, s_values, s_slots,
              s_sums, s_scalars, bucket, length, lookback_slots, block_slots, cap, typ_halflife_slots,
              recur_corr, recur_tol_slots, recur_max_scale, recur_max_shift, fill_slots, shape_score, recur,
@@ -526,8 +526,8 @@ def verdicts(x, minutes, stage, steps, level, significant, shape_formed, range_f
              high, level_hour):  # pragma: no cover - compiled
     """The combined verdict (detectors.py's docstring) for every series, given the statistical
     stage of each point (0 baseline forming, 1 formed, 2 statistical candidate), whether it is
-    `significant` (at least the series' min_deviation from its baseline: the shape alone or the
-    range alarm only there; the statistical stage has it already), the step since
+    `significant` (at least the series' `min_dev` from its baseline; the statistical stage has it
+    already), the step since
     the series' previous point and the seed's severity level. since_a and since_u (carried):
     minutes since the series' last alarm, and since its last unusual point (a statistical
     candidate, a shape at the gate's distance or a level beyond its range, whether or not it
@@ -555,10 +555,16 @@ def verdicts(x, minutes, stage, steps, level, significant, shape_formed, range_f
                 novelty = max(novelty, closed[t])
             recurring = recur[i, t] >= recur_corr  # False for nan
             out_of_range = beyond[i, t] > range_margin  # False for nan, as while the range forms
+            # With a min_deviation, the shape alone and the range alarm only where the change is
+            # that large: the point that far from its baseline, or (for a slide the baseline
+            # follows) the last hour's level that far beyond the week's range.
+            level_far = min_dev[i] == 0.0 or (not math.isnan(level_hour[i, t]) and (
+                level_hour[i, t] - high[i, t] >= min_dev[i] or low[i, t] - level_hour[i, t] >= min_dev[i]))
             warrants_alarm = stage[i, t] > 0 and not recurring and (
                 (stage[i, t] == 2 and shape_score[i, t] >= gate)
-                or (significant[i, t] and shape_formed[i, t] and not math.isnan(novelty) and novelty >= alarm)
-                or (significant[i, t] and out_of_range))
+                or ((significant[i, t] or level_far) and shape_formed[i, t] and not math.isnan(novelty)
+                    and novelty >= alarm)
+                or (level_far and out_of_range))
             # One alarm per incident: the last alarm's incident is over once the series has gone
             # quiet_minutes without an unusual point; it may then alarm again, min_gap_minutes
             # after the last alarm at the earliest. An incident that never goes quiet alarms again

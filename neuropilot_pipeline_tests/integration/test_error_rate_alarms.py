@@ -48,4 +48,4 @@ def test_an_error_incident_pages_and_stray_errors_do_not(tmp_path, monkeypatch):
     assert alarms["ts"].tolist() == [INCIDENT]
     assert alarms["severity"].tolist() == ["critical"]
     # Without the floor every stray error after the first day is "material" and far out.
-    assert len(_error_rate_alarms(tmp_path, monkeypatch, "no_floor", {})) >= 2
+    assert len(_error_rate_alarms(tmp_path, monkeypatch, "no_floor", {"error_rate_percent": 0})) >= 2

@@ -95,9 +95,13 @@ def test_the_error_rate_has_a_smallest_material_change_unless_configured_otherwi
     with (tmp_path / "old.yaml").open("w") as fh:
         yaml.dump(data, fh)
     assert load_ops_config(tmp_path / "old.yaml", env={}).anomaly_min_deviation == {"error_rate_percent": 0.5}
-    data["anomaly_min_deviation"] = {}
-    with (tmp_path / "none.yaml").open("w") as fh:
+    # ... also when the environment names another metric
+    env = {"NEUROPILOT_ANOMALY_MIN_DEVIATION__CPU_PERCENT": "5"}
+    assert load_ops_config(tmp_path / "old.yaml", env=env).anomaly_min_deviation == {
+        "error_rate_percent": 0.5, "cpu_percent": 5.0}
+    data["anomaly_min_deviation"] = {"error_rate_percent": 0}
+    with (tmp_path / "off.yaml").open("w") as fh:
         yaml.dump(data, fh)
-    assert load_ops_config(tmp_path / "none.yaml", env={}).anomaly_min_deviation == {}
+    assert load_ops_config(tmp_path / "off.yaml", env={}).anomaly_min_deviation == {"error_rate_percent": 0.0}
     cfg = load_ops_config(write(tmp_path, "anomaly_min_deviation:\n  cpu_percent: 5\n"), env={})
     assert cfg.anomaly_min_deviation == {"error_rate_percent": 0.5, "cpu_percent": 5.0}

@@ -741,3 +741,65 @@ def test_input_columns_named_like_a_verdict_are_kept_renamed(tmp_path):
     twice = pd.read_csv(tmp_path / "again.csv")
     np.testing.assert_allclose(twice["score"], twice["score_input3"], equal_nan=True)
     assert (twice["is_anomaly"] == twice["is_anomaly_input"]).all()
+
+
+def test_an_error_rate_sliding_up_over_days_alarms_by_its_range():
+    # The baseline follows a slow slide, so no point is ever min_deviation from it; the last
+    # hour's level is, beyond the week's range.
+    n = 12 * DAY
+    ts = pd.date_range("2026-11-02", periods=n, freq="1min", tz="UTC")
+    x = error_rate(12, 0)
+    x[8 * DAY:] += np.minimum(np.arange(4 * DAY) / (2 * DAY), 1) * 3.0  # 0 -> 3 % over two days
+    result, _ = detect_chunk(x[None, :], ts, None, min_deviation=0.5)
+    hits = np.flatnonzero(result.is_anomaly[0])
+    assert hits.size and 8 * DAY < hits[0] < 9 * DAY
+    assert result.scores["range"][0, hits[0]] > 0.1
+    assert result.level_hour[0, hits[0]] - result.range_high[0, hits[0]] >= 0.5
+
+
+def test_an_outlier_among_the_first_points_does_not_hide_a_later_incident():
+    n = 3 * DAY
+    ts = pd.date_range("2026-11-02", periods=n, freq="1min", tz="UTC")
+    x = 200 + 5 * np.random.default_rng(0).normal(0, 1, n)  # a p95 latency in ms
+    x[3] = 10_000  # an overloaded minute while the baseline starts
+    x[26 * 60:26 * 60 + 30] = 300
+    hits, result = flagged(x, ts)
+    assert hits.tolist() == [26 * 60]
+    assert result.std[0, 26 * 60] == pytest.approx(20, rel=0.01)  # the floor, 10 % of the level: not inflated
+
+
+def test_an_hourly_series_is_scored_once_its_first_hours_are_in():
+    ts = pd.date_range("2026-11-02", periods=20 * 24, freq="1h", tz="UTC")
+    x = 100 + 5 * np.random.default_rng(1).normal(0, 1, len(ts))
+    x[[27, 200]] = 200
+    hits, result = flagged(x, ts)
+    assert hits.tolist() == [27, 200]
+    assert np.isnan(result.scores["zscore"][0, :6]).all() and np.isfinite(result.scores["zscore"][0, 7:]).all()
+
+
+def test_the_explanation_says_a_change_from_a_baseline_near_zero_in_units():
+    n = 7 * DAY
+    ts = pd.date_range("2026-11-02", periods=n, freq="1min", tz="UTC")
+    x = error_rate(7, 0)
+    x[5 * DAY + 600:5 * DAY + 630] = 3.0
+    result, _ = detect_chunk(x[None, :], ts, None, min_deviation=0.5)
+    from neuropilot_pipeline.core.detectors import _explain
+
+    # Ten minutes in, the short-term mean (span 20) is ~1.9 points above a baseline of ~0: far past the
+    # threshold, and said in points, not as a share of a baseline of 0.
+    fired, text = _explain(result, 0, 5 * DAY + 610, DetectorConfig())
+    assert "ewma" in fired
+    ewma_part = next(p for p in text.split("; ") if p.startswith("ewma"))
+    assert "%" not in ewma_part and "smallest material change 0.5" in ewma_part
+    assert float(ewma_part.split("deviates ")[1].split(" ")[0]) == pytest.approx(3 * (1 - (19 / 21) ** 10), rel=0.05)
+
+
+def test_a_frame_with_two_columns_named_like_a_verdict_keeps_both():
+    n = DAY
+    ts = pd.date_range("2026-11-02", periods=n, freq="1min", tz="UTC")
+    df = pd.DataFrame([ts.strftime("%Y-%m-%dT%H:%M:%SZ"), 100 + np.zeros(n), np.ones(n), 2 * np.ones(n)]).T
+    df.columns = ["timestamp", "value", "score", "score"]
+    out = detect_dataframe(df)
+    assert list(out.columns[:4]) == ["timestamp", "value", "score_input", "score_input2"]
+    assert (out["score_input2"] == 2).all()
+    assert out.attrs["renamed_input_columns"] == {"score": ["score_input", "score_input2"]}
