@@ -348,8 +348,10 @@ def _kernel(x, minutes, gmm, thr, halflife, a_short, slot_width, season_halflife
             # The EWMA's relative deviation is over the baseline's level, and over the level at
             # which a change of min_deviation reads as the threshold when that is larger.
             dev_scale = max(scale, min_dev[i] / (0.1 * thr))
-            # Whether the baseline has started (see DetectorConfig.baseline_startup_points).
-            started = count[i] >= startup_points or (count[i] >= 3 and last_a[i] - first_a[i] >= startup_minutes)
+            # Whether the baseline has started (DetectorConfig.baseline_startup_points; the count
+            # jumps to it when the startup ends early). A state stored before startup_values
+            # existed has no startup points: its baseline started with its first point.
+            started = count[i] >= startup_points or (count[i] > 0 and math.isnan(startup_values[i, 0]))
             z = math.nan
             if ok and not math.isnan(mean) and started:
                 z = abs(v - mean) / std
@@ -383,7 +385,12 @@ def _kernel(x, minutes, gmm, thr, halflife, a_short, slot_width, season_halflife
             if ok and math.isnan(first_a[i]):
                 first_a[i] = now
             formed = (not math.isnan(first_a[i])) and now - first_a[i] >= warmup_minutes
-            material = ok and not math.isnan(mean) and abs(v - mean) > min_rel * scale and abs(v - mean) >= min_dev[i]
+            # With a min_deviation, the short EWMA (this point included) must also have moved half
+            # of it: a single minute counts only at over 5 times it (one failed request in a quiet
+            # minute), a sustained change from its first minute.
+            far = min_dev[i] == 0.0 or (not math.isnan(mean) and abs(v - mean) >= min_dev[i] and (
+                math.isnan(ewma_a[i]) or abs(ewma_a[i] + a_short * (v - ewma_a[i]) - mean) >= 0.5 * min_dev[i]))
+            material = ok and not math.isnan(mean) and abs(v - mean) > min_rel * scale and far
             candidate = formed and material and not math.isnan(combined) and combined > thr
             out[0, i, t] = z
             out[1, i, t] = ewma_score
@@ -395,7 +402,7 @@ def _kernel(x, minutes, gmm, thr, halflife, a_short, slot_width, season_halflife
             out[7, i, t] = dev
             out[8, i, t] = s_mean
             stage[i, t] = 2 if candidate else 1 if formed and ok else 0
-            significant[i, t] = ok and (min_dev[i] == 0.0 or (not math.isnan(mean) and abs(v - mean) >= min_dev[i]))
+            significant[i, t] = ok and far
             steps[i, t] = step
             if ok:
                 zz = _fmax(core, g)
@@ -420,8 +427,14 @@ def _kernel(x, minutes, gmm, thr, halflife, a_short, slot_width, season_halflife
                     if k + 1 >= startup_points or (k + 1 >= 3 and now - first_a[i] >= startup_minutes):
                         kept = startup_values[i, :k + 1]
                         med = np.median(kept)
+                        spread = 1.4826 * np.median(np.abs(kept - med))
+                        if spread == 0.0:
+                            # Half the points or more are one value (a series mostly at 0): the
+                            # mean absolute deviation still sees the others.
+                            spread = 1.2533 * np.mean(np.abs(kept - med))
                         mean_a[i] = med
-                        var_a[i] = (1.4826 * np.median(np.abs(kept - med))) ** 2
+                        var_a[i] = spread * spread
+                        count[i] = startup_points - 1.0  # started, whatever the clock does next
                 else:
                     d = min(max(v - mean, -winsor * std), winsor * std)
                     mean_a[i] = mean + a_long * d

@@ -803,3 +803,52 @@ def test_a_frame_with_two_columns_named_like_a_verdict_keeps_both():
     assert list(out.columns[:4]) == ["timestamp", "value", "score_input", "score_input2"]
     assert (out["score_input2"] == 2).all()
     assert out.attrs["renamed_input_columns"] == {"score": ["score_input", "score_input2"]}
+
+
+def test_a_quiet_services_single_failed_minutes_do_not_page():
+    # One failed request in a minute of 50 is 2 %: over the 0.5-point floor, but a single minute.
+    n = 10 * DAY
+    ts = pd.date_range("2026-11-02", periods=n, freq="1min", tz="UTC")
+    x = error_rate(10, 1)
+    x[np.arange(DAY, n, 7 * 60 + 13)] = 2.0  # one such minute every 7 hours or so
+    result, _ = detect_chunk(x[None, :], ts, None, min_deviation=0.5)
+    assert result.is_anomaly.sum() == 0
+
+
+def test_a_series_mostly_at_zero_from_the_start_gets_a_spread():
+    # Over half of the first points are 0, so their median absolute deviation is 0; the
+    # baseline's spread comes from their mean absolute deviation instead of collapsing.
+    n = 7 * DAY
+    ts = pd.date_range("2026-11-02", periods=n, freq="1min", tz="UTC")
+    rng = np.random.default_rng(3)
+    x = np.where(rng.random(n) < 0.4, rng.integers(1, 5, n), 0).astype(float)
+    hits, result = flagged(x, ts)
+    assert hits.size == 0 and np.nanmax(result.scores["zscore"][0]) < 10
+
+
+def test_a_state_stored_before_startup_values_existed_carries_on():
+    # A series that began 20 minutes before the end of a window stored by the earlier code:
+    # a count under 30 and no startup points. It must carry on from its baseline, not restart
+    # from startup points it does not have.
+    n = 3 * DAY
+    ts = pd.date_range("2026-11-02", periods=n, freq="1min", tz="UTC")
+    x = np.full(n, np.nan)
+    x[340:] = 200 + np.random.default_rng(0).normal(0, 1, n - 340)
+    x[2 * DAY:2 * DAY + 30] *= 1.6
+    whole, _ = detect_chunk(x[None, :], ts, None)
+    _, state = detect_chunk(x[None, :360], ts[:360], None)
+    old = {k: v for k, v in state.items() if k != "startup_values"}
+    old["mean"], old["var"] = np.array([x[340]]), np.array([0.0])  # the earlier code's start: the first value
+    resumed, _ = detect_chunk(x[None, 360:], ts[360:], align_state(old, ["s"], ["s"], DetectorConfig()))
+    assert np.isfinite(resumed.baseline[0, -1])
+    assert np.flatnonzero(resumed.is_anomaly[0]).tolist() == [2 * DAY - 360]
+    assert np.flatnonzero(whole.is_anomaly[0]).tolist() == [2 * DAY]
+
+
+def test_a_baseline_that_started_stays_started_when_the_clock_steps_back():
+    minutes = np.r_[np.arange(0, 361, 60), 300, np.arange(420, 3 * DAY, 60)]
+    ts = pd.Timestamp("2026-11-02", tz="UTC") + pd.to_timedelta(minutes, unit="min")
+    x = 10 + np.random.default_rng(0).normal(0, 1, len(minutes))
+    result, state = detect_chunk(x[None, :], ts, None)
+    assert np.isfinite(result.scores["zscore"][0, 7:]).all()
+    assert np.isnan(state["startup_values"][0, 7:]).all()  # the startup ended at 6 hours and was not reopened
