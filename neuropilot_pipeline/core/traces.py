@@ -52,7 +52,6 @@ CLF_FORMATS = ("%d/%b/%Y:%H:%M:%S %z", "%d/%b/%Y:%H:%M:%S", "%d/%b/%Y:%H:%M")  #
 MISSING = {"null", "n/a", "na", "nan", "none", "-", "#n/a", "#nv", "#value!", "#div/0!"}  # as an empty cell
 DECIMAL_POINT = re.compile(r"^\s*-?\d+\.\d+\s*$")
 THOUSANDS = re.compile(r"^\s*-?[1-9]\d{0,2},\d{3}\s*$")  # 1,041: a thousands separator, or 1.041 with a decimal comma?
-DOTTED_THOUSANDS = re.compile(r"^\s*-?[1-9]\d{0,2}(\.\d{3})+\s*$")  # 1.200: 1200 where the decimal mark is a comma
 FIX = ("Give ISO 8601 timestamps such as 2026-01-01T00:00:00Z or Unix times, or name the timestamp column "
        "with --timestamp-column.")
 DATE_ORDERS = ("dmy", "mdy")  # --date-order: 01/03/2026 is 1 March (dmy) or 3 January (mdy)
@@ -91,13 +90,12 @@ def _dialect(lines: list[str]) -> tuple[str, int, str]:
 
 
 def _has_decimal_commas(lines: list[str], sep: str) -> bool:
-    """Numbers with decimal commas, none with a decimal point (but for ones shaped like 1.200,
-    which have thousands separators where the mark is a comma), and not all of them shaped like
+    """Numbers with decimal commas, none with a decimal point, and not all of them shaped like
     1,041 (which may be a thousands separator): then, and only then, the file's decimal mark is
     a comma. Otherwise comma numbers stay words, and a value or count column of them is refused."""
     fields = [field for row in csv.reader(lines, delimiter=sep) for field in row]
     commas = [f for f in fields if DECIMAL_COMMA.match(f)]
-    return bool(commas) and not any(DECIMAL_POINT.match(f) and not DOTTED_THOUSANDS.match(f) for f in fields) \
+    return bool(commas) and not any(DECIMAL_POINT.match(f) for f in fields) \
         and not all(THOUSANDS.match(f) for f in commas)
 
 
@@ -394,16 +392,12 @@ def _as_numbers(df: pd.DataFrame, column: str) -> pd.Series:
     if pd.api.types.is_numeric_dtype(values):
         return numbers
     text = values.astype(str).str.strip()
-    if df.attrs.get("decimal") == ",":
-        # 10,5 and 1.200,5, and 1.200 (which to_numeric reads as 1.2): the points separate thousands.
-        european = text.str.match(DECIMAL_COMMA.pattern) | text.str.match(DOTTED_THOUSANDS.pattern)
-        if not european.any():
-            return numbers
-        return numbers.mask(european, pd.to_numeric(
-            text.str.replace(".", "", regex=False).str.replace(",", ".", regex=False), errors="coerce"))
     commas = text.str.match(DECIMAL_COMMA.pattern) & numbers.isna()
     if not commas.any():
         return numbers
+    if df.attrs.get("decimal") == ",":
+        return numbers.fillna(pd.to_numeric(text.str.replace(".", "", regex=False).str.replace(",", ".", regex=False),
+                                            errors="coerce"))
     # In a file whose decimal mark is a point, a column of quoted "10,5" (LibreOffice's German
     # export) has decimal commas, unless a number in it reads as thousands (1,041) or has a point.
     if text.str.match(THOUSANDS.pattern).any() or text.str.match(DECIMAL_POINT.pattern).any():

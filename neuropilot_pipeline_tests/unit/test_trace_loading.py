@@ -258,17 +258,3 @@ def test_backtest_command_takes_named_columns_and_reports_what_it_read(tmp_path,
     error = capsys.readouterr().err
     assert "no count column 'requests'" in error and "calls_per_minute" in error and "--count-column" in error
     assert not (tmp_path / "out2").exists()
-
-
-def test_dotted_thousands_beside_decimal_commas_are_thousands(tmp_path):
-    # German Excel writes a count of 1200 as 1.200 and a latency as 10,5: the decimal mark is
-    # the comma, so the points separate thousands. The count was read as 1.2 beside 980.
-    path = tmp_path / "trace.csv"
-    path.write_text("Zeit;Anfragen;Latenz\n2024-03-01 00:00;1.200;10,5\n2024-03-01 00:01;1.350;11,5\n"
-                    "2024-03-01 00:02;980;9,5\n2024-03-01 00:03;12.345.678;9,5\n")
-    trace = load_trace(path)
-    assert trace.count_column == "Anfragen"
-    np.testing.assert_array_equal(trace.requests, [1200, 1350, 980, 12_345_678])
-    # Without a decimal comma anywhere, 1.200 has a decimal point, as before.
-    path.write_text("Zeit;Anfragen\n2024-03-01 00:00;1.200\n2024-03-01 00:01;1.350\n")
-    np.testing.assert_array_equal(load_trace(path).requests, [1.2, 1.35])
