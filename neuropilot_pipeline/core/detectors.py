@@ -430,8 +430,10 @@ def _kernel(x, minutes, gmm, thr, halflife, a_short, slot_width, season_halflife
                         spread = 1.4826 * np.median(np.abs(kept - med))
                         if spread == 0.0:
                             # Half the points or more are one value (a series mostly at 0): the
-                            # mean absolute deviation still sees the others.
-                            spread = 1.2533 * np.mean(np.abs(kept - med))
+                            # mean absolute deviation still sees the others, all but the largest
+                            # tenth (an overloaded minute among them would inflate it).
+                            deviations = np.sort(np.abs(kept - med))
+                            spread = 1.2533 * np.mean(deviations[:len(deviations) - len(deviations) // 10])
                         mean_a[i] = med
                         var_a[i] = spread * spread
                         count[i] = startup_points - 1.0  # started, whatever the clock does next

@@ -16,6 +16,7 @@ import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -52,6 +53,15 @@ CLF_FORMATS = ("%d/%b/%Y:%H:%M:%S %z", "%d/%b/%Y:%H:%M:%S", "%d/%b/%Y:%H:%M")  #
 MISSING = {"null", "n/a", "na", "nan", "none", "-", "#n/a", "#nv", "#value!", "#div/0!"}  # as an empty cell
 DECIMAL_POINT = re.compile(r"^\s*-?\d+\.\d+\s*$")
 THOUSANDS = re.compile(r"^\s*-?[1-9]\d{0,2},\d{3}\s*$")  # 1,041: a thousands separator, or 1.041 with a decimal comma?
+# 1.200 or 1.200.000: thousands separated by points, as German spreadsheets write 1200 (or 1.2?).
+DOTTED_THOUSANDS = re.compile(r"^\s*-?[1-9]\d{0,2}(\.\d{3})+\s*$")
+WHOLE_NUMBER = re.compile(r"^\s*-?\d+\s*$")
+IPV4 = re.compile(r"^\s*((25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(25[0-5]|2[0-4]\d|1?\d?\d)\s*$")  # 192.168.178.100 is no number
+
+
+def dotted_thousands(cells: pd.Series) -> pd.Series:
+    """Which cells (stripped text) are numbers with thousands separated by points: 1.200, 1.200.000."""
+    return cells.str.match(DOTTED_THOUSANDS.pattern) & ~cells.str.match(IPV4.pattern)
 FIX = ("Give ISO 8601 timestamps such as 2026-01-01T00:00:00Z or Unix times, or name the timestamp column "
        "with --timestamp-column.")
 DATE_ORDERS = ("dmy", "mdy")  # --date-order: 01/03/2026 is 1 March (dmy) or 3 January (mdy)
@@ -103,6 +113,8 @@ def _kind(text: str, decimal: str = ".") -> str:
     text = text.strip()
     if not text or text.lower() in MISSING:
         return "empty"
+    if DOTTED_THOUSANDS.match(text):  # 1.200.000 is a number, whatever it means
+        return "number"
     try:
         float(text.replace(".", "").replace(",", ".") if decimal == "," and DECIMAL_COMMA.match(text) else text)
         return "number"
@@ -140,14 +152,16 @@ def read_table(path: str | Path) -> pd.DataFrame:
     # Text columns holding 1.200,5 are read by _as_numbers, field by field.
     rows = list(csv.reader(lines[skip:skip + 2], delimiter=sep))  # the first two, to tell a header
     if _first_row_is_data(rows, decimal):
-        df = pd.read_csv(path, sep=sep, skiprows=skip, header=None, decimal=decimal, index_col=False)
+        how = dict(sep=sep, skiprows=skip, header=None, decimal=decimal, index_col=False)
+        df = pd.read_csv(path, **how)
         df.columns = [f"column {i + 1}" for i in range(df.shape[1])]  # named as --timestamp-column takes them
     else:
         # A separator ending every data row (not the header) is an empty last field: index_col=False
         # keeps the columns in place. A header one field short otherwise is R's write.table: the
         # first field of each row is its row name, which pandas takes as the index.
         trailing = len(rows) == 2 and len(rows[1]) == len(rows[0]) + 1 and not rows[1][-1].strip()
-        df = pd.read_csv(path, sep=sep, skiprows=skip, decimal=decimal, index_col=False if trailing else None)
+        how = dict(sep=sep, skiprows=skip, decimal=decimal, index_col=False if trailing else None)
+        df = pd.read_csv(path, **how)
     names, seen = [], set()
     for name in (str(c).strip() for c in df.columns):  # " value" beside "value" is a second column
         unique, k = name, 0
@@ -158,9 +172,70 @@ def read_table(path: str | Path) -> pd.DataFrame:
         seen.add(unique)
     df.columns = names
     # Rows with every field empty (a spreadsheet's trailing ";;" lines) are no data, as blank lines are not.
-    df = df.dropna(how="all").reset_index(drop=True)
+    keep = df.notna().any(axis=1).to_numpy()
+    df = df[keep].reset_index(drop=True)
     df.attrs["decimal"] = decimal  # for columns pandas left as text (an Excel error cell among the numbers)
+    df.attrs["dotted_thousands"] = _dotted_thousands(df, path, how, lines, keep)
     return df
+
+
+def _dotted_thousands(df: pd.DataFrame, path: str | Path, how: dict[str, Any], lines: list[str],
+                      keep: np.ndarray) -> dict[str, tuple[int, str, str]]:
+    """Columns of numbers written with thousands separated by points, as German spreadsheets
+    write 1200: {column: (row, that cell, why)}. Such a column is refused as a count or value
+    (numbers_in), where it was read as 1.2 (or passed over as words, for 1.200.000): a column
+    pandas read as decimals that also holds whole numbers (980 beside 1.200: counts, not 0.98
+    thousand) or sits in a file with decimal commas elsewhere, and a column of whole numbers
+    and 1.200.000-style ones. A column of 12.500-style numbers alone is read with decimal points."""
+    if df.attrs["decimal"] == ",":
+        return {}  # a decimal-comma file has no decimal points (_has_decimal_commas); 1.200,5 is read
+    found = {}
+    for column in df.columns:
+        if df[column].dtype.kind in "fiub" or not len(df):
+            continue
+        head = df[column].head(1000).dropna().astype(str).str.strip()
+        head = head[head != ""]
+        if not (head.str.match(DOTTED_THOUSANDS.pattern) | head.str.match(WHOLE_NUMBER.pattern)).all():
+            continue  # words, dates or times: no column of numbers (cheap to tell on its first rows)
+        cells = df[column].dropna().astype(str).str.strip()
+        cells = cells[cells != ""]
+        dotted = dotted_thousands(cells)
+        if dotted.any() and (dotted | cells.str.match(WHOLE_NUMBER.pattern)).all():
+            row = int(dotted.index[np.argmax(dotted.to_numpy())])
+            found[column] = (row, cells[row], f"a number written with thousands separators "
+                                              f"({cells[row].replace('.', '')}).")
+    def could_be_dotted(values: pd.Series) -> bool:
+        # 1.200 read as 1.2: its fractional values are 1-999 with 1-3 decimals (the text is
+        # checked below); a column of measurements has more decimals, and is not read again.
+        v = values.dropna().abs().to_numpy()
+        v = v[v % 1 != 0]
+        return bool(len(v)) and bool(((v >= 1) & (v < 1000) & (np.abs(v * 1000 - np.round(v * 1000)) < 1e-6)).all())
+
+    floats = [i for i, c in enumerate(df.columns) if df[c].dtype.kind == "f" and could_be_dotted(df[c])]
+    if not floats:
+        return found
+    comma_numbers = any(DECIMAL_COMMA.match(f) for row in csv.reader(lines[how["skiprows"]:], delimiter=how["sep"])
+                        for f in row)
+    # The same read as text: the same columns and rows, the cells as written.
+    text = pd.read_csv(path, **how, dtype=str, keep_default_na=False)
+    if text.shape != (len(keep), df.shape[1]):
+        return {}
+    text = text[keep].reset_index(drop=True)
+    found = {}
+    for i in floats:
+        cells = text.iloc[:, i].astype(str).str.strip()
+        dotted = dotted_thousands(cells)
+        if not dotted.any():
+            continue
+        whole = cells.str.match(WHOLE_NUMBER.pattern)
+        if whole.any() or comma_numbers:
+            row = int(np.argmax(dotted.to_numpy()))
+            cell = cells.iloc[row]
+            why = (f"beside whole numbers such as {cells[whole].iloc[0]!r}" if whole.any()
+                   else "in a file with decimal commas elsewhere")
+            found[df.columns[i]] = (row, cell, f"{why}: {cell.replace('.', '')} with a thousands separator, or "
+                                               f"{float(cell):g}?")
+    return found
 
 
 def _epoch(numbers: np.ndarray, path: str | Path, column: str) -> pd.Series:
@@ -392,12 +467,17 @@ def _as_numbers(df: pd.DataFrame, column: str) -> pd.Series:
     if pd.api.types.is_numeric_dtype(values):
         return numbers
     text = values.astype(str).str.strip()
+    if df.attrs.get("decimal") == ",":
+        # 10,5 and 1.200,5, and 1.200.000: where the decimal mark is the comma, points separate
+        # thousands (a file with 1.200 in it has a decimal point: _has_decimal_commas).
+        european = (text.str.match(DECIMAL_COMMA.pattern) | dotted_thousands(text)) & numbers.isna()
+        if not european.any():
+            return numbers
+        return numbers.fillna(pd.to_numeric(text.where(european).str.replace(".", "", regex=False)
+                                            .str.replace(",", ".", regex=False), errors="coerce"))
     commas = text.str.match(DECIMAL_COMMA.pattern) & numbers.isna()
     if not commas.any():
         return numbers
-    if df.attrs.get("decimal") == ",":
-        return numbers.fillna(pd.to_numeric(text.str.replace(".", "", regex=False).str.replace(",", ".", regex=False),
-                                            errors="coerce"))
     # In a file whose decimal mark is a point, a column of quoted "10,5" (LibreOffice's German
     # export) has decimal commas, unless a number in it reads as thousands (1,041) or has a point.
     if text.str.match(THOUSANDS.pattern).any() or text.str.match(DECIMAL_POINT.pattern).any():
@@ -415,6 +495,8 @@ def numeric_columns(df: pd.DataFrame, columns: list[str]) -> list[str]:
     are numbers but for a few (an Excel error cell, "n/a"); pandas' "Unnamed: 0" (a saved
     DataFrame's index: row numbers, not values) after the rest."""
     def is_numeric(c: str) -> bool:
+        if c in df.attrs.get("dotted_thousands", {}):
+            return True  # numbers with thousands separators: numbers_in says why they are refused
         values = df[c]
         if pd.api.types.is_bool_dtype(values):
             return False
@@ -442,6 +524,10 @@ def numbers_in(df: pd.DataFrame, column: str, path: str | Path, what: str) -> np
         raise TraceError(f"{path}: {what} column {column!r} holds {values.iloc[row]!r} in data row {row + 1}: a "
                          "thousands separator or a decimal comma? Export the numbers without thousands separators, "
                          "or with decimal points")
+    if column in df.attrs.get("dotted_thousands", {}):
+        row, cell, why = df.attrs["dotted_thousands"][column]
+        raise TraceError(f"{path}: {what} column {column!r} holds {cell!r} in data row {row + 1}, {why} Export "
+                         "the numbers without thousands separators")
     if numbers.notna().sum() == 0 or words.sum() > numbers.notna().sum():
         row = int(np.argmax(words.to_numpy())) if words.any() else 0
         cell = "is empty" if pd.isna(values.iloc[row]) else f"holds {values.iloc[row]!r}"

@@ -852,3 +852,16 @@ def test_a_baseline_that_started_stays_started_when_the_clock_steps_back():
     result, state = detect_chunk(x[None, :], ts, None)
     assert np.isfinite(result.scores["zscore"][0, 7:]).all()
     assert np.isnan(state["startup_values"][0, 7:]).all()  # the startup ended at 6 hours and was not reopened
+
+
+def test_an_overloaded_minute_among_a_bucketed_series_first_points_does_not_inflate_its_spread():
+    # A p95 rounded to histogram buckets is one value most minutes (MAD 0); the stand-in spread
+    # leaves out the largest deviations, so the 10 s minute does not hide the next day's incident.
+    n = 3 * DAY
+    ts = pd.date_range("2026-11-02", periods=n, freq="1min", tz="UTC")
+    x = np.where(np.random.default_rng(0).random(n) < 0.03, 300.0, 250.0)
+    x[3] = 10_000
+    x[26 * 60:26 * 60 + 30] = 400
+    hits, result = flagged(x, ts)
+    assert hits.tolist() == [26 * 60]
+    assert result.scores["zscore"][0, 26 * 60] > 5

@@ -258,3 +258,34 @@ def test_backtest_command_takes_named_columns_and_reports_what_it_read(tmp_path,
     error = capsys.readouterr().err
     assert "no count column 'requests'" in error and "calls_per_minute" in error and "--count-column" in error
     assert not (tmp_path / "out2").exists()
+
+
+def test_counts_with_thousands_separated_by_points_are_refused_not_read_a_thousandth(tmp_path):
+    # German spreadsheets write 1200 as 1.200. Beside 980, or in a file with decimal commas
+    # elsewhere, it cannot be told from 1.2; it was read as 1.2 (1.35, 980: silently).
+    path = tmp_path / "trace.csv"
+    for text in ("Zeit;Anfragen\n2024-03-01 00:00;980\n2024-03-01 00:01;1.200\n2024-03-01 00:02;1.350\n",
+                 "Zeit,Anfragen,Latenz\n2024-03-01 00:00,1.200,\"10,5\"\n2024-03-01 00:01,980,\"9,5\"\n",
+                 "Zeit;Anfragen;Latenz\n2024-03-01 00:00;1.200;10,5\n2024-03-01 00:01;980;9,5\n"):
+        path.write_text(text)
+        with pytest.raises(TraceError, match=r"'Anfragen' holds '1.200' in data row \d.*1200 with a thousands "
+                                             r"separator, or 1.2\? Export the numbers without thousands separators"):
+            load_trace(path)
+    path.write_text("ts;requests;shards\n2024-03-01 00:00;12.500;1,2\n2024-03-01 00:01;13.250;3,4\n")
+    with pytest.raises(TraceError, match="'12.500' in data row 1, in a file with decimal commas elsewhere"):
+        load_trace(path)
+    path.write_text("Zeit;n\n2024-03-01 00:00;1.200.000\n2024-03-01 00:01;980\n")
+    with pytest.raises(TraceError, match=r"'1.200.000' in data row 1, a number written with thousands separators "
+                                         r"\(1200000\)"):
+        load_trace(path)
+    # Where the decimal mark is the comma, 1.200.000 can only be thousands: read.
+    path.write_text("2024-03-01 00:00;980;10,5\n2024-03-01 00:01;1.200.000;9,5\n2024-03-01 00:02;990;9,5\n")
+    trace = load_trace(path)
+    assert trace.count_column == "column 2" and list(trace.requests) == [980, 1_200_000, 990]
+    # Decimals alone, and addresses, are what they were.
+    path.write_text("ts,requests\n2024-03-01 00:00,12.500\n2024-03-01 00:01,13.250\n")
+    assert list(load_trace(path).requests) == [12.5, 13.25]
+    path.write_text("Zeit;Quelle;n\n2024-03-01 00:00;192.168.178.100;10\n2024-03-01 00:01;192.168.178.101;11\n")
+    assert load_trace(path).count_column == "n"
+    path.write_text("Zeit;Quelle;Anfragen\n2024-03-01 00:00;192.168.178.100;10,5\n2024-03-01 00:01;192.168.178.101;11,5\n")
+    assert list(load_trace(path).requests) == [10.5, 11.5]
