@@ -59,9 +59,19 @@ WHOLE_NUMBER = re.compile(r"^\s*-?\d+\s*$")
 IPV4 = re.compile(r"^\s*((25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(25[0-5]|2[0-4]\d|1?\d?\d)\s*$")  # 192.168.178.100 is no number
 
 
+def matches(cells: pd.Series, pattern: re.Pattern) -> pd.Series:
+    """cells.str.match(pattern), by Arrow's regex engine: pandas matches strings one by one in
+    Python, six times slower, and every float column of a file may be checked (_dotted_thousands)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    found = pc.match_substring_regex(pa.Array.from_pandas(cells.astype(str)), pattern.pattern)
+    return pd.Series(found.fill_null(False).to_numpy(zero_copy_only=False), index=cells.index)
+
+
 def dotted_thousands(cells: pd.Series) -> pd.Series:
     """Which cells (stripped text) are numbers with thousands separated by points: 1.200, 1.200.000."""
-    return cells.str.match(DOTTED_THOUSANDS.pattern) & ~cells.str.match(IPV4.pattern)
+    return matches(cells, DOTTED_THOUSANDS) & ~matches(cells, IPV4)
 FIX = ("Give ISO 8601 timestamps such as 2026-01-01T00:00:00Z or Unix times, or name the timestamp column "
        "with --timestamp-column.")
 DATE_ORDERS = ("dmy", "mdy")  # --date-order: 01/03/2026 is 1 March (dmy) or 3 January (mdy)
@@ -113,7 +123,7 @@ def _kind(text: str, decimal: str = ".") -> str:
     text = text.strip()
     if not text or text.lower() in MISSING:
         return "empty"
-    if DOTTED_THOUSANDS.match(text):  # 1.200.000 is a number, whatever it means
+    if DOTTED_THOUSANDS.match(text) and not IPV4.match(text):  # 1.200.000 is a number, whatever it means
         return "number"
     try:
         float(text.replace(".", "").replace(",", ".") if decimal == "," and DECIMAL_COMMA.match(text) else text)
@@ -151,6 +161,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
     # No thousands="." for decimal-comma files: it would turn 10.0.0.1 and 01.03.2026 into numbers.
     # Text columns holding 1.200,5 are read by _as_numbers, field by field.
     rows = list(csv.reader(lines[skip:skip + 2], delimiter=sep))  # the first two, to tell a header
+    r_layout = False
     if _first_row_is_data(rows, decimal):
         how = dict(sep=sep, skiprows=skip, header=None, decimal=decimal, index_col=False)
         df = pd.read_csv(path, **how)
@@ -160,6 +171,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
         # keeps the columns in place. A header one field short otherwise is R's write.table: the
         # first field of each row is its row name, which pandas takes as the index.
         trailing = len(rows) == 2 and len(rows[1]) == len(rows[0]) + 1 and not rows[1][-1].strip()
+        r_layout = len(rows) == 2 and len(rows[1]) == len(rows[0]) + 1 and not trailing
         how = dict(sep=sep, skiprows=skip, decimal=decimal, index_col=False if trailing else None)
         df = pd.read_csv(path, **how)
     names, seen = [], set()
@@ -175,66 +187,86 @@ def read_table(path: str | Path) -> pd.DataFrame:
     keep = df.notna().any(axis=1).to_numpy()
     df = df[keep].reset_index(drop=True)
     df.attrs["decimal"] = decimal  # for columns pandas left as text (an Excel error cell among the numbers)
-    df.attrs["dotted_thousands"] = _dotted_thousands(df, path, how, lines, keep)
+    df.attrs["dotted_thousands"] = _dotted_thousands(df, path, how, lines, keep, r_layout)
     return df
 
 
 def _dotted_thousands(df: pd.DataFrame, path: str | Path, how: dict[str, Any], lines: list[str],
-                      keep: np.ndarray) -> dict[str, tuple[int, str, str]]:
+                      keep: np.ndarray, r_layout: bool) -> dict[str, tuple[int, str, str]]:
     """Columns of numbers written with thousands separated by points, as German spreadsheets
     write 1200: {column: (row, that cell, why)}. Such a column is refused as a count or value
-    (numbers_in), where it was read as 1.2 (or passed over as words, for 1.200.000): a column
-    pandas read as decimals that also holds whole numbers (980 beside 1.200: counts, not 0.98
-    thousand) or sits in a file with decimal commas elsewhere, and a column of whole numbers
-    and 1.200.000-style ones. A column of 12.500-style numbers alone is read with decimal points."""
+    (numbers_in), where it was read as 1.2 (or its 1.200.000 as a word): one holding a 1.200
+    beside whole numbers (980 beside 1.200: counts, not 0.98 thousand) or in a file with decimal
+    commas elsewhere, or a 1.200.000 (which only thousands can be). A decimal point elsewhere in
+    the column (12.5, 0.125) shows the points are decimal points: not refused. Nor is a column
+    of 12.500-style numbers alone. Empty and placeholder cells ("-", "#DIV/0!") and words are
+    left out of the judgement."""
     if df.attrs["decimal"] == ",":
-        return {}  # a decimal-comma file has no decimal points (_has_decimal_commas); 1.200,5 is read
-    found = {}
-    for column in df.columns:
-        if df[column].dtype.kind in "fiub" or not len(df):
+        return {}  # a decimal-comma file has no decimal points (_has_decimal_commas); 1.200.000 is read there
+    comma_numbers = any(DECIMAL_COMMA.match(f) and not THOUSANDS.match(f)  # 1,041 is US thousands: a point file
+                        for row in csv.reader(lines[how["skiprows"]:], delimiter=how["sep"]) for f in row)
+
+    def judge(cells: pd.Series, found: dict) -> None:
+        """cells: a column's text (stripped) in the rows a number may be written with points."""
+        dotted = dotted_thousands(cells)
+        if not dotted.any() or (matches(cells, DECIMAL_POINT) & ~dotted).any():
+            return
+        groups = cells[dotted].str.count(r"\.")
+        whole = matches(cells, WHOLE_NUMBER)
+        if not (groups.max() > 1 or whole.any() or comma_numbers):
+            return
+        row = int(dotted.index[np.argmax(dotted.to_numpy())])
+        cell = cells[row]
+        if groups[row] > 1:
+            why = f"a number written with thousands separators ({cell.replace('.', '')})."
+        else:
+            why = (f"beside whole numbers such as {cells[whole].iloc[0]!r}" if whole.any()
+                   else "in a file with decimal commas elsewhere")
+            why = f"{why}: {cell.replace('.', '')} with a thousands separator, or {float(cell):g}?"
+        found[cells.name] = (row, cell, why)
+
+    found: dict[str, tuple[int, str, str]] = {}
+    for column in df.columns:  # text columns: 1.200.000, or a placeholder, kept pandas from reading numbers
+        if df[column].dtype.kind in "fiubmM" or not len(df):
             continue
         head = df[column].head(1000).dropna().astype(str).str.strip()
-        head = head[head != ""]
-        if not (head.str.match(DOTTED_THOUSANDS.pattern) | head.str.match(WHOLE_NUMBER.pattern)).all():
-            continue  # words, dates or times: no column of numbers (cheap to tell on its first rows)
+        if not (matches(head, DOTTED_THOUSANDS) | matches(head, WHOLE_NUMBER)).any():
+            continue  # words, dates or times (cheap to tell on its first rows)
         cells = df[column].dropna().astype(str).str.strip()
-        cells = cells[cells != ""]
-        dotted = dotted_thousands(cells)
-        if dotted.any() and (dotted | cells.str.match(WHOLE_NUMBER.pattern)).all():
-            row = int(dotted.index[np.argmax(dotted.to_numpy())])
-            found[column] = (row, cells[row], f"a number written with thousands separators "
-                                              f"({cells[row].replace('.', '')}).")
+        judge(cells[(cells != "") & ~cells.str.lower().isin(MISSING)].rename(column), found)
+
     def could_be_dotted(values: pd.Series) -> bool:
-        # 1.200 read as 1.2: its fractional values are 1-999 with 1-3 decimals (the text is
-        # checked below); a column of measurements has more decimals, and is not read again.
+        # 1.200 read as 1.2: fractional values of 1-999 with 1-3 decimals, beside whole numbers
+        # (or decimal commas elsewhere); the text is checked below. A column of measurements
+        # (more decimals, or no whole number) is not read again.
         v = values.dropna().abs().to_numpy()
-        v = v[v % 1 != 0]
-        return bool(len(v)) and bool(((v >= 1) & (v < 1000) & (np.abs(v * 1000 - np.round(v * 1000)) < 1e-6)).all())
+        fractional = v[v % 1 != 0]
+        return bool(len(fractional)) and bool(comma_numbers or len(fractional) < len(v)) and bool(
+            ((fractional >= 1) & (fractional < 1000)
+             & (np.abs(fractional * 1000 - np.round(fractional * 1000)) < 1e-6)).all())
 
     floats = [i for i, c in enumerate(df.columns) if df[c].dtype.kind == "f" and could_be_dotted(df[c])]
     if not floats:
         return found
-    comma_numbers = any(DECIMAL_COMMA.match(f) for row in csv.reader(lines[how["skiprows"]:], delimiter=how["sep"])
-                        for f in row)
-    # The same read as text: the same columns and rows, the cells as written.
-    text = pd.read_csv(path, **how, dtype=str, keep_default_na=False)
-    if text.shape != (len(keep), df.shape[1]):
-        return {}
+    # The same read as text: the same rows, the cells as written; only those columns, unless a
+    # header one field short (R's write.table) shifts them against the file's fields.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", pd.errors.ParserWarning)  # the first read warned already, if at all
+        text = pd.read_csv(path, **how, dtype=str, keep_default_na=False, usecols=None if r_layout else floats)
+    if len(text) != len(keep) or text.shape[1] != (df.shape[1] if r_layout else len(floats)):
+        return found
     text = text[keep].reset_index(drop=True)
-    found = {}
-    for i in floats:
-        cells = text.iloc[:, i].astype(str).str.strip()
-        dotted = dotted_thousands(cells)
-        if not dotted.any():
-            continue
-        whole = cells.str.match(WHOLE_NUMBER.pattern)
-        if whole.any() or comma_numbers:
-            row = int(np.argmax(dotted.to_numpy()))
-            cell = cells.iloc[row]
-            why = (f"beside whole numbers such as {cells[whole].iloc[0]!r}" if whole.any()
-                   else "in a file with decimal commas elsewhere")
-            found[df.columns[i]] = (row, cell, f"{why}: {cell.replace('.', '')} with a thousands separator, or "
-                                               f"{float(cell):g}?")
+    for k, i in enumerate(floats):
+        column = df.columns[i]
+        numbers = df[column].to_numpy()
+        # 1.200 is a fractional number to pandas: only those rows can hold one; whole numbers are
+        # the integral rows written without a point.
+        fractional = ~np.isnan(numbers) & (numbers % 1 != 0)
+        integral = ~np.isnan(numbers) & ~fractional
+        cells = text.iloc[:, i if r_layout else k]
+        whole_rows = integral & ~cells.str.contains(".", regex=False).to_numpy()
+        rows = fractional | whole_rows
+        judge(cells[rows].str.strip().rename(column), found)
     return found
 
 
@@ -487,6 +519,8 @@ def _as_numbers(df: pd.DataFrame, column: str) -> pd.Series:
 
 def numberlike_share(df: pd.DataFrame, column: str) -> float:
     """The share of cells that are numbers, or comma numbers (which `numbers_in` refuses by name)."""
+    if column in df.attrs.get("dotted_thousands", {}):
+        return 1.0  # numbers with thousands separators, which numbers_in refuses by name
     return float((_as_numbers(df, column).notna() | df[column].astype(str).str.match(DECIMAL_COMMA.pattern)).mean())
 
 

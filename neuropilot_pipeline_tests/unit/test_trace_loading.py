@@ -289,3 +289,30 @@ def test_counts_with_thousands_separated_by_points_are_refused_not_read_a_thousa
     assert load_trace(path).count_column == "n"
     path.write_text("Zeit;Quelle;Anfragen\n2024-03-01 00:00;192.168.178.100;10,5\n2024-03-01 00:01;192.168.178.101;11,5\n")
     assert list(load_trace(path).requests) == [10.5, 11.5]
+
+
+def test_what_the_review_of_the_thousands_refusal_found(tmp_path):
+    path = tmp_path / "trace.csv"
+    refused = r"holds '1.[23]00(.000)?' in data row 2, .*Export the numbers without thousands separators"
+    # A float column elsewhere, a placeholder among the counts, or the count named but not the
+    # first numeric column: each used to let 1.200.000 or 1.200 through as 0 or 1.2, silently.
+    for text in ("timestamp,requests,latency\nT0,980,1.125\nT1,1.200.000,1.250\nT2,1000,12.5\n",
+                 "timestamp,requests\nT0,980\nT1,1.200\nT2,-\nT3,1.350\n",
+                 "timestamp,requests\nT0,980\nT1,1.200.000\nT2,#DIV/0!\nT3,1000\n",
+                 "timestamp,latency_ms,requests\nT0,12,1\nT1,15,1.300.000\nT2,11,1.250.000\n"):
+        path.write_text(text.replace("T0", "2024-03-01T00:00:00Z").replace("T1", "2024-03-01T00:01:00Z")
+                        .replace("T2", "2024-03-01T00:02:00Z").replace("T3", "2024-03-01T00:03:00Z"))
+        with pytest.raises(TraceError, match=refused):
+            load_trace(path)
+    # US thousands commas show the decimal mark is the point; a decimal point elsewhere in the
+    # column shows its points are decimal points; an address in a headerless file's first row is
+    # no number (the row is data, not a header).
+    path.write_text('timestamp,value,bytes\n2024-03-01T00:00:00Z,12.125,"12,345"\n2024-03-01T00:01:00Z,15.5,"1,980"\n')
+    assert list(load_trace(path).requests) == [12.125, 15.5]
+    path.write_text("timestamp,requests\n2024-03-01T00:00:00Z,980\n2024-03-01T00:01:00Z,1.200\n"
+                    "2024-03-01T00:02:00Z,12.5\n")
+    assert list(load_trace(path).requests) == [980, 1.2, 12.5]
+    path.write_text("2024-03-01T00:00:00Z,192.168.178.100,5\n2024-03-01T00:01:00Z,10.0.0.1,6\n"
+                    "2024-03-01T00:02:00Z,10.0.0.2,7\n")
+    trace = load_trace(path)
+    assert trace.count_column == "column 3" and list(trace.requests) == [5, 6, 7]
