@@ -229,21 +229,25 @@ def _dotted_thousands(df: pd.DataFrame, path: str | Path, how: dict[str, Any], l
     for column in df.columns:  # text columns: 1.200.000, or a placeholder, kept pandas from reading numbers
         if df[column].dtype.kind in "fiubmM" or not len(df):
             continue
-        head = df[column].head(1000).dropna().astype(str).str.strip()
-        if not (matches(head, DOTTED_THOUSANDS) | matches(head, WHOLE_NUMBER)).any():
-            continue  # words, dates or times (cheap to tell on its first rows)
         cells = df[column].dropna().astype(str).str.strip()
-        judge(cells[(cells != "") & ~cells.str.lower().isin(MISSING)].rename(column), found)
+        cells = cells[(cells != "") & ~cells.str.lower().isin(MISSING)]  # a long empty start is no evidence
+        head = cells.head(1000)
+        if not (matches(head, DOTTED_THOUSANDS) | matches(head, WHOLE_NUMBER)).any():
+            continue  # words, dates or times (cheap to tell on its first filled rows)
+        judge(cells.rename(column), found)
 
     def could_be_dotted(values: pd.Series) -> bool:
-        # 1.200 read as 1.2: fractional values of 1-999 with 1-3 decimals, beside whole numbers
-        # (or decimal commas elsewhere); the text is checked below. A column of measurements
-        # (more decimals, or no whole number) is not read again.
-        v = values.dropna().abs().to_numpy()
+        # 1.200 read as 1.2 and 1.000 as 1: fractional values of 1-999 with 1-3 decimals, and
+        # whole ones (980, or 1.000) or decimal commas elsewhere; the text is checked below. A
+        # column of measurements (more decimals, or nothing whole) is not read again.
+        v = np.abs(values.to_numpy(dtype=float))
+        v = v[np.isfinite(v)]
         fractional = v[v % 1 != 0]
-        return bool(len(fractional)) and bool(comma_numbers or len(fractional) < len(v)) and bool(
-            ((fractional >= 1) & (fractional < 1000)
-             & (np.abs(fractional * 1000 - np.round(fractional * 1000)) < 1e-6)).all())
+        if len(fractional) == len(v) and not comma_numbers:
+            return False
+        return bool(((fractional >= 1) & (fractional < 1000)
+                     & (np.abs(fractional * 1000 - np.round(fractional * 1000)) < 1e-6)).all()) and bool(
+            len(fractional) or ((v >= 1) & (v < 1000)).any())
 
     floats = [i for i, c in enumerate(df.columns) if df[c].dtype.kind == "f" and could_be_dotted(df[c])]
     if not floats:
@@ -258,15 +262,8 @@ def _dotted_thousands(df: pd.DataFrame, path: str | Path, how: dict[str, Any], l
     text = text[keep].reset_index(drop=True)
     for k, i in enumerate(floats):
         column = df.columns[i]
-        numbers = df[column].to_numpy()
-        # 1.200 is a fractional number to pandas: only those rows can hold one; whole numbers are
-        # the integral rows written without a point.
-        fractional = ~np.isnan(numbers) & (numbers % 1 != 0)
-        integral = ~np.isnan(numbers) & ~fractional
         cells = text.iloc[:, i if r_layout else k]
-        whole_rows = integral & ~cells.str.contains(".", regex=False).to_numpy()
-        rows = fractional | whole_rows
-        judge(cells[rows].str.strip().rename(column), found)
+        judge(cells[df[column].notna().to_numpy()].str.strip().rename(column), found)
     return found
 
 
@@ -530,7 +527,10 @@ def numeric_columns(df: pd.DataFrame, columns: list[str]) -> list[str]:
     DataFrame's index: row numbers, not values) after the rest."""
     def is_numeric(c: str) -> bool:
         if c in df.attrs.get("dotted_thousands", {}):
-            return True  # numbers with thousands separators: numbers_in says why they are refused
+            # Numbers with thousands separators: chosen where they stand, and refused (numbers_in)
+            # with the way to name another column. Passed over, the next numeric column (a latency
+            # beside German counts) would be taken for the count without a word.
+            return True
         values = df[c]
         if pd.api.types.is_bool_dtype(values):
             return False
@@ -561,7 +561,8 @@ def numbers_in(df: pd.DataFrame, column: str, path: str | Path, what: str) -> np
     if column in df.attrs.get("dotted_thousands", {}):
         row, cell, why = df.attrs["dotted_thousands"][column]
         raise TraceError(f"{path}: {what} column {column!r} holds {cell!r} in data row {row + 1}, {why} Export "
-                         "the numbers without thousands separators")
+                         f"the numbers without thousands separators, or, if the {what} is another column, name it "
+                         f"with --{what}-column")
     if numbers.notna().sum() == 0 or words.sum() > numbers.notna().sum():
         row = int(np.argmax(words.to_numpy())) if words.any() else 0
         cell = "is empty" if pd.isna(values.iloc[row]) else f"holds {values.iloc[row]!r}"

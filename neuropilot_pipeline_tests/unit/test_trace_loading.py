@@ -316,3 +316,28 @@ def test_what_the_review_of_the_thousands_refusal_found(tmp_path):
                     "2024-03-01T00:02:00Z,10.0.0.2,7\n")
     trace = load_trace(path)
     assert trace.count_column == "column 3" and list(trace.requests) == [5, 6, 7]
+
+
+def test_what_the_second_review_of_the_thousands_refusal_found(tmp_path):
+    path = tmp_path / "trace.csv"
+    stamps = pd.date_range("2024-03-01", periods=2600, freq="min", tz="UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def write(header, rows):
+        path.write_text(header + "\n" + "".join(f"{t},{r}\n" for t, r in zip(stamps, rows)))
+
+    # Round thousands (1.000 read as 1), an inf among the counts, and a long empty or
+    # placeholder start before the first 1.200: each was read without a word.
+    for rows, cell in ((["980", "1.000", "995", "2.000"], "1.000"), (["980", "1.200", "inf", "1.350"], "1.200"),
+                       ([""] * 1001 + ["1.200.000" if k % 10 == 9 else "980" for k in range(1599)], "1.200.000"),
+                       (["-"] * 1001 + ["1.200" if k % 2 else "980" for k in range(1599)], "1.200")):
+        write("timestamp,requests", rows)
+        with pytest.raises(TraceError, match=f"holds '{cell}' in data row"):
+            load_trace(path)
+    # A thousands-separated column before the count: refused with the way to name the count
+    # (passed over, a German latency column beside such counts became the count, silently).
+    write("timestamp,bytes_sent,rps", ["1.200.000,12", "950.000,15", "2.100.000,18"])
+    with pytest.raises(TraceError, match="'bytes_sent' holds '1.200.000'.*if the count is another column, name it "
+                                         "with --count-column"):
+        load_trace(path)
+    trace = load_trace(path, count_col="rps")
+    assert trace.count_column == "rps" and list(trace.requests) == [12, 15, 18]
