@@ -12,6 +12,7 @@ demand.
 from __future__ import annotations
 
 import csv
+import functools
 import re
 import warnings
 from dataclasses import dataclass
@@ -203,8 +204,10 @@ def _dotted_thousands(df: pd.DataFrame, path: str | Path, how: dict[str, Any], l
     left out of the judgement."""
     if df.attrs["decimal"] == ",":
         return {}  # a decimal-comma file has no decimal points (_has_decimal_commas); 1.200.000 is read there
-    comma_numbers = any(DECIMAL_COMMA.match(f) and not THOUSANDS.match(f)  # 1,041 is US thousands: a point file
-                        for row in csv.reader(lines[how["skiprows"]:], delimiter=how["sep"]) for f in row)
+    @functools.cache
+    def comma_numbers() -> bool:  # asked only when it matters: the sample has 1000 lines
+        return any(DECIMAL_COMMA.match(f) and not THOUSANDS.match(f)  # 1,041 is US thousands: a point file
+                   for row in csv.reader(lines[how["skiprows"]:], delimiter=how["sep"]) for f in row)
 
     def judge(cells: pd.Series, found: dict) -> None:
         """cells: a column's text (stripped) in the rows a number may be written with points."""
@@ -213,7 +216,7 @@ def _dotted_thousands(df: pd.DataFrame, path: str | Path, how: dict[str, Any], l
             return
         groups = cells[dotted].str.count(r"\.")
         whole = matches(cells, WHOLE_NUMBER)
-        if not (groups.max() > 1 or whole.any() or comma_numbers):
+        if not (groups.max() > 1 or whole.any() or comma_numbers()):
             return
         row = int(dotted.index[np.argmax(dotted.to_numpy())])
         cell = cells[row]
@@ -229,12 +232,11 @@ def _dotted_thousands(df: pd.DataFrame, path: str | Path, how: dict[str, Any], l
     for column in df.columns:  # text columns: 1.200.000, or a placeholder, kept pandas from reading numbers
         if df[column].dtype.kind in "fiubmM" or not len(df):
             continue
-        cells = df[column].dropna().astype(str).str.strip()
-        cells = cells[(cells != "") & ~cells.str.lower().isin(MISSING)]  # a long empty start is no evidence
-        head = cells.head(1000)
-        if not (matches(head, DOTTED_THOUSANDS) | matches(head, WHOLE_NUMBER)).any():
-            continue  # words, dates or times (cheap to tell on its first filled rows)
-        judge(cells.rename(column), found)
+        cells = df[column].dropna()
+        if not dotted_thousands(cells).any():
+            continue  # words, dates or times, told apart by one pass of Arrow's regex engine
+        cells = cells.astype(str).str.strip()
+        judge(cells[(cells != "") & ~cells.str.lower().isin(MISSING)].rename(column), found)
 
     def could_be_dotted(values: pd.Series) -> bool:
         # 1.200 read as 1.2 and 1.000 as 1: fractional values of 1-999 with 1-3 decimals, and
@@ -243,7 +245,7 @@ def _dotted_thousands(df: pd.DataFrame, path: str | Path, how: dict[str, Any], l
         v = np.abs(values.to_numpy(dtype=float))
         v = v[np.isfinite(v)]
         fractional = v[v % 1 != 0]
-        if len(fractional) == len(v) and not comma_numbers:
+        if len(fractional) == len(v) and not comma_numbers():
             return False
         return bool(((fractional >= 1) & (fractional < 1000)
                      & (np.abs(fractional * 1000 - np.round(fractional * 1000)) < 1e-6)).all()) and bool(
