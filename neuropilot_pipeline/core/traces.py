@@ -58,6 +58,9 @@ THOUSANDS = re.compile(r"^\s*-?[1-9]\d{0,2},\d{3}\s*$")  # 1,041: a thousands se
 DOTTED_THOUSANDS = re.compile(r"^\s*-?[1-9]\d{0,2}(\.\d{3})+\s*$")
 WHOLE_NUMBER = re.compile(r"^\s*-?\d+\s*$")
 IPV4 = re.compile(r"^\s*((25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(25[0-5]|2[0-4]\d|1?\d?\d)\s*$")  # 192.168.178.100 is no number
+FIX = ("Give ISO 8601 timestamps such as 2026-01-01T00:00:00Z or Unix times, or name the timestamp column "
+       "with --timestamp-column.")
+DATE_ORDERS = ("dmy", "mdy")  # --date-order: 01/03/2026 is 1 March (dmy) or 3 January (mdy)
 
 
 def matches(cells: pd.Series, pattern: re.Pattern) -> pd.Series:
@@ -73,9 +76,6 @@ def matches(cells: pd.Series, pattern: re.Pattern) -> pd.Series:
 def dotted_thousands(cells: pd.Series) -> pd.Series:
     """Which cells (stripped text) are numbers with thousands separated by points: 1.200, 1.200.000."""
     return matches(cells, DOTTED_THOUSANDS) & ~matches(cells, IPV4)
-FIX = ("Give ISO 8601 timestamps such as 2026-01-01T00:00:00Z or Unix times, or name the timestamp column "
-       "with --timestamp-column.")
-DATE_ORDERS = ("dmy", "mdy")  # --date-order: 01/03/2026 is 1 March (dmy) or 3 January (mdy)
 
 
 def _sample_lines(path: str | Path, limit: int = 1000) -> list[str]:
@@ -204,6 +204,7 @@ def _dotted_thousands(df: pd.DataFrame, path: str | Path, how: dict[str, Any], l
     left out of the judgement."""
     if df.attrs["decimal"] == ",":
         return {}  # a decimal-comma file has no decimal points (_has_decimal_commas); 1.200.000 is read there
+
     @functools.cache
     def comma_numbers() -> bool:  # asked only when it matters: the sample has 1000 lines
         return any(DECIMAL_COMMA.match(f) and not THOUSANDS.match(f)  # 1,041 is US thousands: a point file
