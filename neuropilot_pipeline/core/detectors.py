@@ -347,7 +347,7 @@ def _kernel(x, minutes, gmm, thr, halflife, a_short, slot_width, season_halflife
             std = max(math.sqrt(var), max(floor_frac * scale, spread_floor))
             # The EWMA's relative deviation is over the baseline's level, and over the level at
             # which a change of min_deviation reads as the threshold when that is larger.
-            dev_scale = max(scale, min_dev[i] / (0.1 * thr))
+            dev_scale = max(scale, ewma_unit_level(min_dev[i], thr))
             # Whether the baseline has started (DetectorConfig.baseline_startup_points; the count
             # jumps to it when the startup ends early). A state stored before startup_values
             # existed has no startup points: its baseline started with its first point.
@@ -462,6 +462,13 @@ def _kernel(x, minutes, gmm, thr, halflife, a_short, slot_width, season_halflife
 
 
 @njit(cache=True)
+def ewma_unit_level(min_deviation, threshold):  # pragma: no cover - compiled
+    """The level over which the EWMA's deviation is taken when the baseline is nearer 0: the one at
+    which a change of min_deviation reads as the threshold (the EWMA score is deviation / 0.1)."""
+    return min_deviation / (0.1 * threshold)
+
+
+@njit(cache=True)
 def _fmin(a, b):  # pragma: no cover - compiled
     if math.isnan(a):
         return b
@@ -495,7 +502,7 @@ def _explain(result: DetectionResult, i: int, t: int, config: DetectorConfig) ->
         elif name == "ewma":
             # The deviation is relative to the baseline, or to the level at which min_deviation
             # reads as the threshold when that is larger (a baseline near 0): then say it in units.
-            unit_scale = result.min_deviation[i] / (0.1 * config.threshold)
+            unit_scale = ewma_unit_level(result.min_deviation[i], config.threshold)
             if unit_scale > abs(base):
                 parts.append(f"ewma: short-term mean deviates {dev * unit_scale:.4g} from baseline {base:.4g} "
                              f"(smallest material change {result.min_deviation[i]:g})")

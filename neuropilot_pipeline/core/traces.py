@@ -171,8 +171,9 @@ def read_table(path: str | Path) -> pd.DataFrame:
         # A separator ending every data row (not the header) is an empty last field: index_col=False
         # keeps the columns in place. A header one field short otherwise is R's write.table: the
         # first field of each row is its row name, which pandas takes as the index.
-        trailing = len(rows) == 2 and len(rows[1]) == len(rows[0]) + 1 and not rows[1][-1].strip()
-        r_layout = len(rows) == 2 and len(rows[1]) == len(rows[0]) + 1 and not trailing
+        header_short = len(rows) == 2 and len(rows[1]) == len(rows[0]) + 1
+        trailing = header_short and not rows[1][-1].strip()
+        r_layout = header_short and not trailing
         how = dict(sep=sep, skiprows=skip, decimal=decimal, index_col=False if trailing else None)
         df = pd.read_csv(path, **how)
     names, seen = [], set()
@@ -202,7 +203,7 @@ def _dotted_thousands(df: pd.DataFrame, path: str | Path, how: dict[str, Any], l
     the column (12.5, 0.125) shows the points are decimal points: not refused. Nor is a column
     of 12.500-style numbers alone. Empty and placeholder cells ("-", "#DIV/0!") and words are
     left out of the judgement."""
-    if df.attrs["decimal"] == ",":
+    if df.attrs["decimal"] == "," or df.empty:
         return {}  # a decimal-comma file has no decimal points (_has_decimal_commas); 1.200.000 is read there
 
     @functools.cache
@@ -231,7 +232,7 @@ def _dotted_thousands(df: pd.DataFrame, path: str | Path, how: dict[str, Any], l
 
     found: dict[str, tuple[int, str, str]] = {}
     for column in df.columns:  # text columns: 1.200.000, or a placeholder, kept pandas from reading numbers
-        if df[column].dtype.kind in "fiubmM" or not len(df):
+        if df[column].dtype.kind in "fiubmM":
             continue
         cells = df[column].dropna()
         if not dotted_thousands(cells).any():
