@@ -238,7 +238,8 @@ def main() -> None:
         if args.headroom:
             t0 = time.time()
             # Judged on bad minutes alone (no near-miss margin), spending exactly the budget of what it saw.
-            leader = LearningPolicy(history_days=len(requests) / 1440 + 1, initial_risk=0.0, page_burn_rate=math.inf,
+            leader = LearningPolicy(history_days=len(requests) / 1440 + 1, initial_risk=0.0, min_risk=0.0,
+                                    page_burn_rate=math.inf,
                                     near_miss_allowance=math.inf, budget_spend_share=0.0)
             f = run_backtest(requests, leader, params, scale=1.0, start_thresholds=START).summary
             row(path.name, "follow the leader", f["sla"], f["cost"], oracle, base["cost"], time.time() - t0)

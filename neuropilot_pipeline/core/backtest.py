@@ -152,7 +152,7 @@ def write_backtest_outputs(result: BacktestResult, out_dir: str | Path) -> None:
 
 
 def backtest_main(trace: str, policy: str = "learned", peak_instances: float | None = None, scale: float | None = None,
-                  out: str = "backtest_out", learning_rate: float = 0.01, timestamp_column: str | None = None,
+                  out: str = "backtest_out", learning_rate: float = 0.05, timestamp_column: str | None = None,
                   count_column: str | None = None, date_order: str | None = None) -> dict[str, Any]:
     t = load_trace(trace, timestamp_column, count_column, date_order)
     result = run_backtest(t.requests, make_policy(policy, learning_rate=learning_rate, bounds=DEFAULT_BOUNDS),

@@ -54,14 +54,29 @@ def _window_with_bad_minutes(bad: int) -> tuple[pd.DatetimeIndex, pd.DataFrame]:
 
 
 @pytest.mark.parametrize("bad", [2, 4, 360])
-def test_sla_miss_burning_the_budget_at_6x_makes_it_scale_more_first_and_raises_its_caution(bad):
+def test_sla_miss_burning_an_overspent_budget_at_6x_makes_it_scale_more_first_and_raises_its_caution(bad):
     from neuropilot_pipeline.core.policy import Observation
 
     ts, m = _window_with_bad_minutes(bad)  # 2 bad minutes in 6 hours burn the 99.95 % budget at 11.1x
+    # A first window: the period's budget so far is this window's 0.18 minutes, overspent.
     d = LearningPolicy().decide({"risk": 0.2}, Observation(ts[0], m, FIXED_BASELINE, {}))
-    assert d.thresholds.cpu_scale_up_threshold == 70 and d.thresholds.cpu_scale_down_threshold == 20
-    assert d.new_state["risk"] == pytest.approx(0.6) and "scale more first" in d.reason
-    assert f"burning at {bad / 360 / 0.0005:.1f}x" in d.reason
+    assert d.thresholds.cpu_scale_up_threshold == 75 and d.thresholds.cpu_scale_down_threshold == 25
+    assert d.new_state["risk"] == pytest.approx(0.2 + 0.8 * 0.25) and "scale more first" in d.reason
+    assert f"burning at {bad / 360 / 0.0005:.1f}x" in d.reason and "budget overspent" in d.reason
+
+
+def test_a_fast_burn_that_leaves_the_periods_budget_in_hand_is_learnt_from_not_paged():
+    from neuropilot_pipeline.core.policy import Observation
+
+    ts, m = _window_with_bad_minutes(2)  # 11.1x, but with 10 clean days the period has earned 7.4 minutes: 5.4 are left
+    clean_days = {"risk": 0.5, "error_budget": [[360, 0]] * 40}
+    d = LearningPolicy().decide(clean_days, Observation(ts[0], m, FIXED_BASELINE, {}))
+    assert "scale more first" not in d.reason and d.reason.startswith("replay of the last")
+    assert "burn rate of 11.1x, with 5.4 min of the SLO period's error budget left" in d.reason
+    assert d.new_state["risk"] == pytest.approx(0.4 + 0.1 * 0.95)  # back towards its 0.4 floor by 5 %
+    # The same window after a period that had already spent its budget pages.
+    spent = {**clean_days, "error_budget": [[360, 0]] * 39 + [[360, 6]]}
+    assert "scale more first" in LearningPolicy().decide(spent, Observation(ts[0], m, FIXED_BASELINE, {})).reason
 
 
 def test_a_slower_sla_miss_is_learnt_from_in_the_replay_not_treated_as_an_emergency():
@@ -71,9 +86,9 @@ def test_a_slower_sla_miss_is_learnt_from_in_the_replay_not_treated_as_an_emerge
     d = LearningPolicy().decide({"risk": 0.2}, Observation(ts[0], m, FIXED_BASELINE, {}))
     assert "scale more first" not in d.reason and d.reason.startswith("replay of the last")
     assert "burn rate of 5.6x, under the 6x" in d.reason
-    assert d.new_state["risk"] == pytest.approx(0.2 * 0.99)
-    # Where it heads is the replay's choice (half a step in exploration), not the emergency's full step down.
-    assert (d.thresholds.cpu_scale_up_threshold, d.thresholds.cpu_scale_down_threshold) != (70, 20)
+    assert d.new_state["risk"] == pytest.approx(0.4 - 0.2 * 0.95)
+    # Where it heads is the replay's choice, not the emergency's step down.
+    assert (d.thresholds.cpu_scale_up_threshold, d.thresholds.cpu_scale_down_threshold) != (75, 25)
 
 
 def test_coarse_trace_is_spread_over_minutes_and_gaps_are_counted(tmp_path):
@@ -141,6 +156,7 @@ def test_shadow_replays_on_threads_equal_those_run_one_by_one():
     one_by_one = [replay(d) for d in services]
     assert map_threads(replay, services, workers=3) == one_by_one
     assert len(set(one_by_one)) == len(services)  # six different replays, not one repeated
+
 
 def test_scale_up_threshold_is_not_raised_before_a_day_of_demand_is_seen():
     # Smooth demand that every replay serves without a bad minute: the cheapest candidate that
@@ -277,17 +293,18 @@ def test_a_damaged_error_budget_record_is_refused_with_the_fix(record):
 
 def test_the_policy_reaches_the_low_scale_up_thresholds_that_steeper_ramps_need():
     # WorldCup98 twice as fast: over these 3 days every pair with a scale-up threshold of 70 or
-    # more (all the policy could choose from until 2026-12-07) runs past the replay's margin. It
-    # chooses among every pair the bounds allow, as the hindsight yardstick does, and heads below 70.
+    # more (all the policy could choose from until 2026-12-07) runs past the replay's margin. Its
+    # tracking pairs span the whole bounds, and it heads below 70.
     state, obs = _three_days(first_day=6, peak=40, speed=2, thresholds=Thresholds(70, 60, 250, 2, 200))
     policy = LearningPolicy()
     decision = policy.decide(dict(state), obs)
     target = Thresholds.from_dict(decision.new_state["last_target"])
-    assert target.cpu_scale_up_threshold < 70 and "is the cheapest that kept the SLA" in decision.reason
+    assert target.cpu_scale_up_threshold < 70 and "is the cheapest of the tracking pairs" in decision.reason
     assert decision.thresholds.cpu_scale_up_threshold < 70  # within one step of 70
     three_days = np.array(state["demand"] + list(obs.minutes["request_rate_per_s"] * 60))
     allowed_bad, allowed_near = 2, 6  # 3 days x 0.05 %, and 3x that
-    seventy_and_over = [c for c in threshold_grid() if c.cpu_scale_up_threshold >= 70]
+    seventy_and_over = [c for c in threshold_grid() + policy.candidates(obs.thresholds)
+                        if c.cpu_scale_up_threshold >= 70]
     assert all(bad > allowed_bad or near > allowed_near for bad, _, near in policy.replay(three_days, seventy_and_over))
 
 
@@ -308,11 +325,11 @@ def test_the_policy_judges_and_heads_for_pairs_within_the_users_bounds_only():
               "cpu_scale_down_threshold": Bounds(20, 60, 10)}
     policy = LearningPolicy(bounds=bounds)
     assert all(55 <= c.cpu_scale_up_threshold <= 75 and 20 <= c.cpu_scale_down_threshold <= 60
-               for c in policy.candidates(obs.thresholds))
+               for c in policy.candidates(obs.thresholds) + policy.wide_candidates(obs.thresholds))
     decision = policy.decide(dict(state), obs)
     target = decision.new_state["last_target"]
     assert (target["cpu_scale_up_threshold"], target["cpu_scale_down_threshold"]) == (75.0, 60.0)
-    assert "75/60 is the cheapest that kept the SLA" in decision.reason
+    assert "75/60 is the cheapest of the tracking pairs that kept the SLA" in decision.reason
     assert (decision.thresholds.cpu_scale_up_threshold, decision.thresholds.cpu_scale_down_threshold) == (75.0, 60.0)
 
 
@@ -330,19 +347,27 @@ def _steady_demand_window(fleet: int):
     return demand, state, Observation(ts[0], window, FIXED_BASELINE, {})
 
 
+class _WideGridOnly(LearningPolicy):
+    """The policy as it searches when no tracking pair keeps the SLA: the 5-point grid of pairs."""
+
+    def candidates(self, current):
+        return []
+
+
 def test_a_replay_starts_from_the_fleet_the_service_had_not_from_the_oracle_fleet():
     # A fleet grown to 60 instances (after an emergency, say) on demand that needs about 37. A
     # pair whose scale-down threshold lies under the fleet's ~60 % utilisation never shrinks it.
     # Replayed from the oracle's fleet such a pair looks as cheap as any; replayed from the
-    # fleet the service had 3 days ago (carried in the state), it costs what it would.
+    # fleet the service had 3 days ago (carried in the state), it costs what it would. Tracking
+    # pairs all shrink it (scale-down 40-70); the wide grid, searched when none keeps the SLA, has such pairs.
     demand, state, obs = _steady_demand_window(60)
     n = len(state["demand"])
-    policy = LearningPolicy()
+    policy = _WideGridOnly()
     unknown = policy.decide({**state, "fleet": [-1] * n}, obs)  # as a state written before the fleet was kept
     known = policy.decide({**state, "fleet": [60] * n}, obs)
     assert known.new_state["fleet"] == [60] * len(demand)
     picks = [Thresholds.from_dict(d.new_state["last_target"]) for d in (unknown, known)]
-    assert "is the cheapest that kept the SLA" in known.reason and picks[1].cpu_scale_down_threshold >= 50
+    assert "is the cheapest of the 5-point grid of pairs" in known.reason and picks[1].cpu_scale_down_threshold >= 50
     [(_, cost_unknown_pick, _), (bad, cost_known_pick, _)] = policy.replay(demand, picks, first_fleet=60)
     assert cost_known_pick < 0.8 * cost_unknown_pick and bad == 0
 
@@ -371,3 +396,51 @@ def test_a_stored_and_reloaded_state_decides_exactly_as_the_one_in_memory(tmp_pa
     in_memory, from_store = (LearningPolicy().decide(s, obs) for s in (first.new_state, reloaded))
     assert (in_memory.thresholds, in_memory.reason) == (from_store.thresholds, from_store.reason)
     np.testing.assert_equal(in_memory.new_state, from_store.new_state)
+
+
+def test_tracking_pairs_span_the_bounds_one_point_apart_the_minimum_gap_below():
+    from neuropilot_pipeline.core.policy import MIN_UP_DOWN_GAP
+
+    pairs = [(c.cpu_scale_up_threshold, c.cpu_scale_down_threshold)
+             for c in LearningPolicy().candidates(FIXED_BASELINE)]
+    assert [up for up, _ in pairs] == list(range(50, 96))  # every scale-up threshold the bounds allow
+    assert all(down == min(70, up - MIN_UP_DOWN_GAP) for up, down in pairs)  # scale-down at most 70
+
+
+def test_when_no_tracking_pair_keeps_the_sla_it_searches_the_wide_grid():
+    # Batch bursts, 3x the demand for 10 minutes every 2 hours: a fleet that sheds between
+    # bursts (every tracking pair: scale-down 40-70) meets the next burst short and runs bad
+    # minutes each time. A low scale-down threshold keeps the burst's fleet: only the wide grid has one.
+    from neuropilot_pipeline.core.policy import Observation
+
+    minute = np.arange(3 * 1440)
+    raw = 2000.0 * (1 + 2 * (minute % 120 < 10))
+    demand = raw * scale_factor_for_peak(raw, 40)
+    ts = pd.date_range("2026-11-01", periods=360, freq="1min", tz="UTC")
+    window = pd.DataFrame({"ts": ts, "cpu_percent": 60.0, "p95_latency_ms": 150.0, "good": True,
+                           "instance_count": 40.0, "cost_usd": 0.004, "request_rate_per_s": demand[-360:] / 60})
+    state = {"demand": demand[:-360].tolist(), "minutes_seen": 20000, "decisions": 50}
+    policy = LearningPolicy()
+    tracking = policy.candidates(FIXED_BASELINE)
+    assert all(bad > 2 for bad, _, _ in policy.replay(demand, tracking))  # 3 days allow 2 at most
+    decision = policy.decide(state, Observation(ts[0], window, FIXED_BASELINE, {}))
+    target = Thresholds.from_dict(decision.new_state["last_target"])
+    assert "of the 5-point grid of pairs, as no tracking pair did" in decision.reason, decision.reason
+    assert target.cpu_scale_down_threshold < target.cpu_scale_up_threshold - 10
+    [(bad, _, _)] = policy.replay(demand, [target])
+    assert bad <= 2
+
+
+def test_it_replays_every_other_window_holding_course_between_and_pages_at_once():
+    from neuropilot_pipeline.core.policy import Observation
+
+    _, state, obs = _steady_demand_window(40)
+    replayed = LearningPolicy().decide(state, obs)  # its 51st decision
+    assert "replay" in replayed.reason and "holding course" not in replayed.reason
+    held = LearningPolicy().decide(replayed.new_state, Observation(obs.window_start, obs.minutes,
+                                                                    replayed.thresholds, {}))
+    assert held.reason.startswith("SLA 100.000 % kept: holding course towards")
+    assert held.new_state["last_target"] == replayed.new_state["last_target"]
+    ts, m = _window_with_bad_minutes(360)  # the period's budget overspent: pages between replays too
+    paged = LearningPolicy().decide(replayed.new_state, Observation(ts[0], m, replayed.thresholds, {}))
+    assert "scale more first" in paged.reason

@@ -9,7 +9,7 @@ def test_shipped_config_has_the_seed_defaults():
     assert cfg.sla_target == 99.95
     assert cfg.cost_budget == 50.0
     assert cfg.anomaly_sensitivity == 0.92
-    assert cfg.learning_rate == 0.01
+    assert cfg.learning_rate == 0.05
     assert cfg.rate_limits["grafana_queries_per_hour"] == 100
     assert cfg.rate_limits["slack_notifications_per_hour"] == 10
     assert cfg.model.n_components == 3 and cfg.model.lookback_hours == 24
